@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The cprkit context: registries, logging and the last-error message. */
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "cprkit-internal.h"
+
+CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
+{
+    cprkit_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (!ctx)
+        return -ENOMEM;
+    ctx->fds = g_ptr_array_new_with_free_func((GDestroyNotify)fd_entry_free);
+    ctx->sections =
+        g_ptr_array_new_with_free_func((GDestroyNotify)app_section_free);
+    ctx->timestamps =
+        g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
+    ctx->update_timestamps =
+        g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
+    ctx->log_max_priority = LOG_INFO;
+    ctx->blob_fd = -EBADF;
+    *ret_ctx = ctx;
+    return 0;
+}
+
+CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    g_ptr_array_unref(ctx->fds);
+    g_ptr_array_unref(ctx->sections);
+    g_ptr_array_unref(ctx->timestamps);
+    g_ptr_array_unref(ctx->update_timestamps);
+    closep(&ctx->blob_fd);
+    command_line_clear(&ctx->rescue);
+    free(ctx->rollback_reason);
+    free(ctx->last_error);
+    free(ctx);
+}
+
+CPRKIT_EXPORT void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn,
+                                     void *userdata)
+{
+    ctx->log_fn = fn;
+    ctx->log_userdata = userdata;
+}
+
+CPRKIT_EXPORT void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority)
+{
+    ctx->log_max_priority = max_priority;
+}
+
+CPRKIT_EXPORT const char *cprkit_last_error(const cprkit_ctx *ctx)
+{
+    return ctx->last_error ? ctx->last_error : "";
+}
+
+static void ctx_vlog(cprkit_ctx *ctx, int priority, const char *fmt,
+                     va_list ap)
+{
+    char msg[1024];
+
+    if (!ctx->log_fn || priority > ctx->log_max_priority)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    ctx->log_fn(ctx->log_userdata, priority, msg);
+}
+
+void ctx_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ctx_vlog(ctx, priority, fmt, ap);
+    va_end(ap);
+}
+
+/* Records why an operation failed and returns error (a negative errno), so
+ * call sites read `return ctx_fail(ctx, -EINVAL, "...")`. The library does
+ * not log errors as errors: the caller decides; we only pass it at debug. */
+int ctx_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    free(ctx->last_error);
+    ctx->last_error = msg;
+    if (msg)
+        ctx_log(ctx, LOG_DEBUG, "error: %s", msg);
+    return error;
+}
+
+void ctx_clear_error(cprkit_ctx *ctx)
+{
+    free(ctx->last_error);
+    ctx->last_error = NULL;
+}
+
+uint64_t monotonic_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void phase_timestamp_free(struct phase_timestamp *t)
+{
+    if (!t)
+        return;
+    free(t->phase);
+    free(t);
+}
+
+/* Records when an update phase happened; a later value for the same phase
+ * replaces the earlier one. */
+void timestamps_set(GPtrArray *timestamps, const char *phase, uint64_t ns)
+{
+    struct phase_timestamp *t;
+
+    for (guint i = 0; i < timestamps->len; i++) {
+        t = g_ptr_array_index(timestamps, i);
+        if (strcmp(t->phase, phase) == 0) {
+            t->monotonic_ns = ns;
+            return;
+        }
+    }
+    t = g_new0(struct phase_timestamp, 1);
+    t->phase = g_strdup(phase);
+    t->monotonic_ns = ns;
+    g_ptr_array_add(timestamps, t);
+}
+
+CPRKIT_EXPORT uint64_t cprkit_timestamp(const cprkit_ctx *ctx,
+                                        const char *phase)
+{
+    for (guint i = 0; i < ctx->timestamps->len; i++) {
+        const struct phase_timestamp *t = g_ptr_array_index(ctx->timestamps, i);
+
+        if (strcmp(t->phase, phase) == 0)
+            return t->monotonic_ns;
+    }
+    return 0;
+}
+
+void command_line_clear(struct command_line *cmd)
+{
+    free(cmd->path);
+    g_strfreev(cmd->argv);
+    cmd->path = NULL;
+    cmd->argv = NULL;
+}
+
+/* Names are printable, non-empty, at most CPRKIT_NAME_MAX bytes: they show
+ * up in error messages and in `cpr-exec inspect`. */
+bool name_is_valid(const char *name)
+{
+    size_t len;
+
+    if (!name)
+        return false;
+    len = strlen(name);
+    if (len == 0 || len > CPRKIT_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    return true;
+}

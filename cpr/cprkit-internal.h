@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal interfaces of libcprkit, shared by cpr/, preserve/, restore/,
+ * shim/ and the unit tests. Not installed. */
+#pragma once
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include <glib.h>
+
+#include "cprkit/cprkit.h"
+#include "cprkit-state.pb-c.h"
+#include "macros.h"
+
+/* Refuse blobs bigger than this: a corrupt length must not make us allocate
+ * gigabytes. 64 MiB holds millions of fd entries. */
+#define CPRKIT_BLOB_MAX_PAYLOAD (64u << 20)
+/* The rescue block holds one command line; Linux caps argv+envp at a few MiB
+ * (ARG_MAX-ish), 1 MiB is plenty for argv alone. */
+#define CPRKIT_BLOB_MAX_RESCUE (1u << 20)
+#define CPRKIT_NAME_MAX 255
+
+/* Environment variable set on a rollback exec, carrying the reason. */
+#define CPRKIT_ROLLBACK_REASON_ENV "CPRKIT_ROLLBACK_REASON"
+
+struct fd_identity {
+    enum cprkit_fd_type type;
+    uint64_t dev;
+    uint64_t ino;
+    uint64_t rdev;
+    uint32_t mode_type; /* st_mode & S_IFMT */
+};
+
+struct fd_entry {
+    char *name;
+    int id;
+    int fd;
+    struct fd_identity identity;
+    /* Incoming side: the application asked for it (find or save). */
+    bool claimed;
+};
+
+struct app_section {
+    char *name;
+    uint8_t *data;
+    size_t size;
+};
+
+struct phase_timestamp {
+    char *phase;
+    uint64_t monotonic_ns;
+};
+
+/* A command line: path to exec plus a NULL-terminated argv. */
+struct command_line {
+    char *path;
+    char **argv;
+};
+
+struct cprkit_ctx {
+    GPtrArray *fds;        /* struct fd_entry *, in save order */
+    GPtrArray *sections;   /* struct app_section *, in put order */
+    /* struct phase_timestamp *: what the previous binary recorded (read
+     * with cprkit_timestamp()), and what this one records for the next. */
+    GPtrArray *timestamps;
+    GPtrArray *update_timestamps;
+
+    cprkit_log_fn log_fn;
+    void *log_userdata;
+    int log_max_priority;
+    char *last_error;
+
+    uint64_t generation;
+
+    /* Incoming side. */
+    bool incoming;        /* loaded, not yet committed */
+    bool rollback;        /* the loaded state came back from a rollback */
+    char *rollback_reason;
+    int blob_fd;          /* the incoming blob memfd, or -EBADF */
+    /* Where to go back to; read from the frame even if the payload failed. */
+    struct command_line rescue;
+    bool have_rescue;
+};
+
+/* context.c */
+int ctx_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctx_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctx_clear_error(cprkit_ctx *ctx);
+uint64_t monotonic_now_ns(void);
+void timestamps_set(GPtrArray *timestamps, const char *phase, uint64_t ns);
+void phase_timestamp_free(struct phase_timestamp *t);
+void command_line_clear(struct command_line *cmd);
+bool name_is_valid(const char *name);
+
+/* crc32c.c */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t size);
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t size);
+
+/* fdident.c */
+int fd_identify(int fd, struct fd_identity *ret);
+bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b);
+int fd_set_cloexec(int fd, bool cloexec);
+int fd_get_cloexec(int fd);
+
+/* fdreg.c */
+struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id);
+int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
+              const struct fd_identity *identity, bool claimed);
+void fd_entry_free(struct fd_entry *e);
+int fdreg_check_unchanged(cprkit_ctx *ctx);
+int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
+
+/* sections.c */
+void app_section_free(struct app_section *s);
+
+/* blob.c: the frame around the payload. */
+struct blob_frame {
+    uint32_t major;
+    uint32_t minor;
+    const uint8_t *rescue;
+    size_t rescue_size;
+    const uint8_t *payload;
+    size_t payload_size;
+    uint32_t payload_crc;
+};
+int blob_encode(cprkit_ctx *ctx, const Cprkit__State *state,
+                const struct command_line *rescue, uint8_t **ret_buf,
+                size_t *ret_size);
+int blob_parse_frame(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
+                     struct blob_frame *ret);
+int blob_parse_rescue(cprkit_ctx *ctx, const struct blob_frame *frame,
+                      struct command_line *ret);
+int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
+                        Cprkit__State **ret);
+int blob_write_sealed_memfd(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
+                            int *ret_fd);
+int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
+/* Full decode: frame, rescue block and payload. */
+int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
+                struct command_line *ret_rescue, Cprkit__State **ret_state);
+
+/* state.c: between the context and the protobuf message. */
+int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
+void state_build_free(Cprkit__State *state);
+int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+
+/* exec.c */
+int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
+                   char *const envp[], int blob_fd, const char *rollback_reason,
+                   bool skip_missing_fds);
+int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The exec hand-off: blob into a sealed memfd, FD_CLOEXEC cleared on the
+ * preserved fds only now, CPRKIT_STATE_FD in the new environment, execve.
+ * If execve returns, everything is put back as it was.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cprkit-internal.h"
+
+extern char **environ;
+
+static bool env_is_ours(const char *entry)
+{
+    return g_str_has_prefix(entry, CPRKIT_STATE_FD_ENV "=") ||
+           g_str_has_prefix(entry, CPRKIT_ROLLBACK_REASON_ENV "=");
+}
+
+/* The environment for the new binary: base without stale cprkit variables,
+ * plus ours. */
+static char **build_envp(char *const base[], int blob_fd,
+                         const char *rollback_reason)
+{
+    GPtrArray *env = g_ptr_array_new();
+
+    for (char *const *e = base; e && *e; e++)
+        if (!env_is_ours(*e))
+            g_ptr_array_add(env, g_strdup(*e));
+    g_ptr_array_add(env, g_strdup_printf(CPRKIT_STATE_FD_ENV "=%d", blob_fd));
+    if (rollback_reason)
+        g_ptr_array_add(env, g_strdup_printf(CPRKIT_ROLLBACK_REASON_ENV "=%s",
+                                             rollback_reason));
+    g_ptr_array_add(env, NULL);
+    return (char **)g_ptr_array_free(env, false);
+}
+
+/* Clears FD_CLOEXEC on the preserved fds and the blob, execs, and on
+ * failure sets FD_CLOEXEC again. With skip_missing_fds (the rollback path
+ * after a failed validation), fds that are gone are left out instead of
+ * failing: the previous binary will report them. */
+int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
+                   char *const envp[], int blob_fd, const char *rollback_reason,
+                   bool skip_missing_fds)
+{
+    char **new_env = build_envp(envp ? envp : environ, blob_fd, rollback_reason);
+    int exec_errno, r;
+
+    if (skip_missing_fds) {
+        for (guint i = 0; i < ctx->fds->len; i++) {
+            struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+            fd_set_cloexec(e->fd, false);
+        }
+    } else {
+        r = fdreg_set_cloexec_all(ctx, false);
+        if (r < 0) {
+            g_strfreev(new_env);
+            return r;
+        }
+    }
+    r = fd_set_cloexec(blob_fd, false);
+    if (r < 0) {
+        fdreg_set_cloexec_all(ctx, true);
+        g_strfreev(new_env);
+        return ctx_fail(ctx, r, "cannot clear FD_CLOEXEC on the state blob: %s",
+                        strerror(-r));
+    }
+
+    execve(path, argv, new_env);
+
+    /* Still here: the exec failed. Nothing may leak into the next child. */
+    exec_errno = errno;
+    fd_set_cloexec(blob_fd, true);
+    fdreg_set_cloexec_all(ctx, true);
+    g_strfreev(new_env);
+    return ctx_fail(ctx, -exec_errno, "execve '%s' failed: %s", path,
+                    strerror(exec_errno));
+}
+
+/* This process's own command line, to come back to on rollback. */
+int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret)
+{
+    g_autofree char *exe = NULL;
+    g_autofree char *cmdline = NULL;
+    g_autoptr(GError) error = NULL;
+    GPtrArray *argv;
+    gsize size;
+
+    exe = g_file_read_link("/proc/self/exe", &error);
+    if (!exe)
+        return ctx_fail(ctx, -EIO, "cannot read /proc/self/exe: %s",
+                        error->message);
+    /* The binary was replaced or deleted on disk: its path now names
+     * nothing (or something else). Refuse rather than record a rollback
+     * that cannot work. */
+    if (g_str_has_suffix(exe, " (deleted)"))
+        return ctx_fail(ctx, -ENOENT,
+                        "the running binary %s was deleted or replaced, so it "
+                        "cannot be the rollback target; keep a copy and pass "
+                        "rollback_path",
+                        exe);
+    if (!g_file_get_contents("/proc/self/cmdline", &cmdline, &size, &error))
+        return ctx_fail(ctx, -EIO, "cannot read /proc/self/cmdline: %s",
+                        error->message);
+
+    argv = g_ptr_array_new();
+    for (gsize off = 0; off < size;) {
+        const char *arg = cmdline + off;
+
+        g_ptr_array_add(argv, g_strdup(arg));
+        off += strlen(arg) + 1;
+    }
+    g_ptr_array_add(argv, NULL);
+    ret->path = TAKE_PTR(exe);
+    ret->argv = (char **)g_ptr_array_free(argv, false);
+    return 0;
+}
+
+/* Blocker: fail before anything changes if the target cannot be exec'd. */
+static int check_exec_target(cprkit_ctx *ctx, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return ctx_fail(ctx, -errno, "new binary '%s': %m", path);
+    if (!S_ISREG(st.st_mode))
+        return ctx_fail(ctx, -EACCES, "new binary '%s' is not a regular file",
+                        path);
+    if (access(path, X_OK) < 0)
+        return ctx_fail(ctx, -errno, "new binary '%s' is not executable: %m",
+                        path);
+    return 0;
+}
+
+static int rollback_command_line(cprkit_ctx *ctx,
+                                 const struct cprkit_exec_opts *opts,
+                                 struct command_line *ret)
+{
+    if (opts && opts->rollback_path) {
+        if (!opts->rollback_argv || !opts->rollback_argv[0])
+            return ctx_fail(ctx, -EINVAL,
+                            "rollback_path given without rollback_argv");
+        ret->path = g_strdup(opts->rollback_path);
+        ret->argv = g_strdupv((char **)opts->rollback_argv);
+        return 0;
+    }
+    return command_line_of_self(ctx, ret);
+}
+
+CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
+                              char *const argv[],
+                              const struct cprkit_exec_opts *opts)
+{
+    struct command_line rescue = {0};
+    _cleanup_free_ uint8_t *blob = NULL;
+    _cleanup_close_ int blob_fd = -EBADF;
+    Cprkit__State *state = NULL;
+    size_t blob_size;
+    int r;
+
+    if (opts && opts->size < sizeof(struct cprkit_exec_opts))
+        return ctx_fail(ctx, -EINVAL, "cprkit_exec_opts.size is not set");
+    if (!path || !argv || !argv[0])
+        return ctx_fail(ctx, -EINVAL, "cprkit_exec needs a path and argv[0]");
+    if (ctx->incoming)
+        return ctx_fail(ctx, -EBUSY,
+                        "an incoming update is not committed yet: commit or "
+                        "roll back before starting another");
+
+    /* Blockers first, while nothing has changed. */
+    g_ptr_array_set_size(ctx->update_timestamps, 0);
+    timestamps_set(ctx->update_timestamps, "update-start", monotonic_now_ns());
+    r = check_exec_target(ctx, path);
+    if (r < 0)
+        return r;
+    r = fdreg_check_unchanged(ctx);
+    if (r < 0)
+        return r;
+    r = rollback_command_line(ctx, opts, &rescue);
+    if (r < 0)
+        return r;
+
+    timestamps_set(ctx->update_timestamps, "exec", monotonic_now_ns());
+    r = state_build(ctx, ctx->generation + 1, &state);
+    if (r >= 0)
+        r = blob_encode(ctx, state, &rescue, &blob, &blob_size);
+    state_build_free(state);
+    command_line_clear(&rescue);
+    if (r < 0)
+        return r;
+    r = blob_write_sealed_memfd(ctx, blob, blob_size, &blob_fd);
+    if (r < 0)
+        return r;
+
+    ctx_log(ctx, LOG_INFO, "exec %s (generation %" PRIu64 ", %u fds, %zu byte "
+                           "state)",
+            path, ctx->generation + 1, ctx->fds->len, blob_size);
+    /* Returns only on failure; blob_fd is closed by cleanup: nothing of the
+     * attempt is left behind. */
+    return exec_with_blob(ctx, path, argv, opts ? opts->envp : NULL, blob_fd,
+                          NULL, false);
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What an fd is: its type (memfd, eventfd, VFIO container/group/device, ...)
+ * and identity (st_dev/st_ino/st_rdev), recorded when it is saved and
+ * checked again on the incoming side.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "cprkit-internal.h"
+
+/* /dev/vfio/vfio is the misc device with minor VFIO_MINOR (196). */
+#define MISC_MAJOR 10
+#define VFIO_CONTAINER_MINOR 196
+
+static const char *const fd_type_names[] = {
+    [CPRKIT_FD_ANY] = "unspecified",
+    [CPRKIT_FD_MEMFD] = "memfd",
+    [CPRKIT_FD_EVENTFD] = "eventfd",
+    [CPRKIT_FD_VFIO_CONTAINER] = "vfio-container",
+    [CPRKIT_FD_VFIO_GROUP] = "vfio-group",
+    [CPRKIT_FD_VFIO_DEVICE] = "vfio-device",
+    [CPRKIT_FD_SOCKET] = "socket",
+    [CPRKIT_FD_PIPE] = "pipe",
+    [CPRKIT_FD_REGULAR_FILE] = "regular-file",
+    [CPRKIT_FD_CHAR_DEVICE] = "char-device",
+    [CPRKIT_FD_DIRECTORY] = "directory",
+    [CPRKIT_FD_OTHER] = "other",
+};
+
+CPRKIT_EXPORT const char *cprkit_fd_type_name(enum cprkit_fd_type type)
+{
+    if ((unsigned)type >= ELEMENTSOF(fd_type_names))
+        return "invalid";
+    return fd_type_names[type];
+}
+
+/* The kernel's name for what an fd points at: "/memfd:x (deleted)",
+ * "anon_inode:[eventfd]", "/dev/vfio/12", "pipe:[123]", ... */
+static int fd_link_target(int fd, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, buf, size - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return 0;
+}
+
+static enum cprkit_fd_type classify(const struct stat *st, const char *target)
+{
+    /* Anonymous inodes have no file type bits on some kernels and S_IFREG
+     * on others; the kernel's name for them is what tells them apart. */
+    if (strncmp(target, "anon_inode:", 11) == 0) {
+        if (strcmp(target, "anon_inode:[eventfd]") == 0)
+            return CPRKIT_FD_EVENTFD;
+        if (strcmp(target, "anon_inode:[vfio-device]") == 0)
+            return CPRKIT_FD_VFIO_DEVICE;
+        return CPRKIT_FD_OTHER;
+    }
+    switch (st->st_mode & S_IFMT) {
+    case S_IFSOCK:
+        return CPRKIT_FD_SOCKET;
+    case S_IFIFO:
+        return CPRKIT_FD_PIPE;
+    case S_IFDIR:
+        return CPRKIT_FD_DIRECTORY;
+    case S_IFCHR:
+        if (major(st->st_rdev) == MISC_MAJOR &&
+            minor(st->st_rdev) == VFIO_CONTAINER_MINOR)
+            return CPRKIT_FD_VFIO_CONTAINER;
+        /* iommufd-era per-device cdevs live under /dev/vfio/devices/. */
+        if (strncmp(target, "/dev/vfio/devices/", 18) == 0)
+            return CPRKIT_FD_VFIO_DEVICE;
+        if (strncmp(target, "/dev/vfio/", 10) == 0)
+            return CPRKIT_FD_VFIO_GROUP;
+        return CPRKIT_FD_CHAR_DEVICE;
+    case S_IFREG:
+        /* memfds are shmem files named "/memfd:NAME (deleted)". */
+        if (strncmp(target, "/memfd:", 7) == 0)
+            return CPRKIT_FD_MEMFD;
+        return CPRKIT_FD_REGULAR_FILE;
+    default:
+        return CPRKIT_FD_OTHER;
+    }
+}
+
+int fd_identify(int fd, struct fd_identity *ret)
+{
+    char target[256];
+    struct stat st;
+    int r;
+
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    r = fd_link_target(fd, target, sizeof(target));
+    if (r < 0)
+        return r;
+    ret->type = classify(&st, target);
+    ret->dev = st.st_dev;
+    ret->ino = st.st_ino;
+    ret->rdev = st.st_rdev;
+    ret->mode_type = st.st_mode & S_IFMT;
+    return 0;
+}
+
+bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b)
+{
+    return a->type == b->type && a->dev == b->dev && a->ino == b->ino &&
+           a->rdev == b->rdev && a->mode_type == b->mode_type;
+}
+
+int fd_get_cloexec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+
+    if (flags < 0)
+        return -errno;
+    return !!(flags & FD_CLOEXEC);
+}
+
+int fd_set_cloexec(int fd, bool cloexec)
+{
+    int flags = fcntl(fd, F_GETFD);
+
+    if (flags < 0)
+        return -errno;
+    flags = cloexec ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+    if (fcntl(fd, F_SETFD, flags) < 0)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The named fd registry: fds to preserve across exec, keyed by (name, id)
+ * as in QEMU's CPR and systemd's fd store. On the incoming side the same
+ * registry holds what the previous binary preserved, and "find" claims it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cprkit-internal.h"
+
+void fd_entry_free(struct fd_entry *e)
+{
+    if (!e)
+        return;
+    free(e->name);
+    free(e);
+}
+
+struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if (e->id == id && strcmp(e->name, name) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Adds or replaces (name, id). The caller has validated name and fd. */
+int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
+              const struct fd_identity *identity, bool claimed)
+{
+    struct fd_entry *e = fdreg_lookup(ctx, name, id);
+
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return -ENOMEM;
+        e->name = strdup(name);
+        if (!e->name) {
+            free(e);
+            return -ENOMEM;
+        }
+        e->id = id;
+        g_ptr_array_add(ctx->fds, e);
+    }
+    e->fd = fd;
+    e->identity = *identity;
+    e->claimed = claimed;
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_fd_save(cprkit_ctx *ctx, const char *name, int id,
+                                 int fd)
+{
+    struct fd_identity identity;
+    int r;
+
+    if (!name_is_valid(name))
+        return ctx_fail(ctx, -EINVAL, "invalid fd name (empty, too long or "
+                                      "with control characters)");
+    if (fd < 0)
+        return ctx_fail(ctx, -EBADF, "cannot save fd %d as '%s'/%d: not an fd",
+                        fd, name, id);
+    r = fd_identify(fd, &identity);
+    if (r < 0)
+        return ctx_fail(ctx, r, "cannot save fd %d as '%s'/%d: %s", fd, name,
+                        id, strerror(-r));
+    r = fdreg_add(ctx, name, id, fd, &identity, true);
+    if (r < 0)
+        return ctx_fail(ctx, r, "cannot save '%s'/%d: out of memory", name, id);
+    ctx_log(ctx, LOG_DEBUG, "saved fd %d as '%s'/%d (%s)", fd, name, id,
+            cprkit_fd_type_name(identity.type));
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_fd_find(cprkit_ctx *ctx, const char *name, int id,
+                                 enum cprkit_fd_type expected_type)
+{
+    struct fd_entry *e;
+
+    if (!name_is_valid(name))
+        return ctx_fail(ctx, -EINVAL, "invalid fd name");
+    e = fdreg_lookup(ctx, name, id);
+    if (!e)
+        return ctx_fail(ctx, -ENOENT, "no preserved fd '%s'/%d", name, id);
+    if (expected_type != CPRKIT_FD_ANY && e->identity.type != expected_type)
+        return ctx_fail(ctx, -EMEDIUMTYPE,
+                        "preserved fd '%s'/%d is a %s, expected a %s", name, id,
+                        cprkit_fd_type_name(e->identity.type),
+                        cprkit_fd_type_name(expected_type));
+    e->claimed = true;
+    return e->fd;
+}
+
+CPRKIT_EXPORT int cprkit_fd_remove(cprkit_ctx *ctx, const char *name, int id)
+{
+    struct fd_entry *e = name_is_valid(name) ? fdreg_lookup(ctx, name, id)
+                                             : NULL;
+
+    if (!e)
+        return ctx_fail(ctx, -ENOENT, "no preserved fd '%s'/%d",
+                        name ? name : "(null)", id);
+    g_ptr_array_remove(ctx->fds, e);
+    return 0;
+}
+
+CPRKIT_EXPORT size_t cprkit_fd_count(const cprkit_ctx *ctx)
+{
+    return ctx->fds->len;
+}
+
+/* Before exec: every registered fd must still be open and be what was
+ * saved. Catches an application that closed or dup2()ed over a preserved
+ * fd, which would otherwise hand the new binary the wrong object. */
+int fdreg_check_unchanged(cprkit_ctx *ctx)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+        struct fd_identity now;
+        int r = fd_identify(e->fd, &now);
+
+        if (r < 0)
+            return ctx_fail(ctx, -EBADF,
+                            "preserved fd '%s'/%d (fd %d) is no longer open",
+                            e->name, e->id, e->fd);
+        if (!fd_identity_equal(&now, &e->identity))
+            return ctx_fail(ctx, -ESTALE,
+                            "preserved fd '%s'/%d (fd %d) changed: it was a "
+                            "%s (ino %" PRIu64 "), now a %s (ino %" PRIu64 ")",
+                            e->name, e->id, e->fd,
+                            cprkit_fd_type_name(e->identity.type),
+                            e->identity.ino, cprkit_fd_type_name(now.type),
+                            now.ino);
+    }
+    return 0;
+}
+
+/* Sets or clears FD_CLOEXEC on every registered fd. Setting is
+ * best-effort over all fds (it is the recovery path); clearing stops at the
+ * first failure and undoes what it did. */
+int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec)
+{
+    int first_error = 0;
+
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+        int r = fd_set_cloexec(e->fd, cloexec);
+
+        if (r < 0 && !cloexec) {
+            for (guint j = 0; j < i; j++) {
+                struct fd_entry *done = g_ptr_array_index(ctx->fds, j);
+                fd_set_cloexec(done->fd, true);
+            }
+            return ctx_fail(ctx, r, "cannot clear FD_CLOEXEC on '%s'/%d: %s",
+                            e->name, e->id, strerror(-r));
+        }
+        if (r < 0 && first_error == 0)
+            first_error = r;
+    }
+    return first_error;
+}

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The incoming side: load the blob the previous binary left in
+ * CPRKIT_STATE_FD, validate every fd it names, then commit or roll back.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cprkit-internal.h"
+
+extern char **environ;
+
+static int parse_fd_number(const char *s, int *ret)
+{
+    char *end;
+    long v;
+
+    if (!s || !g_ascii_isdigit(s[0]))
+        return -EINVAL;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || v < 0 || v > INT_MAX)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
+/* A blob anyone could still change is not a blob we trust. */
+static int check_blob_sealed(cprkit_ctx *ctx, int fd)
+{
+    const int needed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+    int seals = fcntl(fd, F_GET_SEALS);
+
+    if (seals < 0)
+        return ctx_fail(ctx, -EPERM,
+                        "state blob fd %d is not a sealable memfd: %m", fd);
+    if ((seals & needed) != needed)
+        return ctx_fail(ctx, -EPERM,
+                        "state blob fd %d is not sealed against writes "
+                        "(seals 0x%x); refusing it",
+                        fd, seals);
+    return 0;
+}
+
+/* Every recorded fd must still be open and be the same object: the kernel
+ * keeps the fd table across exec, but a launcher or the new binary's own
+ * start-up code may have closed or replaced fds before we got here. */
+static int validate_fds(cprkit_ctx *ctx)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+        struct fd_identity now;
+
+        if (fd_identify(e->fd, &now) < 0)
+            return ctx_fail(ctx, -EBADF,
+                            "preserved fd '%s'/%d (fd %d, a %s) is missing "
+                            "after exec",
+                            e->name, e->id, e->fd,
+                            cprkit_fd_type_name(e->identity.type));
+        if (now.type != e->identity.type)
+            return ctx_fail(ctx, -ESTALE,
+                            "preserved fd '%s'/%d (fd %d) should be a %s but "
+                            "is a %s",
+                            e->name, e->id, e->fd,
+                            cprkit_fd_type_name(e->identity.type),
+                            cprkit_fd_type_name(now.type));
+        if (!fd_identity_equal(&now, &e->identity))
+            return ctx_fail(ctx, -ESTALE,
+                            "preserved fd '%s'/%d (fd %d) is a different %s "
+                            "than the one saved",
+                            e->name, e->id, e->fd,
+                            cprkit_fd_type_name(now.type));
+    }
+    return 0;
+}
+
+/* Reads the blob and fills the context. Called with ctx->blob_fd set. */
+static int load_blob(cprkit_ctx *ctx)
+{
+    _cleanup_free_ uint8_t *buf = NULL;
+    Cprkit__State *state = NULL;
+    struct blob_frame frame;
+    size_t size;
+    int r;
+
+    r = check_blob_sealed(ctx, ctx->blob_fd);
+    if (r < 0)
+        return r;
+    r = blob_read_fd(ctx, ctx->blob_fd, &buf, &size);
+    if (r < 0)
+        return r;
+    r = blob_parse_frame(ctx, buf, size, &frame);
+    if (r < 0)
+        return r;
+    /* The rescue block first: with it we can roll back even if the payload
+     * turns out to be unreadable. */
+    r = blob_parse_rescue(ctx, &frame, &ctx->rescue);
+    if (r < 0)
+        return r;
+    ctx->have_rescue = ctx->rescue.path != NULL;
+    r = blob_unpack_payload(ctx, &frame, &state);
+    if (r < 0)
+        return r;
+    r = state_load(ctx, state);
+    cprkit__state__free_unpacked(state, NULL);
+    if (r < 0)
+        return r;
+
+    /* From here on the fds are known: make them close-on-exec again right
+     * away, whatever validation says, so no child inherits them. */
+    fdreg_set_cloexec_all(ctx, true);
+    return validate_fds(ctx);
+}
+
+CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
+{
+    const char *fd_str = getenv(CPRKIT_STATE_FD_ENV);
+    const char *reason = getenv(CPRKIT_ROLLBACK_REASON_ENV);
+    int blob_fd, r;
+
+    if (ctx->incoming)
+        return 1;
+    if (!fd_str)
+        return 0;
+    r = parse_fd_number(fd_str, &blob_fd);
+    /* The variables are for us alone: children must not see them, and a
+     * failed load must not be retried by a later cprkit_new(). */
+    if (reason) {
+        ctx->rollback = true;
+        ctx->rollback_reason = g_strdup(reason);
+    }
+    unsetenv(CPRKIT_STATE_FD_ENV);
+    unsetenv(CPRKIT_ROLLBACK_REASON_ENV);
+    if (r < 0)
+        return ctx_fail(ctx, -EINVAL, "%s is not an fd number",
+                        CPRKIT_STATE_FD_ENV);
+    r = fd_set_cloexec(blob_fd, true);
+    if (r < 0)
+        return ctx_fail(ctx, -EBADF, "%s=%d names no open fd",
+                        CPRKIT_STATE_FD_ENV, blob_fd);
+    ctx->blob_fd = blob_fd;
+
+    r = load_blob(ctx);
+    if (r < 0)
+        return r;
+
+    /* The blob says what generation its reader is; on a rollback the
+     * reader is the writer itself, one generation back. */
+    if (ctx->rollback && ctx->generation > 0)
+        ctx->generation--;
+    ctx->incoming = true;
+    ctx_log(ctx, LOG_INFO,
+            "%s: %u preserved fds, %u sections, generation %" PRIu64,
+            ctx->rollback ? "rolled back" : "incoming update", ctx->fds->len,
+            ctx->sections->len, ctx->generation);
+    return 1;
+}
+
+CPRKIT_EXPORT bool cprkit_is_incoming(const cprkit_ctx *ctx)
+{
+    return ctx->incoming;
+}
+
+CPRKIT_EXPORT bool cprkit_is_rollback(const cprkit_ctx *ctx)
+{
+    return ctx->rollback;
+}
+
+CPRKIT_EXPORT const char *cprkit_rollback_reason(const cprkit_ctx *ctx)
+{
+    return ctx->rollback_reason;
+}
+
+CPRKIT_EXPORT uint64_t cprkit_generation(const cprkit_ctx *ctx)
+{
+    return ctx->generation;
+}
+
+CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
+{
+    g_autoptr(GString) unclaimed = g_string_new(NULL);
+    unsigned n_unclaimed = 0;
+
+    if (!ctx->incoming)
+        return ctx_fail(ctx, -EINVAL, "nothing to commit: no incoming update");
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if (e->claimed)
+            continue;
+        g_string_append_printf(unclaimed, "%s'%s'/%d (%s)",
+                               n_unclaimed ? ", " : "", e->name, e->id,
+                               cprkit_fd_type_name(e->identity.type));
+        n_unclaimed++;
+    }
+    if (n_unclaimed)
+        return ctx_fail(ctx, -EBUSY,
+                        "cannot commit: %u preserved fd%s not claimed: %s",
+                        n_unclaimed, n_unclaimed == 1 ? " was" : "s were",
+                        unclaimed->str);
+
+    closep(&ctx->blob_fd);
+    ctx->blob_fd = -EBADF;
+    command_line_clear(&ctx->rescue);
+    ctx->have_rescue = false;
+    ctx->incoming = false;
+    ctx_log(ctx, LOG_INFO, "update committed, generation %" PRIu64,
+            ctx->generation);
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
+{
+    if (ctx->rollback)
+        return ctx_fail(ctx, -ELOOP,
+                        "this state was already handed back by a rollback "
+                        "(%s); refusing to roll back again",
+                        ctx->rollback_reason ? ctx->rollback_reason : "?");
+    if (ctx->blob_fd < 0)
+        return ctx_fail(ctx, -EINVAL,
+                        "nothing to roll back: no incoming update");
+    if (!ctx->have_rescue)
+        return ctx_fail(ctx, -ENOENT,
+                        "cannot roll back: the previous binary recorded no "
+                        "rollback command line");
+    if (!reason || !*reason)
+        reason = "rollback requested";
+
+    ctx_log(ctx, LOG_WARNING, "rolling back to %s: %s", ctx->rescue.path,
+            reason);
+    /* The same sealed blob goes back: it describes the fds exactly as the
+     * previous binary left them, and nothing here has changed them. */
+    return exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
+                          ctx->blob_fd, reason, true);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Opaque application sections: named byte strings the application hands to
+ * its next version (a VMM's device model state, queue indexes, ...). */
+#include <string.h>
+
+#include "cprkit-internal.h"
+
+void app_section_free(struct app_section *s)
+{
+    if (!s)
+        return;
+    free(s->name);
+    free(s->data);
+    free(s);
+}
+
+static struct app_section *section_lookup(cprkit_ctx *ctx, const char *name)
+{
+    for (guint i = 0; i < ctx->sections->len; i++) {
+        struct app_section *s = g_ptr_array_index(ctx->sections, i);
+
+        if (strcmp(s->name, name) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+CPRKIT_EXPORT int cprkit_section_put(cprkit_ctx *ctx, const char *name,
+                                     const void *data, size_t size)
+{
+    struct app_section *s;
+    uint8_t *copy;
+
+    if (!name_is_valid(name))
+        return ctx_fail(ctx, -EINVAL, "invalid section name");
+    if (size > CPRKIT_BLOB_MAX_PAYLOAD)
+        return ctx_fail(ctx, -EFBIG,
+                        "section '%s' is %zu bytes, more than a state blob "
+                        "can hold (%u)",
+                        name, size, CPRKIT_BLOB_MAX_PAYLOAD);
+    if (size > 0 && !data)
+        return ctx_fail(ctx, -EINVAL, "section '%s': data is NULL", name);
+    /* malloc(0) may return NULL; keep one byte so NULL means failure. */
+    copy = malloc(size ? size : 1);
+    if (!copy)
+        return ctx_fail(ctx, -ENOMEM, "section '%s': out of memory", name);
+    if (size)
+        memcpy(copy, data, size);
+
+    s = section_lookup(ctx, name);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->name = strdup(name))) {
+            free(s);
+            free(copy);
+            return ctx_fail(ctx, -ENOMEM, "section '%s': out of memory", name);
+        }
+        g_ptr_array_add(ctx->sections, s);
+    }
+    free(s->data);
+    s->data = copy;
+    s->size = size;
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_section_get(cprkit_ctx *ctx, const char *name,
+                                     const void **ret_data, size_t *ret_size)
+{
+    struct app_section *s = name_is_valid(name) ? section_lookup(ctx, name)
+                                                : NULL;
+
+    if (!s)
+        return ctx_fail(ctx, -ENOENT, "no application section '%s'",
+                        name ? name : "(null)");
+    *ret_data = s->data;
+    *ret_size = s->size;
+    return 0;
+}

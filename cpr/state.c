@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Between the context and the protobuf State message. state_build() makes a
+ * message that points into the context (nothing is copied, the blob is
+ * written inside the blackout); state_load() checks a decoded message and
+ * fills the context from it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cprkit-internal.h"
+
+struct fd_entry_msgs {
+    Cprkit__FdEntry entry;
+    Cprkit__FdIdentity identity;
+};
+
+/* The State plus the arrays its repeated fields point into, so that
+ * state_build_free() knows what to free. state must stay first. */
+struct built_state {
+    Cprkit__State state;
+    struct fd_entry_msgs *fd_msgs;
+    Cprkit__AppSection *section_msgs;
+    Cprkit__Timestamp *ts_msgs;
+};
+
+int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
+{
+    struct built_state *built = g_new0(struct built_state, 1);
+    Cprkit__State *state = &built->state;
+    struct fd_entry_msgs *fd_msgs;
+    Cprkit__AppSection *section_msgs;
+    Cprkit__Timestamp *ts_msgs;
+    struct timespec now;
+
+    cprkit__state__init(state);
+    state->has_generation = true;
+    state->generation = generation;
+
+    state->n_fds = ctx->fds->len;
+    state->fds = g_new0(Cprkit__FdEntry *, state->n_fds + 1);
+    fd_msgs = built->fd_msgs = g_new0(struct fd_entry_msgs, state->n_fds);
+    for (size_t i = 0; i < state->n_fds; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+        Cprkit__FdEntry *m = &fd_msgs[i].entry;
+        Cprkit__FdIdentity *id = &fd_msgs[i].identity;
+
+        cprkit__fd_identity__init(id);
+        id->has_type = id->has_st_dev = id->has_st_ino = id->has_st_rdev =
+            id->has_st_mode_type = true;
+        id->type = (Cprkit__FdType)e->identity.type;
+        id->st_dev = e->identity.dev;
+        id->st_ino = e->identity.ino;
+        id->st_rdev = e->identity.rdev;
+        id->st_mode_type = e->identity.mode_type;
+
+        cprkit__fd_entry__init(m);
+        m->name = e->name;
+        m->has_id = m->has_fd = true;
+        m->id = e->id;
+        m->fd = e->fd;
+        m->identity = id;
+        state->fds[i] = m;
+    }
+
+    state->n_sections = ctx->sections->len;
+    state->sections = g_new0(Cprkit__AppSection *, state->n_sections + 1);
+    section_msgs = built->section_msgs =
+        g_new0(Cprkit__AppSection, state->n_sections);
+    for (size_t i = 0; i < state->n_sections; i++) {
+        const struct app_section *s = g_ptr_array_index(ctx->sections, i);
+        Cprkit__AppSection *m = &section_msgs[i];
+
+        cprkit__app_section__init(m);
+        m->name = s->name;
+        m->has_data = true;
+        m->data.data = s->data;
+        m->data.len = s->size;
+        state->sections[i] = m;
+    }
+
+    state->n_timestamps = ctx->update_timestamps->len;
+    state->timestamps = g_new0(Cprkit__Timestamp *, state->n_timestamps + 1);
+    ts_msgs = built->ts_msgs = g_new0(Cprkit__Timestamp, state->n_timestamps);
+    for (size_t i = 0; i < state->n_timestamps; i++) {
+        const struct phase_timestamp *t =
+            g_ptr_array_index(ctx->update_timestamps, i);
+        Cprkit__Timestamp *m = &ts_msgs[i];
+
+        cprkit__timestamp__init(m);
+        m->phase = t->phase;
+        m->has_monotonic_ns = true;
+        m->monotonic_ns = t->monotonic_ns;
+        state->timestamps[i] = m;
+    }
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    state->has_created_realtime_ns = true;
+    state->created_realtime_ns =
+        (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    state->has_writer_pid = true;
+    state->writer_pid = (uint32_t)getpid();
+    state->writer_version = (char *)PROJECT_VERSION;
+
+    *ret = state;
+    return 0;
+}
+
+/* Frees what state_build() allocated; the strings and bytes belong to the
+ * context. */
+void state_build_free(Cprkit__State *state)
+{
+    struct built_state *built = (struct built_state *)state;
+
+    if (!built)
+        return;
+    g_free(built->fd_msgs);
+    g_free(built->section_msgs);
+    g_free(built->ts_msgs);
+    g_free(state->fds);
+    g_free(state->sections);
+    g_free(state->timestamps);
+    g_free(built);
+}
+
+static int load_fd_entry(cprkit_ctx *ctx, const Cprkit__FdEntry *m,
+                         size_t index)
+{
+    const Cprkit__FdIdentity *id = m->identity;
+    struct fd_identity identity = {0};
+
+    if (!name_is_valid(m->name))
+        return ctx_fail(ctx, -EBADMSG, "fd entry %zu has no valid name", index);
+    if (!m->has_fd || m->fd < 0)
+        return ctx_fail(ctx, -EBADMSG, "fd entry '%s' has no fd number",
+                        m->name);
+    /* Blobs may come from newer writers: an fd type we do not know is
+     * "other" here, and still checked by its st_dev/st_ino. */
+    if (id) {
+        identity.type = id->has_type && (int)id->type <= (int)CPRKIT_FD_OTHER
+                            ? (enum cprkit_fd_type)id->type
+                            : CPRKIT_FD_OTHER;
+        identity.dev = id->st_dev;
+        identity.ino = id->st_ino;
+        identity.rdev = id->st_rdev;
+        identity.mode_type = id->st_mode_type;
+    } else {
+        identity.type = CPRKIT_FD_OTHER;
+    }
+    if (fdreg_lookup(ctx, m->name, m->id))
+        return ctx_fail(ctx, -EBADMSG, "fd '%s'/%d appears twice in the blob",
+                        m->name, m->id);
+    /* Claimed only once the application finds it again. */
+    return fdreg_add(ctx, m->name, m->id, m->fd, &identity, false);
+}
+
+int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
+{
+    int r;
+
+    g_ptr_array_set_size(ctx->fds, 0);
+    g_ptr_array_set_size(ctx->sections, 0);
+    g_ptr_array_set_size(ctx->timestamps, 0);
+
+    for (size_t i = 0; i < state->n_fds; i++) {
+        r = load_fd_entry(ctx, state->fds[i], i);
+        if (r < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < state->n_sections; i++) {
+        const Cprkit__AppSection *m = state->sections[i];
+        const void *existing;
+        size_t existing_size;
+
+        if (!name_is_valid(m->name)) {
+            r = ctx_fail(ctx, -EBADMSG, "section %zu has no valid name", i);
+            goto fail;
+        }
+        if (cprkit_section_get(ctx, m->name, &existing, &existing_size) == 0) {
+            r = ctx_fail(ctx, -EBADMSG, "section '%s' appears twice", m->name);
+            goto fail;
+        }
+        r = cprkit_section_put(ctx, m->name, m->data.data, m->data.len);
+        if (r < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < state->n_timestamps; i++) {
+        const Cprkit__Timestamp *m = state->timestamps[i];
+
+        /* Timestamps are informational: skip malformed ones. */
+        if (name_is_valid(m->phase) && m->has_monotonic_ns)
+            timestamps_set(ctx->timestamps, m->phase, m->monotonic_ns);
+    }
+    ctx->generation = state->generation;
+    ctx_clear_error(ctx);
+    return 0;
+
+fail:
+    g_ptr_array_set_size(ctx->fds, 0);
+    g_ptr_array_set_size(ctx->sections, 0);
+    g_ptr_array_set_size(ctx->timestamps, 0);
+    return r;
+}
