@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* State blob: framing, checksums, round trips, the golden file and every
+ * way a blob can be bad. */
+#include <sys/stat.h>
+
+#include "cprkit-internal.h"
+#include "test-util.h"
+
+static cprkit_ctx *new_ctx(void)
+{
+    cprkit_ctx *ctx;
+
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+    return ctx;
+}
+
+static void test_crc32c_vectors(void)
+{
+    static const char check[] = "123456789";
+    /* RFC 3720 B.4: 32 bytes of zeros. */
+    uint8_t zeros[32] = {0};
+
+    g_assert_cmphex(crc32c(0, check, 9), ==, 0xE3069283);
+    g_assert_cmphex(crc32c_portable(0, check, 9), ==, 0xE3069283);
+    g_assert_cmphex(crc32c(0, zeros, 32), ==, 0x8A9136AA);
+    g_assert_cmphex(crc32c_portable(0, zeros, 32), ==, 0x8A9136AA);
+    g_assert_cmphex(crc32c(0, "", 0), ==, 0);
+    /* Chunked equals whole, in both implementations. */
+    g_assert_cmphex(crc32c(crc32c(0, check, 4), check + 4, 5), ==, 0xE3069283);
+    g_assert_cmphex(crc32c_portable(crc32c_portable(0, check, 5), check + 5, 4),
+                    ==, 0xE3069283);
+}
+
+/* A context with one entry of every kind the blob holds. Real fds where
+ * the host can make them; VFIO ones by their recorded identity. */
+struct sample {
+    cprkit_ctx *ctx;
+    int fds[8];
+    int n_fds;
+};
+
+static void sample_init(struct sample *s)
+{
+    static const uint8_t binary[] = {0, 1, 2, 0xff, 0};
+    const struct fd_identity vfio_container = {
+        CPRKIT_FD_VFIO_CONTAINER, 5, 77, (10 << 8) | 196, S_IFCHR};
+    const struct fd_identity vfio_device = {CPRKIT_FD_VFIO_DEVICE, 14, 9, 0, 0};
+    int p[2], sv[2];
+
+    s->ctx = new_ctx();
+    s->n_fds = 0;
+    s->fds[s->n_fds++] = make_memfd_with("ram", "guest memory");
+    s->fds[s->n_fds++] = eventfd(0, EFD_CLOEXEC);
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    s->fds[s->n_fds++] = p[0];
+    s->fds[s->n_fds++] = p[1];
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    s->fds[s->n_fds++] = sv[0];
+    s->fds[s->n_fds++] = sv[1];
+    s->fds[s->n_fds++] = open("/dev/null", O_RDWR | O_CLOEXEC);
+    s->fds[s->n_fds++] = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "ram", 0, s->fds[0]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "irq", 3, s->fds[1]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "pipe", 0, s->fds[2]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "pipe", 1, s->fds[3]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "sock", 0, s->fds[4]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "sock", -1, s->fds[5]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "null", 0, s->fds[6]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "root dir", 0, s->fds[7]), ==, 0);
+    g_assert_cmpint(fdreg_add(s->ctx, "vfio-container", 0, 900, &vfio_container,
+                              true), ==, 0);
+    g_assert_cmpint(fdreg_add(s->ctx, "vfio-device", 2, 901, &vfio_device, true),
+                    ==, 0);
+
+    g_assert_cmpint(cprkit_section_put(s->ctx, "model", "state v1", 8), ==, 0);
+    g_assert_cmpint(cprkit_section_put(s->ctx, "binary", binary, sizeof(binary)),
+                    ==, 0);
+    g_assert_cmpint(cprkit_section_put(s->ctx, "empty", NULL, 0), ==, 0);
+    timestamps_set(s->ctx->update_timestamps, "update-start", 111);
+    timestamps_set(s->ctx->update_timestamps, "exec", 222);
+}
+
+static void sample_clear(struct sample *s)
+{
+    for (int i = 0; i < s->n_fds; i++)
+        close(s->fds[i]);
+    cprkit_free(s->ctx);
+}
+
+static char *rescue_argv[] = {"old-binary", "--flag", "", "two words", NULL};
+static const struct command_line sample_rescue = {"/usr/bin/old-binary",
+                                                  rescue_argv};
+
+/* Encodes the sample into a malloc'd blob. */
+static uint8_t *sample_blob(struct sample *s, uint64_t generation,
+                            size_t *ret_size)
+{
+    Cprkit__State *state;
+    uint8_t *buf;
+
+    g_assert_cmpint(state_build(s->ctx, generation, &state), ==, 0);
+    g_assert_cmpint(blob_encode(s->ctx, state, &sample_rescue, &buf, ret_size),
+                    ==, 0);
+    state_build_free(state);
+    return buf;
+}
+
+static void test_roundtrip_every_kind(void)
+{
+    struct sample s;
+    struct command_line rescue = {0};
+    Cprkit__State *state;
+    cprkit_ctx *loaded = new_ctx();
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+    const void *data;
+    size_t data_size;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 5, &size);
+    g_assert_cmpint(blob_decode(loaded, buf, size, &rescue, &state), ==, 0);
+    g_assert_cmpint(state_load(loaded, state), ==, 0);
+    cprkit__state__free_unpacked(state, NULL);
+
+    g_assert_cmpuint(cprkit_generation(loaded), ==, 5);
+    g_assert_cmpuint(loaded->fds->len, ==, s.ctx->fds->len);
+    for (guint i = 0; i < s.ctx->fds->len; i++) {
+        const struct fd_entry *a = g_ptr_array_index(s.ctx->fds, i);
+        const struct fd_entry *b = g_ptr_array_index(loaded->fds, i);
+
+        g_assert_cmpstr(a->name, ==, b->name);
+        g_assert_cmpint(a->id, ==, b->id);
+        g_assert_cmpint(a->fd, ==, b->fd);
+        g_assert_true(fd_identity_equal(&a->identity, &b->identity));
+        g_assert_false(b->claimed);
+    }
+    /* The kinds the host could make are what we think they are. */
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 0))
+                        ->identity.type, ==, CPRKIT_FD_MEMFD);
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 1))
+                        ->identity.type, ==, CPRKIT_FD_EVENTFD);
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 2))
+                        ->identity.type, ==, CPRKIT_FD_PIPE);
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 4))
+                        ->identity.type, ==, CPRKIT_FD_SOCKET);
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 6))
+                        ->identity.type, ==, CPRKIT_FD_CHAR_DEVICE);
+    g_assert_cmpint(((struct fd_entry *)g_ptr_array_index(loaded->fds, 7))
+                        ->identity.type, ==, CPRKIT_FD_DIRECTORY);
+
+    g_assert_cmpint(cprkit_section_get(loaded, "model", &data, &data_size), ==, 0);
+    g_assert_cmpmem(data, data_size, "state v1", 8);
+    g_assert_cmpint(cprkit_section_get(loaded, "binary", &data, &data_size), ==, 0);
+    g_assert_cmpmem(data, data_size, "\0\1\2\xff\0", 5);
+    g_assert_cmpint(cprkit_section_get(loaded, "empty", &data, &data_size), ==, 0);
+    g_assert_cmpuint(data_size, ==, 0);
+
+    g_assert_cmpuint(cprkit_timestamp(loaded, "update-start"), ==, 111);
+    g_assert_cmpuint(cprkit_timestamp(loaded, "exec"), ==, 222);
+    g_assert_cmpuint(cprkit_timestamp(loaded, "nonexistent"), ==, 0);
+
+    g_assert_cmpstr(rescue.path, ==, sample_rescue.path);
+    g_assert_cmpstrv(rescue.argv, sample_rescue.argv);
+
+    command_line_clear(&rescue);
+    cprkit_free(loaded);
+    sample_clear(&s);
+}
+
+/* decode(encode(x)) re-encodes to the same bytes. */
+static void assert_recodes_identically(const uint8_t *buf, size_t size)
+{
+    cprkit_ctx *ctx = new_ctx();
+    struct command_line rescue = {0};
+    Cprkit__State *state;
+    g_autofree uint8_t *again = NULL;
+    size_t again_size;
+
+    g_assert_cmpint(blob_decode(ctx, buf, size, &rescue, &state), ==, 0);
+    g_assert_cmpint(blob_encode(ctx, state, &rescue, &again, &again_size), ==, 0);
+    g_assert_cmpmem(again, again_size, buf, size);
+    cprkit__state__free_unpacked(state, NULL);
+    command_line_clear(&rescue);
+    cprkit_free(ctx);
+}
+
+static void test_recode_identical(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    assert_recodes_identically(buf, size);
+    sample_clear(&s);
+}
+
+static uint8_t *read_golden(const char *name, size_t *ret_size)
+{
+    g_autofree char *path = g_test_build_filename(G_TEST_DIST, "data", name, NULL);
+    g_autoptr(GError) error = NULL;
+    char *contents;
+    gsize size;
+
+    g_assert_true(g_file_get_contents(path, &contents, &size, &error));
+    g_assert_no_error(error);
+    *ret_size = size;
+    return (uint8_t *)contents;
+}
+
+/* The committed golden blob of format version 1 must decode, with exactly
+ * the values make-golden.c put there, for as long as cprkit exists. */
+static void test_golden_v1(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    struct command_line rescue = {0};
+    Cprkit__State *state;
+    size_t size;
+    g_autofree uint8_t *buf = read_golden("state-v1.golden", &size);
+
+    g_assert_cmpint(blob_decode(ctx, buf, size, &rescue, &state), ==, 0);
+    g_assert_cmpstr(rescue.path, ==, "/usr/bin/example-vmm");
+    g_assert_cmpuint(g_strv_length(rescue.argv), ==, 5);
+    g_assert_cmpstr(rescue.argv[4], ==, "arg with spaces");
+    g_assert_cmpuint(state->generation, ==, 3);
+    g_assert_cmpuint(state->n_fds, ==, 11);
+    g_assert_cmpstr(state->fds[3]->name, ==, "vfio-group");
+    g_assert_cmpint(state->fds[3]->id, ==, 7);
+    g_assert_cmpint(state->fds[3]->identity->type, ==,
+                    CPRKIT__FD_TYPE__FD_TYPE_VFIO_GROUP);
+    g_assert_cmpint(state->fds[10]->id, ==, -3);
+    g_assert_cmpuint(state->n_sections, ==, 3);
+    g_assert_cmpmem(state->sections[1]->data.data, state->sections[1]->data.len,
+                    "\0\xff\x10\0\x7f", 5);
+    g_assert_cmpuint(state->n_timestamps, ==, 2);
+    g_assert_cmpuint(state->timestamps[1]->monotonic_ns, ==, 5000250000ull);
+    g_assert_cmpuint(state->writer_pid, ==, 4242);
+    g_assert_cmpuint(state->n_dma_mappings, ==, 1);
+    g_assert_cmphex(state->dma_mappings[0]->iova, ==, 0x100000);
+    g_assert_cmpstr(state->dma_mappings[0]->backing->name, ==, "ram");
+    g_assert_true(state->dma_mappings[0]->vaddr_suspended);
+    g_assert_cmpuint(state->n_irqs, ==, 1);
+    g_assert_cmpint(state->irqs[0]->kind, ==, CPRKIT__IRQ_KIND__IRQ_KIND_MSI);
+    g_assert_cmphex(state->irqs[0]->vectors[0]->msi_data, ==, 0x4021);
+    g_assert_cmpstr(state->vfio_devices[0]->bdf, ==, "0000:00:03.0");
+    g_assert_cmpstr(state->vfio_groups[0]->container->name, ==, "vfio-container");
+    g_assert_cmpstr(state->ram_blocks[0]->fd->name, ==, "ram");
+
+    /* The context accepts it too. */
+    g_assert_cmpint(state_load(ctx, state), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 11);
+
+    cprkit__state__free_unpacked(state, NULL);
+    command_line_clear(&rescue);
+    cprkit_free(ctx);
+    assert_recodes_identically(buf, size);
+}
+
+static int decode_expect_failure(const uint8_t *buf, size_t size, int expected)
+{
+    cprkit_ctx *ctx = new_ctx();
+    struct command_line rescue = {0};
+    Cprkit__State *state = NULL;
+    int r = blob_decode(ctx, buf, size, &rescue, &state);
+
+    g_assert_cmpint(r, <, 0);
+    if (expected)
+        g_assert_cmpint(r, ==, expected);
+    g_assert_null(state);
+    g_assert_null(rescue.path);
+    g_assert_cmpstr(cprkit_last_error(ctx), !=, "");
+    cprkit_free(ctx);
+    return r;
+}
+
+static void test_truncated(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    /* Every possible truncation, each in its own exact-size buffer so ASan
+     * sees any read past the end. */
+    for (size_t len = 0; len < size; len++) {
+        g_autofree uint8_t *cut = g_memdup2(buf, len ? len : 1);
+        decode_expect_failure(cut, len, -EBADMSG);
+    }
+    sample_clear(&s);
+}
+
+static void test_bitflips(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    /* CRC32C catches every single-bit error; whichever check fires, a
+     * flipped blob must never decode. */
+    for (size_t byte = 0; byte < size; byte++) {
+        for (int bit = 0; bit < 8; bit++) {
+            buf[byte] ^= (uint8_t)(1u << bit);
+            decode_expect_failure(buf, size, 0);
+            buf[byte] ^= (uint8_t)(1u << bit);
+        }
+    }
+    sample_clear(&s);
+}
+
+static void put_le32_at(uint8_t *buf, size_t off, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        buf[off + i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64_at(uint8_t *buf, size_t off, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        buf[off + i] = (uint8_t)(v >> (8 * i));
+}
+
+/* After editing header fields, make the header checksum right again so the
+ * decoder gets past it to the check under test. */
+static void fix_header_crc(uint8_t *buf)
+{
+    put_le32_at(buf, 44, crc32c(0, buf, 44));
+}
+
+static void test_wrong_magic(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+    cprkit_ctx *ctx = new_ctx();
+    struct blob_frame frame;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    memcpy(buf, "{\"json\"", 7);
+    g_assert_cmpint(blob_parse_frame(ctx, buf, size, &frame), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "bad magic"));
+    cprkit_free(ctx);
+    sample_clear(&s);
+}
+
+/* A blob of a newer major version: the payload is refused with a clear
+ * message, but the rescue block still reads, so the new binary can roll
+ * back to the one that wrote it. */
+static void test_future_version(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+    cprkit_ctx *ctx = new_ctx();
+    struct blob_frame frame;
+    struct command_line rescue = {0};
+    Cprkit__State *state = NULL;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    put_le32_at(buf, 8, CPRKIT_FORMAT_MAJOR + 1);
+    fix_header_crc(buf);
+    g_assert_cmpint(blob_parse_frame(ctx, buf, size, &frame), ==, 0);
+    g_assert_cmpint(blob_parse_rescue(ctx, &frame, &rescue), ==, 0);
+    g_assert_cmpstr(rescue.path, ==, sample_rescue.path);
+    g_assert_cmpint(blob_unpack_payload(ctx, &frame, &state), ==,
+                    -EPROTONOSUPPORT);
+    g_assert_null(state);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "major version 2"));
+    command_line_clear(&rescue);
+    cprkit_free(ctx);
+    decode_expect_failure(buf, size, -EPROTONOSUPPORT);
+    sample_clear(&s);
+}
+
+static void test_oversized(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+    cprkit_ctx *ctx = new_ctx();
+    uint8_t *read_buf = NULL;
+    size_t read_size;
+    int fd, fds_before;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    /* A header claiming a huge payload is refused before anything is
+     * allocated for it. */
+    put_le64_at(buf, 24, (uint64_t)CPRKIT_BLOB_MAX_PAYLOAD + 1);
+    fix_header_crc(buf);
+    decode_expect_failure(buf, size, -EFBIG);
+    put_le64_at(buf, 24, UINT64_MAX);
+    fix_header_crc(buf);
+    decode_expect_failure(buf, size, -EFBIG);
+
+    /* A blob fd far bigger than any valid blob is refused by its size. */
+    fds_before = count_open_fds();
+    fd = memfd_create("huge", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(fd, 512 << 20), ==, 0);
+    g_assert_cmpint(blob_read_fd(ctx, fd, &read_buf, &read_size), ==, -EFBIG);
+    g_assert_null(read_buf);
+    close(fd);
+    g_assert_cmpint(count_open_fds(), ==, fds_before);
+
+    /* Encoding refuses an oversized state as well. */
+    g_assert_cmpint(cprkit_section_put(ctx, "too-big", "", 
+                                       (size_t)CPRKIT_BLOB_MAX_PAYLOAD + 1),
+                    ==, -EFBIG);
+    cprkit_free(ctx);
+    sample_clear(&s);
+}
+
+static void test_trailing_and_flags(void)
+{
+    struct sample s;
+    size_t size;
+    g_autofree uint8_t *buf = NULL;
+    g_autofree uint8_t *longer = NULL;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    longer = g_malloc0(size + 3);
+    memcpy(longer, buf, size);
+    decode_expect_failure(longer, size + 3, -EBADMSG);
+
+    put_le32_at(buf, 40, 1);
+    fix_header_crc(buf);
+    decode_expect_failure(buf, size, -EPROTONOSUPPORT);
+    sample_clear(&s);
+}
+
+/* A well-framed blob whose payload is not a State message. */
+static void test_garbage_payload(void)
+{
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12};
+    uint8_t buf[48 + 4 + sizeof(junk)] = {0};
+
+    memcpy(buf, "\x89" "CPRKIT\n", 8);
+    put_le32_at(buf, 8, CPRKIT_FORMAT_MAJOR);
+    put_le32_at(buf, 16, 48);
+    put_le32_at(buf, 20, 4);
+    put_le64_at(buf, 24, sizeof(junk));
+    memcpy(buf + 52, junk, sizeof(junk));
+    put_le32_at(buf, 32, crc32c(0, buf + 48, 4));
+    put_le32_at(buf, 36, crc32c(0, junk, sizeof(junk)));
+    fix_header_crc(buf);
+    decode_expect_failure(buf, sizeof(buf), -EBADMSG);
+}
+
+static void test_sealed_memfd(void)
+{
+    struct sample s;
+    size_t size, read_size;
+    g_autofree uint8_t *buf = NULL;
+    g_autofree uint8_t *read_buf = NULL;
+    int fd, seals;
+
+    sample_init(&s);
+    buf = sample_blob(&s, 1, &size);
+    g_assert_cmpint(blob_write_sealed_memfd(s.ctx, buf, size, &fd), ==, 0);
+    seals = fcntl(fd, F_GET_SEALS);
+    g_assert_cmpint(seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW |
+                             F_SEAL_SHRINK),
+                    ==, F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK);
+    g_assert_true(fd_has_cloexec(fd));
+    g_assert_cmpint(pwrite(fd, "x", 1, 0), ==, -1);
+    g_assert_cmpint(errno, ==, EPERM);
+    g_assert_cmpint(ftruncate(fd, 0), ==, -1);
+    g_assert_cmpint(blob_read_fd(s.ctx, fd, &read_buf, &read_size), ==, 0);
+    g_assert_cmpmem(read_buf, read_size, buf, size);
+    close(fd);
+    sample_clear(&s);
+}
+
+/* Semantically bad content in a well-formed payload. */
+static void test_state_validation(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    Cprkit__State state;
+    Cprkit__FdEntry a, b, *entries[2] = {&a, &b};
+
+    cprkit__state__init(&state);
+    cprkit__fd_entry__init(&a);
+    cprkit__fd_entry__init(&b);
+    a.name = b.name = "dup";
+    a.has_fd = b.has_fd = true;
+    a.fd = 3;
+    b.fd = 4;
+    state.fds = entries;
+    state.n_fds = 2;
+    g_assert_cmpint(state_load(ctx, &state), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "twice"));
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 0);
+
+    b.name = "";
+    g_assert_cmpint(state_load(ctx, &state), ==, -EBADMSG);
+    b.name = "ok";
+    b.has_fd = false;
+    g_assert_cmpint(state_load(ctx, &state), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "no fd number"));
+    b.has_fd = true;
+    g_assert_cmpint(state_load(ctx, &state), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 2);
+    cprkit_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/crc32c/vectors", test_crc32c_vectors);
+    g_test_add_func("/blob/roundtrip-every-kind", test_roundtrip_every_kind);
+    g_test_add_func("/blob/recode-identical", test_recode_identical);
+    g_test_add_func("/blob/golden-v1", test_golden_v1);
+    g_test_add_func("/blob/truncated", test_truncated);
+    g_test_add_func("/blob/bitflips", test_bitflips);
+    g_test_add_func("/blob/wrong-magic", test_wrong_magic);
+    g_test_add_func("/blob/future-version", test_future_version);
+    g_test_add_func("/blob/oversized", test_oversized);
+    g_test_add_func("/blob/trailing-and-flags", test_trailing_and_flags);
+    g_test_add_func("/blob/garbage-payload", test_garbage_payload);
+    g_test_add_func("/blob/sealed-memfd", test_sealed_memfd);
+    g_test_add_func("/blob/state-validation", test_state_validation);
+    return g_test_run();
+}
