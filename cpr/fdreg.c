@@ -88,7 +88,7 @@ CPRKIT_EXPORT int cprkit_fd_find(cprkit_ctx *ctx, const char *name, int id,
         return ctx_fail(ctx, -ENOENT, "no preserved fd '%s'/%d", name, id);
     if (expected_type != CPRKIT_FD_ANY && e->identity.type != expected_type)
         return ctx_fail(ctx, -EMEDIUMTYPE,
-                        "preserved fd '%s'/%d is a %s, expected a %s", name, id,
+                        "preserved fd '%s'/%d has type %s, expected %s", name, id,
                         cprkit_fd_type_name(e->identity.type),
                         cprkit_fd_type_name(expected_type));
     e->claimed = true;
@@ -128,8 +128,8 @@ int fdreg_check_unchanged(cprkit_ctx *ctx)
                             e->name, e->id, e->fd);
         if (!fd_identity_equal(&now, &e->identity))
             return ctx_fail(ctx, -ESTALE,
-                            "preserved fd '%s'/%d (fd %d) changed: it was a "
-                            "%s (ino %" PRIu64 "), now a %s (ino %" PRIu64 ")",
+                            "preserved fd '%s'/%d (fd %d) changed: it was "
+                            "%s (ino %" PRIu64 "), now %s (ino %" PRIu64 ")",
                             e->name, e->id, e->fd,
                             cprkit_fd_type_name(e->identity.type),
                             e->identity.ino, cprkit_fd_type_name(now.type),

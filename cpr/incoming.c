@@ -55,20 +55,20 @@ static int validate_fds(cprkit_ctx *ctx)
 
         if (fd_identify(e->fd, &now) < 0)
             return ctx_fail(ctx, -EBADF,
-                            "preserved fd '%s'/%d (fd %d, a %s) is missing "
+                            "preserved fd '%s'/%d (fd %d, %s) is missing "
                             "after exec",
                             e->name, e->id, e->fd,
                             cprkit_fd_type_name(e->identity.type));
         if (now.type != e->identity.type)
             return ctx_fail(ctx, -ESTALE,
-                            "preserved fd '%s'/%d (fd %d) should be a %s but "
-                            "is a %s",
+                            "preserved fd '%s'/%d (fd %d) should be %s but "
+                            "is %s",
                             e->name, e->id, e->fd,
                             cprkit_fd_type_name(e->identity.type),
                             cprkit_fd_type_name(now.type));
         if (!fd_identity_equal(&now, &e->identity))
             return ctx_fail(ctx, -ESTALE,
-                            "preserved fd '%s'/%d (fd %d) is a different %s "
+                            "preserved fd '%s'/%d (fd %d) is another %s "
                             "than the one saved",
                             e->name, e->id, e->fd,
                             cprkit_fd_type_name(now.type));

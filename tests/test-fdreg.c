@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Named fd registry, fd identification, application sections, and the
+ * exec path's failure handling (in-process: execve fails, we keep going). */
+#include <sys/epoll.h>
+#include <sys/stat.h>
+
+#include "cprkit-internal.h"
+#include "test-util.h"
+
+static cprkit_ctx *new_ctx(void)
+{
+    cprkit_ctx *ctx;
+
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+    return ctx;
+}
+
+static enum cprkit_fd_type type_of(int fd)
+{
+    struct fd_identity id;
+
+    g_assert_cmpint(fd_identify(fd, &id), ==, 0);
+    return id.type;
+}
+
+static void test_identify_types(void)
+{
+    g_autofree char *tmp_path = NULL;
+    int p[2], sv[2], fd;
+
+    fd = make_memfd_with("x", "y");
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_MEMFD);
+    close(fd);
+    fd = eventfd(0, EFD_CLOEXEC);
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_EVENTFD);
+    close(fd);
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpint(type_of(p[0]), ==, CPRKIT_FD_PIPE);
+    g_assert_cmpint(type_of(p[1]), ==, CPRKIT_FD_PIPE);
+    close(p[0]);
+    close(p[1]);
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    g_assert_cmpint(type_of(sv[0]), ==, CPRKIT_FD_SOCKET);
+    close(sv[0]);
+    close(sv[1]);
+    fd = g_file_open_tmp("cprkit-test-XXXXXX", &tmp_path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_REGULAR_FILE);
+    close(fd);
+    unlink(tmp_path);
+    fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_DIRECTORY);
+    close(fd);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_CHAR_DEVICE);
+    close(fd);
+    fd = epoll_create1(EPOLL_CLOEXEC);
+    g_assert_cmpint(type_of(fd), ==, CPRKIT_FD_OTHER);
+    close(fd);
+
+    g_assert_cmpstr(cprkit_fd_type_name(CPRKIT_FD_VFIO_DEVICE), ==, "vfio-device");
+    g_assert_cmpstr(cprkit_fd_type_name((enum cprkit_fd_type)99), ==, "invalid");
+}
+
+static void test_save_find_remove(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    int ev = eventfd(0, EFD_CLOEXEC);
+    int mem = make_memfd_with("m", "data");
+    char long_name[CPRKIT_NAME_MAX + 2];
+
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 0, ev), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 1, mem), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 2);
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 0, CPRKIT_FD_ANY), ==, ev);
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 0, CPRKIT_FD_EVENTFD), ==, ev);
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 1, CPRKIT_FD_MEMFD), ==, mem);
+
+    /* Wrong type: a clear error naming both types. */
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 0, CPRKIT_FD_MEMFD), ==,
+                    -EMEDIUMTYPE);
+    g_assert_cmpstr(cprkit_last_error(ctx), ==,
+                    "preserved fd 'irq'/0 has type eventfd, expected memfd");
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 2, CPRKIT_FD_ANY), ==, -ENOENT);
+    g_assert_cmpint(cprkit_fd_find(ctx, "other", 0, CPRKIT_FD_ANY), ==, -ENOENT);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "'other'/0"));
+
+    /* Saving the same (name, id) again replaces it. */
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 1, ev), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 2);
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 1, CPRKIT_FD_EVENTFD), ==, ev);
+
+    g_assert_cmpint(cprkit_fd_remove(ctx, "irq", 1), ==, 0);
+    g_assert_cmpint(cprkit_fd_remove(ctx, "irq", 1), ==, -ENOENT);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 1);
+    /* Removing does not close: the fd belongs to the application. */
+    g_assert_true(fd_is_open(mem));
+
+    /* Bad input. */
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    g_assert_cmpint(cprkit_fd_save(ctx, "", 0, ev), ==, -EINVAL);
+    g_assert_cmpint(cprkit_fd_save(ctx, NULL, 0, ev), ==, -EINVAL);
+    g_assert_cmpint(cprkit_fd_save(ctx, long_name, 0, ev), ==, -EINVAL);
+    g_assert_cmpint(cprkit_fd_save(ctx, "bad\nname", 0, ev), ==, -EINVAL);
+    g_assert_cmpint(cprkit_fd_save(ctx, "neg", 0, -1), ==, -EBADF);
+    g_assert_cmpint(cprkit_fd_save(ctx, "closed", 0, 9999), ==, -EBADF);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "fd 9999"));
+    g_assert_cmpint(cprkit_fd_find(ctx, NULL, 0, CPRKIT_FD_ANY), ==, -EINVAL);
+    g_assert_cmpint(cprkit_fd_remove(ctx, NULL, 0), ==, -ENOENT);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 1);
+
+    close(ev);
+    close(mem);
+    cprkit_free(ctx);
+}
+
+static void test_sections(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    const void *data;
+    size_t size;
+
+    g_assert_cmpint(cprkit_section_get(ctx, "a", &data, &size), ==, -ENOENT);
+    g_assert_cmpint(cprkit_section_put(ctx, "a", "first", 5), ==, 0);
+    g_assert_cmpint(cprkit_section_put(ctx, "a", "second!", 7), ==, 0);
+    g_assert_cmpint(cprkit_section_get(ctx, "a", &data, &size), ==, 0);
+    g_assert_cmpmem(data, size, "second!", 7);
+    g_assert_cmpint(cprkit_section_put(ctx, "", "x", 1), ==, -EINVAL);
+    g_assert_cmpint(cprkit_section_put(ctx, "null-data", NULL, 3), ==, -EINVAL);
+    g_assert_cmpint(cprkit_section_put(ctx, "empty", NULL, 0), ==, 0);
+    g_assert_cmpint(cprkit_section_get(ctx, "empty", &data, &size), ==, 0);
+    g_assert_cmpuint(size, ==, 0);
+    cprkit_free(ctx);
+}
+
+/* Before exec, a preserved fd that was closed or replaced is caught. */
+static void test_check_unchanged(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    int ev = eventfd(0, EFD_CLOEXEC);
+    int p[2];
+
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "ev", 0, ev), ==, 0);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, 0);
+    g_assert_cmpint(dup3(p[0], ev, O_CLOEXEC), ==, ev);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "was eventfd"));
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "now pipe"));
+    close(ev);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, -EBADF);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "no longer open"));
+    close(p[0]);
+    close(p[1]);
+    cprkit_free(ctx);
+}
+
+/* A context with three preserved fds; the exec failure tests check that
+ * they are all still open and close-on-exec afterwards. */
+struct preserved {
+    cprkit_ctx *ctx;
+    int fds[3];
+};
+
+static void preserved_init(struct preserved *p)
+{
+    int pp[2];
+
+    p->ctx = new_ctx();
+    p->fds[0] = make_memfd_with("m", "content");
+    p->fds[1] = eventfd(2, EFD_CLOEXEC);
+    g_assert_cmpint(pipe2(pp, O_CLOEXEC), ==, 0);
+    p->fds[2] = pp[0];
+    close(pp[1]);
+    g_assert_cmpint(cprkit_fd_save(p->ctx, "mem", 0, p->fds[0]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(p->ctx, "ev", 0, p->fds[1]), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(p->ctx, "pipe", 0, p->fds[2]), ==, 0);
+}
+
+static void preserved_assert_intact(struct preserved *p)
+{
+    char buf[16] = {0};
+    uint64_t count;
+
+    for (int i = 0; i < 3; i++) {
+        g_assert_true(fd_is_open(p->fds[i]));
+        g_assert_true(fd_has_cloexec(p->fds[i]));
+    }
+    g_assert_cmpint(pread(p->fds[0], buf, sizeof(buf), 0), ==, 7);
+    g_assert_cmpstr(buf, ==, "content");
+    g_assert_cmpint(read(p->fds[1], &count, sizeof(count)), ==, 8);
+    g_assert_cmpuint(count, ==, 2);
+    g_assert_cmpint(write(p->fds[1], &count, sizeof(count)), ==, 8);
+    g_assert_cmpuint(cprkit_fd_count(p->ctx), ==, 3);
+}
+
+static void preserved_clear(struct preserved *p)
+{
+    for (int i = 0; i < 3; i++)
+        close(p->fds[i]);
+    cprkit_free(p->ctx);
+}
+
+static void test_exec_missing_binary(void)
+{
+    struct preserved p;
+    char *argv[] = {"nope", NULL};
+    int fds_before;
+
+    preserved_init(&p);
+    fds_before = count_open_fds();
+    g_assert_cmpint(cprkit_exec(p.ctx, "/nonexistent/cprkit-new", argv, NULL),
+                    ==, -ENOENT);
+    g_assert_cmpstr(cprkit_last_error(p.ctx), ==,
+                    "new binary '/nonexistent/cprkit-new': No such file or "
+                    "directory");
+    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    preserved_assert_intact(&p);
+    preserved_clear(&p);
+}
+
+static char *write_temp_file(const char *content, mode_t mode)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp("cprkit-exec-XXXXXX", &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, content, strlen(content)), ==,
+                    (ssize_t)strlen(content));
+    close(fd);
+    g_assert_cmpint(chmod(path, mode), ==, 0);
+    return path;
+}
+
+static void test_exec_not_executable(void)
+{
+    struct preserved p;
+    char *argv[] = {"x", NULL};
+    g_autofree char *path = write_temp_file("#!/bin/sh\nexit 0\n", 0644);
+    int fds_before;
+
+    /* root bypasses permission bits for reading, but X_OK still needs an
+     * execute bit somewhere. */
+    preserved_init(&p);
+    fds_before = count_open_fds();
+    g_assert_cmpint(cprkit_exec(p.ctx, path, argv, NULL), ==, -EACCES);
+    g_assert_nonnull(strstr(cprkit_last_error(p.ctx), "is not executable"));
+    g_assert_cmpint(cprkit_exec(p.ctx, "/tmp", argv, NULL), ==, -EACCES);
+    g_assert_nonnull(strstr(cprkit_last_error(p.ctx), "not a regular file"));
+    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    preserved_assert_intact(&p);
+    unlink(path);
+    preserved_clear(&p);
+}
+
+/* Passes every pre-check, so the fds really lose FD_CLOEXEC and execve
+ * really runs and fails (ENOEXEC): then everything must be put back. */
+static void test_exec_fails_in_execve(void)
+{
+    struct preserved p;
+    char *argv[] = {"garbage", NULL};
+    g_autofree char *path = write_temp_file("\x7f" "ELF-not-really\n", 0755);
+    int fds_before;
+
+    preserved_init(&p);
+    fds_before = count_open_fds();
+    g_assert_cmpint(cprkit_exec(p.ctx, path, argv, NULL), ==, -ENOEXEC);
+    g_assert_nonnull(strstr(cprkit_last_error(p.ctx), "execve"));
+    /* The blob memfd is gone again, nothing else leaked. */
+    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    preserved_assert_intact(&p);
+    g_assert_null(getenv(CPRKIT_STATE_FD_ENV));
+    unlink(path);
+    preserved_clear(&p);
+}
+
+static void test_exec_refuses(void)
+{
+    struct preserved p;
+    char *argv[] = {"true", NULL};
+    struct cprkit_exec_opts bad_opts = {.size = 1};
+    struct cprkit_exec_opts no_argv = {.size = sizeof(no_argv),
+                                       .rollback_path = "/bin/true"};
+
+    preserved_init(&p);
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", NULL, NULL), ==, -EINVAL);
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", argv, &bad_opts), ==,
+                    -EINVAL);
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", argv, &no_argv), ==,
+                    -EINVAL);
+    g_assert_nonnull(strstr(cprkit_last_error(p.ctx), "rollback_argv"));
+
+    /* A changed preserved fd blocks the exec before anything happens. */
+    close(p.fds[2]);
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", argv, NULL), ==, -EBADF);
+    g_assert_nonnull(strstr(cprkit_last_error(p.ctx), "'pipe'/0"));
+    p.fds[2] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    /* Not while an incoming update is still uncommitted. */
+    p.ctx->incoming = true;
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", argv, NULL), ==, -EBUSY);
+    p.ctx->incoming = false;
+    preserved_clear(&p);
+}
+
+static void test_command_line_of_self(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    struct command_line cmd = {0};
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+
+    g_assert_cmpint(command_line_of_self(ctx, &cmd), ==, 0);
+    g_assert_cmpstr(cmd.path, ==, exe);
+    g_assert_nonnull(cmd.argv);
+    g_assert_true(g_str_has_suffix(cmd.argv[0], "test-fdreg"));
+    command_line_clear(&cmd);
+    cprkit_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/fdident/types", test_identify_types);
+    g_test_add_func("/fdreg/save-find-remove", test_save_find_remove);
+    g_test_add_func("/sections/put-get", test_sections);
+    g_test_add_func("/fdreg/check-unchanged", test_check_unchanged);
+    g_test_add_func("/exec/missing-binary", test_exec_missing_binary);
+    g_test_add_func("/exec/not-executable", test_exec_not_executable);
+    g_test_add_func("/exec/fails-in-execve", test_exec_fails_in_execve);
+    g_test_add_func("/exec/refuses", test_exec_refuses);
+    g_test_add_func("/exec/command-line-of-self", test_command_line_of_self);
+    return g_test_run();
+}
