@@ -117,6 +117,7 @@ int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
 
 /* sections.c */
 void app_section_free(struct app_section *s);
+struct app_section *section_lookup(cprkit_ctx *ctx, const char *name);
 
 /* blob.c: the frame around the payload. */
 struct blob_frame {

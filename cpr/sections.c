@@ -14,7 +14,7 @@ void app_section_free(struct app_section *s)
     free(s);
 }
 
-static struct app_section *section_lookup(cprkit_ctx *ctx, const char *name)
+struct app_section *section_lookup(cprkit_ctx *ctx, const char *name)
 {
     for (guint i = 0; i < ctx->sections->len; i++) {
         struct app_section *s = g_ptr_array_index(ctx->sections, i);

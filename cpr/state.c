@@ -170,14 +170,12 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     }
     for (size_t i = 0; i < state->n_sections; i++) {
         const Cprkit__AppSection *m = state->sections[i];
-        const void *existing;
-        size_t existing_size;
 
         if (!name_is_valid(m->name)) {
             r = ctx_fail(ctx, -EBADMSG, "section %zu has no valid name", i);
             goto fail;
         }
-        if (cprkit_section_get(ctx, m->name, &existing, &existing_size) == 0) {
+        if (section_lookup(ctx, m->name)) {
             r = ctx_fail(ctx, -EBADMSG, "section '%s' appears twice", m->name);
             goto fail;
         }

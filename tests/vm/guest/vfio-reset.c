@@ -151,10 +151,15 @@ static void phase2(int argc, char **argv)
     tap_ok(!(regs.csts & NVME_CSTS_RDY),
            "close + reopen: device was reset, CSTS.RDY fell to 0 "
            "(CSTS 0x%x)", regs.csts);
-    tap_ok(!(regs.cc & NVME_CC_EN) && regs.asq == 0 && regs.aqa == 0,
-           "close + reopen: CC, AQA, ASQ back to reset values "
-           "(CC 0x%x AQA 0x%x ASQ 0x%llx)", regs.cc, regs.aqa,
-           (unsigned long long)regs.asq);
+    /*
+     * A reset clears all of CC; clearing CC.EN alone (what a driver does)
+     * would leave the queue entry sizes (0x460000) in place. QEMU keeps
+     * AQA/ASQ/ACQ over a function reset, so they prove nothing here.
+     */
+    tap_ok(regs.cc == 0, "close + reopen: CC back to its reset value 0 "
+           "(CC 0x%x)", regs.cc);
+    tap_diag("after reopen: AQA 0x%x ASQ 0x%llx", regs.aqa,
+             (unsigned long long)regs.asq);
 
     close(fd);
     close((int)group);
