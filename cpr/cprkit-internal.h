@@ -62,6 +62,7 @@ struct command_line {
 
 struct cprkit_ctx {
     GPtrArray *fds;        /* struct fd_entry *, in save order */
+    GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
     GPtrArray *sections;   /* struct app_section *, in put order */
     /* struct phase_timestamp *: what the previous binary recorded (read
      * with cprkit_timestamp()), and what this one records for the next. */
@@ -114,6 +115,9 @@ int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
 void fd_entry_free(struct fd_entry *e);
 int fdreg_check_unchanged(cprkit_ctx *ctx);
 int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
+void fdreg_clear(cprkit_ctx *ctx);
+guint fd_entry_hash(gconstpointer entry);
+gboolean fd_entry_equal(gconstpointer a, gconstpointer b);
 
 /* sections.c */
 void app_section_free(struct app_section *s);

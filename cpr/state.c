@@ -159,7 +159,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
 {
     int r;
 
-    g_ptr_array_set_size(ctx->fds, 0);
+    fdreg_clear(ctx);
     g_ptr_array_set_size(ctx->sections, 0);
     g_ptr_array_set_size(ctx->timestamps, 0);
 
@@ -195,7 +195,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     return 0;
 
 fail:
-    g_ptr_array_set_size(ctx->fds, 0);
+    fdreg_clear(ctx);
     g_ptr_array_set_size(ctx->sections, 0);
     g_ptr_array_set_size(ctx->timestamps, 0);
     return r;
