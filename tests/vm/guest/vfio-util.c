@@ -539,6 +539,32 @@ int eventfd_wait(int fd, int timeout_ms, uint64_t *ret_count)
     return eventfd_drain(fd, ret_count);
 }
 
+int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
+                        uint64_t *ret_total)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms, total = 0, n;
+    int r;
+
+    while (total < want) {
+        uint64_t now = now_ms();
+
+        if (now >= deadline)
+            break;
+        r = eventfd_wait(fd, (int)(deadline - now), &n);
+        if (r == -ETIMEDOUT)
+            break;
+        if (r < 0)
+            return r;
+        total += n;
+    }
+    /* Anything already pending beyond @want counts too. */
+    r = eventfd_drain(fd, &n);
+    if (r < 0)
+        return r;
+    *ret_total = total + n;
+    return 0;
+}
+
 int fd_set_cloexec(int fd, bool cloexec)
 {
     int flags;

@@ -121,6 +121,12 @@ int eventfd_new(void);
 int eventfd_wait(int fd, int timeout_ms, uint64_t *ret_count);
 /* Read the counter without waiting: 0 in *ret_count if it was zero. */
 int eventfd_drain(int fd, uint64_t *ret_count);
+/*
+ * Sum the counter over reads until it reaches @want or @timeout_ms passes;
+ * the sum (which may fall short, or exceed @want) goes to *ret_total.
+ */
+int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
+                        uint64_t *ret_total);
 
 /* Set or clear FD_CLOEXEC. */
 int fd_set_cloexec(int fd, bool cloexec);
