@@ -60,8 +60,8 @@ CPRKIT_EXPORT const char *cprkit_last_error(const cprkit_ctx *ctx)
     return ctx->last_error ? ctx->last_error : "";
 }
 
-static void ctx_vlog(cprkit_ctx *ctx, int priority, const char *fmt,
-                     va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+ctx_vlog(cprkit_ctx *ctx, int priority, const char *fmt, va_list ap)
 {
     char msg[1024];
 

@@ -213,6 +213,11 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
 
 CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
 {
+    /* Callers naturally pass cprkit_last_error(ctx), which the failure
+     * paths below replace: work on a copy. */
+    g_autofree char *why =
+        g_strdup(reason && *reason ? reason : "rollback requested");
+
     if (ctx->rollback)
         return ctx_fail(ctx, -ELOOP,
                         "this state was already handed back by a rollback "
@@ -225,13 +230,10 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
         return ctx_fail(ctx, -ENOENT,
                         "cannot roll back: the previous binary recorded no "
                         "rollback command line");
-    if (!reason || !*reason)
-        reason = "rollback requested";
 
-    ctx_log(ctx, LOG_WARNING, "rolling back to %s: %s", ctx->rescue.path,
-            reason);
+    ctx_log(ctx, LOG_WARNING, "rolling back to %s: %s", ctx->rescue.path, why);
     /* The same sealed blob goes back: it describes the fds exactly as the
      * previous binary left them, and nothing here has changed them. */
     return exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
-                          ctx->blob_fd, reason, true);
+                          ctx->blob_fd, why, true);
 }

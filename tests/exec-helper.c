@@ -32,7 +32,7 @@
 #define EVENT_COUNT 5
 #define APP_STATE "application state v1"
 
-static void die(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
 {
     va_list ap;
 
@@ -200,6 +200,7 @@ static int role_old(const char *new_binary, const char *mode)
         r = cprkit_rollback(ctx, "old binary could not load");
         printf("ROLLBACK-REFUSED: %s\n", cprkit_last_error(ctx));
         fflush(stdout);
+        cprkit_free(ctx);
         return 3;
     }
     if (r == 1) {
@@ -243,6 +244,7 @@ static int role_old(const char *new_binary, const char *mode)
     fflush(stdout);
     r = cprkit_exec(ctx, new_binary, argv, NULL);
     printf("EXEC-FAILED: %s\n", cprkit_last_error(ctx));
+    cprkit_free(ctx);
     return 2;
 }
 
@@ -272,6 +274,18 @@ static void check_child_inherits_nothing(const int fds[6])
     printf("child-inherits-nothing: ok\n");
 }
 
+/* Returns only if the rollback exec failed. */
+static void rollback_or_report(cprkit_ctx *ctx)
+{
+    /* The reason string lives in ctx; copy it before the call resets it. */
+    char *reason = strdup(cprkit_last_error(ctx));
+
+    cprkit_rollback(ctx, reason);
+    printf("ROLLBACK-FAILED: %s\n", cprkit_last_error(ctx));
+    free(reason);
+    cprkit_free(ctx);
+}
+
 static int role_new(const char *mode, int evfd)
 {
     cprkit_ctx *ctx;
@@ -285,8 +299,7 @@ static int role_new(const char *mode, int evfd)
     if (r != 1) {
         printf("NEW-LOAD-FAILED: %s\n", cprkit_last_error(ctx));
         fflush(stdout);
-        cprkit_rollback(ctx, cprkit_last_error(ctx));
-        printf("ROLLBACK-FAILED: %s\n", cprkit_last_error(ctx));
+        rollback_or_report(ctx);
         return 4;
     }
     CHECK(getenv("CPRKIT_STATE_FD") == NULL, "CPRKIT_STATE_FD still set");
@@ -302,8 +315,7 @@ static int role_new(const char *mode, int evfd)
         CHECK(r == (wrong ? -EMEDIUMTYPE : -ENOENT), "find returned %d", r);
         printf("NEW-CLAIM-FAILED: %s\n", cprkit_last_error(ctx));
         fflush(stdout);
-        cprkit_rollback(ctx, cprkit_last_error(ctx));
-        printf("ROLLBACK-FAILED: %s\n", cprkit_last_error(ctx));
+        rollback_or_report(ctx);
         return 4;
     }
 
