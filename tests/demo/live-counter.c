@@ -186,7 +186,8 @@ int main(int argc, char **argv)
             fail(ctx, "commit");
         if (!cprkit_is_rollback(ctx))
             printf("update %d (pid %d, generation %" PRIu64 "): blackout "
-                   "%.3f ms (execve to first interrupt handled), %" PRIu64
+                   "%.3f ms (state written, execve, restore, first interrupt "
+                   "handled), %" PRIu64
                    " interrupt(s) raised meanwhile were waiting in the "
                    "eventfd\n",
                    st.updates_total - st.updates_left, getpid(),
