@@ -42,7 +42,7 @@ int edu_dma_to_device(const struct vfio_bar *bar, uint64_t iova,
     r = edu_dma_start(bar, iova, EDU_BUF_ADDR + buf_off, count, 0);
     if (r < 0)
         return r;
-    return edu_dma_wait(bar, 5000);
+    return edu_dma_wait(bar, EVENT_TIMEOUT_MS);
 }
 
 int edu_dma_to_ram(const struct vfio_bar *bar, uint32_t buf_off,
@@ -54,5 +54,5 @@ int edu_dma_to_ram(const struct vfio_bar *bar, uint32_t buf_off,
                       EDU_DMA_TO_RAM);
     if (r < 0)
         return r;
-    return edu_dma_wait(bar, 5000);
+    return edu_dma_wait(bar, EVENT_TIMEOUT_MS);
 }

@@ -64,7 +64,7 @@ static void test_msi(struct vfio_pci *p, const struct vfio_bar *bar)
         tap_bail("VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
 
     bar_write32(bar, EDU_REG_IRQ_RAISE, 0x1);
-    r = eventfd_wait(efd, 2000, &n);
+    r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 1, "MSI raised via 0x60 arrives on the eventfd "
            "(r=%d count=%llu)", r, (unsigned long long)n);
     tap_ok(bar_read32(bar, EDU_REG_IRQ_STATUS) == 0x1,
@@ -73,7 +73,7 @@ static void test_msi(struct vfio_pci *p, const struct vfio_bar *bar)
 
     /* A second one: MSI is edge, each raise is one message. */
     bar_write32(bar, EDU_REG_IRQ_RAISE, 0x2);
-    r = eventfd_wait(efd, 2000, &n);
+    r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 1, "second MSI arrives (r=%d count=%llu)", r,
            (unsigned long long)n);
     bar_write32(bar, EDU_REG_IRQ_ACK, 0x2);
@@ -98,7 +98,7 @@ static void test_intx(struct vfio_pci *p, const struct vfio_bar *bar)
         tap_bail("VFIO_DEVICE_SET_IRQS INTx: %s", strerror(-r));
 
     bar_write32(bar, EDU_REG_IRQ_RAISE, 0x10);
-    r = eventfd_wait(trigger, 2000, &n);
+    r = eventfd_wait(trigger, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 1, "INTx arrives on the trigger eventfd "
            "(r=%d count=%llu)", r, (unsigned long long)n);
 
@@ -114,7 +114,7 @@ static void test_intx(struct vfio_pci *p, const struct vfio_bar *bar)
 
     r = eventfd_write(unmask, 1) < 0 ? -errno : 0;
     TAP_CHECK(r);
-    r = eventfd_wait(trigger, 2000, &n);
+    r = eventfd_wait(trigger, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 1, "unmask delivers the pending INTx "
            "(r=%d count=%llu)", r, (unsigned long long)n);
 

@@ -66,7 +66,7 @@ int main(void)
 
     sqe.prp1 = c.iova + NVME_MEM_DATA;
     nvme_admin_submit(&c, &sqe);
-    r = eventfd_wait(efd, 5000, &n);
+    r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n >= 1, "completion interrupt arrives on the MSI-X "
            "eventfd (r=%d count=%llu)", r, (unsigned long long)n);
 

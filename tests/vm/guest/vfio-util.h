@@ -22,6 +22,14 @@
 #define E1000E_VENDOR 0x8086
 #define E1000E_DEVICE 0x10d3
 
+/*
+ * How long to wait for something that must happen (an interrupt, a DMA).
+ * Generous: a TCG guest on a loaded 2-core host is slow, and waiting only
+ * costs time when the test is failing anyway. Checks that something does
+ * NOT happen use short windows instead.
+ */
+#define EVENT_TIMEOUT_MS 10000
+
 /* Serial number the runner gives the NVMe device (-device nvme,serial=). */
 #define NVME_SERIAL "cprkit-nvme"
 

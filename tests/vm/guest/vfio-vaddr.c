@@ -146,7 +146,7 @@ static void phase2(int argc, char **argv)
            "container, group, device, memfd, eventfd survived exec");
 
     TAP_CHECK(vfio_bar_open(device, VFIO_PCI_BAR0_REGION_INDEX, &bar));
-    r = edu_dma_wait(&bar, 5000);
+    r = edu_dma_wait(&bar, EVENT_TIMEOUT_MS);
     tap_ok(r == 0, "the DMA started before exec has completed (%d)", r);
 
     r = memfd_map(memfd, MEM_SIZE, &addr);
@@ -167,7 +167,7 @@ static void phase2(int argc, char **argv)
      * edu sends the completion MSI just after it clears the DMA busy bit,
      * and delivery to the eventfd is asynchronous, so allow it a moment.
      */
-    r = eventfd_count_until(efd, 2, 2000, &n);
+    r = eventfd_count_until(efd, 2, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 2, "both interrupts of the blackout are in the "
            "eventfd counter (count=%llu)", (unsigned long long)n);
     st = bar_read32(&bar, EDU_REG_IRQ_STATUS);
@@ -182,7 +182,7 @@ static void phase2(int argc, char **argv)
     tap_ok(r == 0 && is_filled(mem + OFF_FRESH_DST, XFER, 0x3c),
            "fresh DMA round trip after the remap (%d)", r);
     bar_write32(&bar, EDU_REG_IRQ_RAISE, 0x4);
-    r = eventfd_wait(efd, 2000, &n);
+    r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 1, "a new MSI arrives on the inherited eventfd "
            "(r=%d count=%llu)", r, (unsigned long long)n);
     bar_write32(&bar, EDU_REG_IRQ_ACK, 0x4);
