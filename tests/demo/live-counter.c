@@ -18,7 +18,11 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +72,16 @@ static void device_loop(struct ram *ram, int irq_fd)
 {
     uint64_t one = 1;
     struct timespec period = {0, DEVICE_PERIOD_NS};
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+    /* The device must not outlive the program, nor hold its stdout open
+     * (a test harness would wait for EOF forever). The parent's exec does
+     * not count as its death: the process lives on. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (devnull >= 0) {
+        dup2(devnull, STDOUT_FILENO);
+        dup2(devnull, STDERR_FILENO);
+    }
 
     while (!ram->stopped) {
         ram->last_seq++;
@@ -126,8 +140,15 @@ int main(int argc, char **argv)
     struct ram *ram;
     int ram_fd, irq_fd, r;
     bool veto_mode = argc > 1 && strcmp(argv[1], "--veto") == 0;
+    char self_path[PATH_MAX];
+    ssize_t n;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The "new version" is this very binary, by its real path. */
+    n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+    if (n < 0)
+        fail(NULL, "readlink /proc/self/exe");
+    self_path[n] = '\0';
     if (cprkit_new(&ctx) < 0)
         fail(NULL, "cprkit_new");
     r = cprkit_load_incoming(ctx);
@@ -198,7 +219,7 @@ int main(int argc, char **argv)
 
     if (st.updates_left > 0) {
         st.updates_left--;
-        save_and_exec(ctx, ram_fd, irq_fd, &st, argv, "/proc/self/exe", NULL);
+        save_and_exec(ctx, ram_fd, irq_fd, &st, argv, self_path, NULL);
         fail(ctx, "exec");
     }
     if (!st.vetoed) {
@@ -212,8 +233,7 @@ int main(int argc, char **argv)
         serve(irq_fd, &st, 50000000, NULL, NULL);
         /* An update whose new version vetoes itself: rolled back. */
         st.vetoed = 1;
-        save_and_exec(ctx, ram_fd, irq_fd, &st, argv, "/proc/self/exe",
-                      "--veto");
+        save_and_exec(ctx, ram_fd, irq_fd, &st, argv, self_path, "--veto");
         fail(ctx, "exec");
     }
 
