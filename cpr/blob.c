@@ -126,7 +126,7 @@ int blob_encode(cprkit_ctx *ctx, const Cprkit__State *state,
     cprkit__state__pack(state, buf + BLOB_HEADER_SIZE + rescue_size);
 
     memcpy(buf, blob_magic, sizeof(blob_magic));
-    put_le32(buf + 8, CPRKIT_FORMAT_MAJOR);
+    put_le32(buf + 8, CPRKIT_BUILD_FORMAT_MAJOR);
     put_le32(buf + 12, BLOB_FORMAT_MINOR);
     put_le32(buf + 16, BLOB_HEADER_SIZE);
     put_le32(buf + 20, (uint32_t)rescue_size);
@@ -251,11 +251,12 @@ int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
 {
     Cprkit__State *state;
 
-    if (frame->major != CPRKIT_FORMAT_MAJOR)
+    if (frame->major != CPRKIT_BUILD_FORMAT_MAJOR)
         return ctx_fail(ctx, -EPROTONOSUPPORT,
                         "state blob format major version %u, this cprkit "
                         "(%s) reads version %u",
-                        frame->major, PROJECT_VERSION, CPRKIT_FORMAT_MAJOR);
+                        frame->major, PROJECT_VERSION,
+                        CPRKIT_BUILD_FORMAT_MAJOR);
     if (frame->payload_crc != crc32c(0, frame->payload, frame->payload_size))
         return ctx_fail(ctx, -EBADMSG,
                         "state blob payload checksum mismatch (corrupt blob)");

@@ -23,6 +23,12 @@
 #define CPRKIT_BLOB_MAX_RESCUE (1u << 20)
 #define CPRKIT_NAME_MAX 255
 
+/* The format major this build writes and reads. Tests build a variant of
+ * the core with another value to play an incompatible newer version. */
+#ifndef CPRKIT_BUILD_FORMAT_MAJOR
+#define CPRKIT_BUILD_FORMAT_MAJOR CPRKIT_FORMAT_MAJOR
+#endif
+
 /* Environment variable set on a rollback exec, carrying the reason. */
 #define CPRKIT_ROLLBACK_REASON_ENV "CPRKIT_ROLLBACK_REASON"
 
