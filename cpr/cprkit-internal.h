@@ -14,6 +14,7 @@
 #include "cprkit/cprkit.h"
 #include "cprkit-state.pb-c.h"
 #include "macros.h"
+#include "vfio-records.h"
 
 /* Refuse blobs bigger than this: a corrupt length must not make us allocate
  * gigabytes. 64 MiB holds millions of fd entries. */
@@ -90,6 +91,11 @@ struct cprkit_ctx {
     /* Where to go back to; read from the frame even if the payload failed. */
     struct command_line rescue;
     bool have_rescue;
+
+    /* VFIO records (preserve/, restore/). */
+    struct vfio_state vfio;
+    /* Every VFIO ioctl goes through here; unit tests plug in a fake. */
+    int (*ioctl_fn)(int fd, unsigned long request, void *arg);
 };
 
 /* context.c */
@@ -160,8 +166,46 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 
+/* preserve/: VFIO records, hooks, blockers, vaddr suspend. */
+void vfio_state_init(struct vfio_state *vfio);
+void vfio_state_clear(struct vfio_state *vfio);
+int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg);
+struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd);
+struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd);
+char *vfio_device_fd_name(const char *bdf);
+const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
+int fdreg_claim(cprkit_ctx *ctx, const char *name, int id,
+                enum cprkit_fd_type type, int *ret_fd);
+int vfio_check_blockers(cprkit_ctx *ctx);
+int vfio_suspend_vaddrs(cprkit_ctx *ctx);
+int vfio_resume_vaddrs(cprkit_ctx *ctx);
+uint64_t vfio_mapped_bytes(cprkit_ctx *ctx);
+struct vma_backing {
+    uint64_t dev;
+    uint64_t ino;
+    uint64_t offset; /* file offset of the first byte */
+    bool shared;
+    bool file_backed; /* has an inode (not anonymous memory) */
+};
+int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
+const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
+                                            uint64_t ino);
+int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
+
+/* restore/: VFIO records from the blob, remap, commit, rollback. */
+int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+int vfio_check_all_reclaimed(cprkit_ctx *ctx);
+int vfio_suspend_for_rollback(cprkit_ctx *ctx);
+void vfio_undo_rollback_suspend(cprkit_ctx *ctx);
+int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
+                        void *vaddr, uint32_t prot);
+
+/* state.c: memory owned by a built State, freed by state_build_free(). */
+void *state_alloc(Cprkit__State *state, size_t size);
+
 /* exec.c */
 int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                    char *const envp[], int blob_fd, const char *rollback_reason,
                    bool skip_missing_fds);
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);
+int exec_check_target(cprkit_ctx *ctx, const char *path);

@@ -120,10 +120,12 @@ int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret)
 }
 
 /* Blocker: fail before anything changes if the target cannot be exec'd. */
-static int check_exec_target(cprkit_ctx *ctx, const char *path)
+int exec_check_target(cprkit_ctx *ctx, const char *path)
 {
     struct stat st;
 
+    if (!path)
+        return ctx_fail(ctx, -EINVAL, "no new binary given");
     if (stat(path, &st) < 0)
         return ctx_fail(ctx, -errno, "new binary '%s': %m", path);
     if (!S_ISREG(st.st_mode))
@@ -165,41 +167,56 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
         return ctx_fail(ctx, -EINVAL, "cprkit_exec_opts.size is not set");
     if (!path || !argv || !argv[0])
         return ctx_fail(ctx, -EINVAL, "cprkit_exec needs a path and argv[0]");
-    if (ctx->incoming)
-        return ctx_fail(ctx, -EBUSY,
-                        "an incoming update is not committed yet: commit or "
-                        "roll back before starting another");
 
-    /* Blockers first, while nothing has changed. */
+    /* 1. Blockers first, while nothing has changed. */
     g_ptr_array_set_size(ctx->update_timestamps, 0);
     timestamps_set(ctx->update_timestamps, "update-start", monotonic_now_ns());
-    r = check_exec_target(ctx, path);
-    if (r < 0)
-        return r;
-    r = fdreg_check_unchanged(ctx);
+    r = cprkit_check_update(ctx, path);
     if (r < 0)
         return r;
     r = rollback_command_line(ctx, opts, &rescue);
     if (r < 0)
         return r;
 
+    /* 2. The blackout starts: DMA keeps running, but this process's
+     * addresses are no longer valid to the kernel. */
+    timestamps_set(ctx->update_timestamps, "suspend", monotonic_now_ns());
+    r = vfio_suspend_vaddrs(ctx);
+    if (r < 0) {
+        command_line_clear(&rescue);
+        return r;
+    }
+
+    /* 3. The blob records the mappings as suspended. */
     timestamps_set(ctx->update_timestamps, "exec", monotonic_now_ns());
     r = state_build(ctx, ctx->generation + 1, &state);
     if (r >= 0)
         r = blob_encode(ctx, state, &rescue, &blob, &blob_size);
     state_build_free(state);
     command_line_clear(&rescue);
+    if (r >= 0)
+        r = blob_write_sealed_memfd(ctx, blob, blob_size, &blob_fd);
     if (r < 0)
-        return r;
-    r = blob_write_sealed_memfd(ctx, blob, blob_size, &blob_fd);
-    if (r < 0)
-        return r;
+        goto resume;
 
-    ctx_log(ctx, LOG_INFO, "exec %s (generation %" PRIu64 ", %u fds, %zu byte "
-                           "state)",
-            path, ctx->generation + 1, ctx->fds->len, blob_size);
-    /* Returns only on failure; blob_fd is closed by cleanup: nothing of the
-     * attempt is left behind. */
-    return exec_with_blob(ctx, path, argv, opts ? opts->envp : NULL, blob_fd,
-                          NULL, false);
+    ctx_log(ctx, LOG_INFO, "exec %s (generation %" PRIu64 ", %u fds, %u DMA "
+                           "mappings, %zu byte state)",
+            path, ctx->generation + 1, ctx->fds->len,
+            ctx->vfio.mappings->len, blob_size);
+    /* 4. Returns only on failure; blob_fd is closed by cleanup. */
+    r = exec_with_blob(ctx, path, argv, opts ? opts->envp : NULL, blob_fd,
+                       NULL, false);
+
+resume:
+    /* The exec did not happen: this binary goes on serving. */
+    {
+        g_autofree char *why = g_strdup(cprkit_last_error(ctx));
+
+        if (vfio_resume_vaddrs(ctx) < 0)
+            return ctx_fail(ctx, r, "%s; and resuming the DMA vaddrs "
+                                    "failed: %s",
+                            why, cprkit_last_error(ctx));
+        ctx_fail(ctx, r, "%s", why);
+    }
+    return r;
 }

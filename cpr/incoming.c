@@ -182,9 +182,13 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
 {
     g_autoptr(GString) unclaimed = g_string_new(NULL);
     unsigned n_unclaimed = 0;
+    int r;
 
     if (!ctx->incoming)
         return ctx_fail(ctx, -EINVAL, "nothing to commit: no incoming update");
+    r = vfio_check_all_reclaimed(ctx);
+    if (r < 0)
+        return r;
     for (guint i = 0; i < ctx->fds->len; i++) {
         const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
 
@@ -217,6 +221,7 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
      * paths below replace: work on a copy. */
     g_autofree char *why =
         g_strdup(reason && *reason ? reason : "rollback requested");
+    int r;
 
     if (ctx->rollback)
         return ctx_fail(ctx, -ELOOP,
@@ -232,8 +237,15 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
                         "rollback command line");
 
     ctx_log(ctx, LOG_WARNING, "rolling back to %s: %s", ctx->rescue.path, why);
+    /* What this binary remapped is suspended again, so the previous one
+     * finds every mapping as it left it. */
+    r = vfio_suspend_for_rollback(ctx);
+    if (r < 0)
+        return r;
     /* The same sealed blob goes back: it describes the fds exactly as the
      * previous binary left them, and nothing here has changed them. */
-    return exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
-                          ctx->blob_fd, why, true);
+    r = exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
+                       ctx->blob_fd, why, true);
+    vfio_undo_rollback_suspend(ctx);
+    return r;
 }

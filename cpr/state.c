@@ -23,18 +23,30 @@ struct built_state {
     struct fd_entry_msgs *fd_msgs;
     Cprkit__AppSection *section_msgs;
     Cprkit__Timestamp *ts_msgs;
+    GPtrArray *allocs; /* anything else, e.g. VFIO records */
 };
+
+void *state_alloc(Cprkit__State *state, size_t size)
+{
+    struct built_state *built = (struct built_state *)state;
+    void *p = g_malloc0(size);
+
+    g_ptr_array_add(built->allocs, p);
+    return p;
+}
 
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
 {
     struct built_state *built = g_new0(struct built_state, 1);
     Cprkit__State *state = &built->state;
     struct fd_entry_msgs *fd_msgs;
+    int r;
     Cprkit__AppSection *section_msgs;
     Cprkit__Timestamp *ts_msgs;
     struct timespec now;
 
     cprkit__state__init(state);
+    built->allocs = g_ptr_array_new_with_free_func(g_free);
     state->has_generation = true;
     state->generation = generation;
 
@@ -103,6 +115,11 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     state->writer_pid = (uint32_t)getpid();
     state->writer_version = (char *)PROJECT_VERSION;
 
+    r = vfio_state_build(ctx, state);
+    if (r < 0) {
+        state_build_free(state);
+        return r;
+    }
     *ret = state;
     return 0;
 }
@@ -118,6 +135,7 @@ void state_build_free(Cprkit__State *state)
     g_free(built->fd_msgs);
     g_free(built->section_msgs);
     g_free(built->ts_msgs);
+    g_ptr_array_unref(built->allocs);
     g_free(state->fds);
     g_free(state->sections);
     g_free(state->timestamps);
@@ -190,11 +208,16 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         if (name_is_valid(m->phase) && m->has_monotonic_ns)
             timestamps_set(ctx->timestamps, m->phase, m->monotonic_ns);
     }
+    r = vfio_state_load(ctx, state);
+    if (r < 0)
+        goto fail;
     ctx->generation = state->generation;
     ctx_clear_error(ctx);
     return 0;
 
 fail:
+    vfio_state_clear(&ctx->vfio);
+    vfio_state_init(&ctx->vfio);
     fdreg_clear(ctx);
     g_ptr_array_set_size(ctx->sections, 0);
     g_ptr_array_set_size(ctx->timestamps, 0);

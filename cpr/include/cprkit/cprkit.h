@@ -205,8 +205,9 @@ int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd, const char *bdf,
                             bool *ret_reclaimed);
 
 /* VFIO_DEVICE_RESET, except for a device reclaimed from the previous
- * binary, where it does nothing and returns 0: resetting would lose the
- * device state the update exists to keep. Returns: 0 or < 0. */
+ * binary before cprkit_commit(), where it does nothing and returns 0:
+ * resetting would lose the device state the update exists to keep.
+ * Returns: 0 or < 0. */
 int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd);
 
 /*

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Blockers: everything that would make an update fail half-way, checked
+ * before anything changes, each with a message naming the culprit. Found
+ * here, an update costs nothing; found after the vaddr suspend, it costs a
+ * blackout and a recovery.
+ */
+#include <dirent.h>
+#include <linux/vfio.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "cprkit-internal.h"
+
+#define CAP_IPC_LOCK_BIT 14
+
+/* A field of /proc/self/status such as "CapEff" or "Seccomp". */
+static char *status_field(const char *field)
+{
+    g_autofree char *status = NULL;
+    g_auto(GStrv) lines = NULL;
+    size_t len = strlen(field);
+
+    if (!g_file_get_contents("/proc/self/status", &status, NULL, NULL))
+        return NULL;
+    lines = g_strsplit(status, "\n", -1);
+    for (char **l = lines; *l; l++)
+        if (strncmp(*l, field, len) == 0 && (*l)[len] == ':')
+            return g_strstrip(g_strdup(*l + len + 1));
+    return NULL;
+}
+
+static bool has_cap_ipc_lock(void)
+{
+    g_autofree char *cap_eff = status_field("CapEff");
+
+    return cap_eff &&
+           (g_ascii_strtoull(cap_eff, NULL, 16) >> CAP_IPC_LOCK_BIT) & 1;
+}
+
+/* Under a seccomp filter, ask a child whether execve is allowed: with an
+ * invalid argv pointer an allowed execve fails with EFAULT before running
+ * anything, a filtered one fails otherwise or kills the child. */
+static int check_seccomp_allows_exec(cprkit_ctx *ctx, const char *path)
+{
+    g_autofree char *mode = status_field("Seccomp");
+    int status;
+    pid_t pid;
+
+    if (!mode || strcmp(mode, "2") != 0)
+        return 0;
+    pid = fork();
+    if (pid < 0)
+        return ctx_fail(ctx, -errno, "fork for the seccomp probe: %m");
+    if (pid == 0) {
+        long r = syscall(SYS_execve, path, (char **)1, NULL);
+
+        _exit(r < 0 && errno == EFAULT ? 0 : 1);
+    }
+    if (waitpid(pid, &status, 0) != pid)
+        return ctx_fail(ctx, -errno, "waitpid for the seccomp probe: %m");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    return ctx_fail(ctx, -EPERM,
+                    "this process's seccomp filter does not allow execve: "
+                    "the update cannot exec the new binary");
+}
+
+static int check_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
+{
+    int r;
+
+    if (!c->iommu_type)
+        return 0; /* no group attached yet: nothing mapped */
+    r = vfio_ioctl(ctx, c->fd, VFIO_CHECK_EXTENSION,
+                   (void *)(uintptr_t)VFIO_UPDATE_VADDR);
+    if (r != 1)
+        return ctx_fail(ctx, -EOPNOTSUPP,
+                        "container %d does not support VFIO_UPDATE_VADDR: "
+                        "this kernel cannot keep DMA mappings across exec "
+                        "(Linux >= 5.12 with vfio type1 is needed)",
+                        c->id);
+    c->has_update_vaddr = true;
+    return 0;
+}
+
+/* A group must be a real IOMMU group of PCI devices: mdev groups pin pages
+ * on demand through the vaddr (which is invalid during the update), and
+ * no-IOMMU groups have no IOMMU to keep translating. */
+static int check_group(cprkit_ctx *ctx, const struct vfio_group_rec *g)
+{
+    g_autofree char *dir_path =
+        g_strdup_printf("/sys/kernel/iommu_groups/%u/devices", g->number);
+    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
+    const struct fd_entry *e = fdreg_lookup_fd(ctx, g->fd);
+    const char *name;
+
+    if (e && e->identity.type != CPRKIT_FD_VFIO_GROUP)
+        return ctx_fail(ctx, -EOPNOTSUPP, "group %u is not a VFIO group fd",
+                        g->number);
+    if (!dir)
+        return ctx_fail(ctx, -EOPNOTSUPP,
+                        "VFIO group %u has no IOMMU group in sysfs (no-IOMMU "
+                        "mode?): nothing would translate DMA during the update",
+                        g->number);
+    while ((name = g_dir_read_name(dir))) {
+        g_autofree char *link =
+            g_strdup_printf("%s/%s/subsystem", dir_path, name);
+        g_autofree char *subsystem = g_file_read_link(link, NULL);
+
+        if (!subsystem || !g_str_has_suffix(subsystem, "/bus/pci"))
+            return ctx_fail(ctx, -EOPNOTSUPP,
+                            "VFIO group %u contains %s, which is not a PCI "
+                            "device (mdev or emulated): cprkit preserves only "
+                            "vfio-pci devices",
+                            g->number, name);
+    }
+    return 0;
+}
+
+static int check_mapping(cprkit_ctx *ctx, const struct dma_mapping_rec *m)
+{
+    struct vma_backing now;
+    int r;
+
+    if (!m->backing_shared)
+        return ctx_fail(ctx, -EOPNOTSUPP,
+                        "DMA mapping iova 0x%" PRIx64 " size 0x%" PRIx64
+                        " is anonymous or private memory, which the new "
+                        "binary cannot map again; allocate it with "
+                        "cprkit_ram_open() or map a memfd MAP_SHARED",
+                        m->iova, m->size);
+    r = vma_backing_of(m->vaddr, m->size, &now);
+    if (r < 0 || now.dev != m->backing_dev || now.ino != m->backing_ino ||
+        now.offset != m->backing_offset)
+        return ctx_fail(ctx, -ESTALE,
+                        "DMA mapping iova 0x%" PRIx64 ": its memory at %p is "
+                        "no longer the file it was mapped from",
+                        m->iova, m->vaddr);
+    if (!fdreg_lookup_backing(ctx, m->backing_dev, m->backing_ino))
+        return ctx_fail(ctx, -EOPNOTSUPP,
+                        "DMA mapping iova 0x%" PRIx64 " is backed by a file "
+                        "(dev %" PRIu64 " ino %" PRIu64 ") that is not a "
+                        "preserved fd; save it with cprkit_fd_save() or use "
+                        "cprkit_ram_open()",
+                        m->iova, m->backing_dev, m->backing_ino);
+    return 0;
+}
+
+/* Pages pinned for DMA count against RLIMIT_MEMLOCK; the new process
+ * inherits the limit and may be charged again when it remaps. */
+static int check_memlock(cprkit_ctx *ctx)
+{
+    uint64_t pinned = vfio_mapped_bytes(ctx);
+    struct rlimit rl;
+
+    if (pinned == 0 || has_cap_ipc_lock())
+        return 0;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+        return ctx_fail(ctx, -errno, "getrlimit(RLIMIT_MEMLOCK): %m");
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < pinned)
+        return ctx_fail(ctx, -ENOMEM,
+                        "RLIMIT_MEMLOCK is %" PRIu64 " bytes but %" PRIu64
+                        " bytes are DMA-mapped, which the new binary must be "
+                        "able to pin (raise the limit or grant CAP_IPC_LOCK)",
+                        (uint64_t)rl.rlim_cur, pinned);
+    return 0;
+}
+
+int vfio_check_blockers(cprkit_ctx *ctx)
+{
+    int r;
+
+    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
+        r = check_container(ctx, g_ptr_array_index(ctx->vfio.containers, i));
+        if (r < 0)
+            return r;
+    }
+    for (guint i = 0; i < ctx->vfio.groups->len; i++) {
+        r = check_group(ctx, g_ptr_array_index(ctx->vfio.groups, i));
+        if (r < 0)
+            return r;
+    }
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+        r = check_mapping(ctx, g_ptr_array_index(ctx->vfio.mappings, i));
+        if (r < 0)
+            return r;
+    }
+    return check_memlock(ctx);
+}
+
+CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
+{
+    int r;
+
+    if (ctx->incoming)
+        return ctx_fail(ctx, -EBUSY,
+                        "an incoming update is not committed yet: commit or "
+                        "roll back before starting another");
+    r = exec_check_target(ctx, path);
+    if (r < 0)
+        return r;
+    r = fdreg_check_unchanged(ctx);
+    if (r < 0)
+        return r;
+    r = vfio_check_blockers(ctx);
+    if (r < 0)
+        return r;
+    return check_seccomp_allows_exec(ctx, path);
+}

@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * DMA mappings: the map/unmap wrappers that record each mapping with what
+ * backs its memory, and the vaddr suspend / resume around exec.
+ *
+ * Suspending (VFIO_DMA_UNMAP_FLAG_VADDR) tells type1 the process's virtual
+ * address is about to become invalid; the IOMMU keeps translating the iova
+ * to the pinned pages, so device DMA goes on through exec. The new process
+ * gives each range its new address with VFIO_DMA_MAP_FLAG_VADDR.
+ */
+#include <inttypes.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+#include "cprkit-internal.h"
+
+/*
+ * What backs [vaddr, vaddr + size): reads /proc/self/maps and requires the
+ * range to be covered by mappings of one file, contiguous in file offset.
+ * That is the memory the new binary has to map again at the same offsets.
+ * Returns 0, -EFAULT if part of the range is not mapped, -EXDEV if it spans
+ * different files or non-contiguous offsets.
+ */
+int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
+{
+    uint64_t start = (uintptr_t)vaddr, end = start + size, covered = start;
+    g_autofree char *maps = NULL;
+    struct vma_backing b = {0};
+    bool first = true;
+    char *line, *save = NULL;
+
+    if (size == 0 || end < start)
+        return -EINVAL;
+    if (!g_file_get_contents("/proc/self/maps", &maps, NULL, NULL))
+        return -EIO;
+    for (line = strtok_r(maps, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        unsigned long long lo, hi, offset, ino;
+        unsigned dev_major, dev_minor;
+        char perms[8];
+        uint64_t vma_dev, off_at;
+
+        if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi, perms,
+                   &offset, &dev_major, &dev_minor, &ino) != 7)
+            continue;
+        if (hi <= covered || lo >= end)
+            continue;
+        if (lo > covered)
+            return -EFAULT; /* a hole in the range */
+        vma_dev = makedev(dev_major, dev_minor);
+        off_at = offset + (covered - lo);
+        if (first) {
+            b.dev = vma_dev;
+            b.ino = ino;
+            b.offset = off_at;
+            b.shared = perms[3] == 's';
+            b.file_backed = ino != 0;
+            first = false;
+        } else if (vma_dev != b.dev || ino != b.ino ||
+                   off_at != b.offset + (covered - start) ||
+                   (perms[3] == 's') != b.shared) {
+            return -EXDEV;
+        }
+        covered = hi;
+        if (covered >= end)
+            break;
+    }
+    if (first || covered < end)
+        return -EFAULT;
+    *ret = b;
+    return 0;
+}
+
+static struct dma_mapping_rec *mapping_find(cprkit_ctx *ctx, int container_fd,
+                                            uint64_t iova, uint64_t size)
+{
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+
+        if (m->container_fd == container_fd && m->iova == iova &&
+            m->size == size)
+            return m;
+    }
+    return NULL;
+}
+
+static int dma_map_ioctl(cprkit_ctx *ctx, int container_fd, uint32_t flags,
+                         uint64_t iova, uint64_t size, void *vaddr)
+{
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = flags,
+        .vaddr = (uintptr_t)vaddr,
+        .iova = iova,
+        .size = size,
+    };
+
+    return vfio_ioctl(ctx, container_fd, VFIO_IOMMU_MAP_DMA, &map);
+}
+
+static int dma_unmap_ioctl(cprkit_ctx *ctx, int container_fd, uint32_t flags,
+                           uint64_t iova, uint64_t size, uint64_t *ret_size)
+{
+    struct vfio_iommu_type1_dma_unmap unmap = {
+        .argsz = sizeof(unmap),
+        .flags = flags,
+        .iova = iova,
+        .size = size,
+    };
+    int r = vfio_ioctl(ctx, container_fd, VFIO_IOMMU_UNMAP_DMA, &unmap);
+
+    if (r >= 0 && ret_size)
+        *ret_size = unmap.size;
+    return r;
+}
+
+CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
+                                      uint64_t iova, uint64_t size, void *vaddr,
+                                      uint32_t prot)
+{
+    struct vfio_container_rec *c = vfio_container_by_fd(ctx, container_fd);
+    struct dma_mapping_rec *m;
+    struct vma_backing backing;
+    int r;
+
+    if (!c)
+        return ctx_fail(ctx, -EBADF,
+                        "fd %d is not a container opened with "
+                        "cprkit_vfio_container_open()",
+                        container_fd);
+    if (prot & ~(uint32_t)(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))
+        return ctx_fail(ctx, -EINVAL,
+                        "prot 0x%x: only VFIO_DMA_MAP_FLAG_READ and _WRITE",
+                        prot);
+    m = mapping_find(ctx, container_fd, iova, size);
+    if (m && m->preserved)
+        return dma_remap_preserved(ctx, m, vaddr, prot);
+    if (m)
+        return ctx_fail(ctx, -EEXIST,
+                        "iova 0x%" PRIx64 "+0x%" PRIx64 " is already mapped",
+                        iova, size);
+    if (ctx->incoming)
+        return ctx_fail(ctx, -EBUSY,
+                        "iova 0x%" PRIx64 "+0x%" PRIx64
+                        " was not preserved; new DMA mappings must wait for "
+                        "cprkit_commit()",
+                        iova, size);
+
+    r = vma_backing_of(vaddr, size, &backing);
+    if (r < 0)
+        return ctx_fail(ctx, r == -EXDEV ? -EINVAL : -EFAULT,
+                        "iova 0x%" PRIx64 ": [%p, +0x%" PRIx64 ") is %s", iova,
+                        vaddr, size,
+                        r == -EXDEV ? "not one contiguous mapping of one file"
+                                    : "not mapped memory");
+    r = dma_map_ioctl(ctx, container_fd, prot, iova, size, vaddr);
+    if (r < 0)
+        return ctx_fail(ctx, r, "VFIO_IOMMU_MAP_DMA iova 0x%" PRIx64
+                                " size 0x%" PRIx64 ": %s",
+                        iova, size, strerror(-r));
+    m = g_new0(struct dma_mapping_rec, 1);
+    m->container_fd = container_fd;
+    m->iova = iova;
+    m->size = size;
+    m->prot = prot;
+    m->vaddr = vaddr;
+    m->backing_dev = backing.dev;
+    m->backing_ino = backing.ino;
+    m->backing_offset = backing.offset;
+    m->backing_shared = backing.shared && backing.file_backed;
+    g_ptr_array_add(ctx->vfio.mappings, m);
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd,
+                                        uint64_t iova, uint64_t size)
+{
+    struct dma_mapping_rec *m = mapping_find(ctx, container_fd, iova, size);
+    int r;
+
+    if (!m)
+        return ctx_fail(ctx, -ENOENT,
+                        "no mapping at iova 0x%" PRIx64 " size 0x%" PRIx64,
+                        iova, size);
+    if (m->preserved)
+        return ctx_fail(ctx, -EBUSY,
+                        "iova 0x%" PRIx64 " is preserved and not remapped yet",
+                        iova);
+    r = dma_unmap_ioctl(ctx, container_fd, 0, iova, size, NULL);
+    if (r < 0)
+        return ctx_fail(ctx, r, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 ": %s",
+                        iova, strerror(-r));
+    g_ptr_array_remove(ctx->vfio.mappings, m);
+    return 0;
+}
+
+uint64_t vfio_mapped_bytes(cprkit_ctx *ctx)
+{
+    uint64_t total = 0;
+
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++)
+        total += ((struct dma_mapping_rec *)g_ptr_array_index(
+                      ctx->vfio.mappings, i))
+                     ->size;
+    return total;
+}
+
+/* Makes every suspended mapping valid again at its old address: the exec
+ * failed and this process goes on serving. Best effort over all mappings;
+ * returns the first error. */
+int vfio_resume_vaddrs(cprkit_ctx *ctx)
+{
+    int first_error = 0;
+
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+        int r;
+
+        if (!m->suspended)
+            continue;
+        r = dma_map_ioctl(ctx, m->container_fd, VFIO_DMA_MAP_FLAG_VADDR,
+                          m->iova, m->size, m->vaddr);
+        if (r < 0 && !first_error)
+            first_error = ctx_fail(ctx, r,
+                                   "cannot make iova 0x%" PRIx64
+                                   " valid again: %s",
+                                   m->iova, strerror(-r));
+        if (r >= 0)
+            m->suspended = false;
+    }
+    return first_error;
+}
+
+static int suspend_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
+{
+    uint64_t expected = 0, suspended = 0;
+    unsigned n = 0;
+    int r;
+
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+
+        if (m->container_fd == c->fd) {
+            expected += m->size;
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+
+    if (c->has_unmap_all) {
+        /* One ioctl for the whole container: the blackout does not grow
+         * with the number of mappings. */
+        r = dma_unmap_ioctl(ctx, c->fd,
+                            VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL,
+                            0, 0, &suspended);
+        if (r < 0)
+            return ctx_fail(ctx, r,
+                            "suspending the DMA vaddrs of container %d "
+                            "(UNMAP_DMA VADDR|ALL): %s",
+                            c->id, strerror(-r));
+        for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+            struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+
+            if (m->container_fd == c->fd)
+                m->suspended = true;
+        }
+        if (suspended != expected)
+            ctx_log(ctx, LOG_WARNING,
+                    "container %d: suspended %" PRIu64 " bytes, cprkit "
+                    "recorded %" PRIu64 ": mappings made without "
+                    "cprkit_vfio_dma_map() cannot be remapped by the new "
+                    "binary",
+                    c->id, suspended, expected);
+        return 0;
+    }
+    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+
+        if (m->container_fd != c->fd)
+            continue;
+        r = dma_unmap_ioctl(ctx, c->fd, VFIO_DMA_UNMAP_FLAG_VADDR, m->iova,
+                            m->size, NULL);
+        if (r < 0)
+            return ctx_fail(ctx, r,
+                            "suspending the DMA vaddr of iova 0x%" PRIx64
+                            ": %s",
+                            m->iova, strerror(-r));
+        m->suspended = true;
+    }
+    return 0;
+}
+
+/* Suspends every recorded mapping; on failure puts back what it did, so
+ * the caller sees all-or-nothing. */
+int vfio_suspend_vaddrs(cprkit_ctx *ctx)
+{
+    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
+        int r = suspend_container(ctx,
+                                  g_ptr_array_index(ctx->vfio.containers, i));
+
+        if (r < 0) {
+            g_autofree char *why = g_strdup(cprkit_last_error(ctx));
+
+            vfio_resume_vaddrs(ctx);
+            return ctx_fail(ctx, r, "%s", why);
+        }
+    }
+    return 0;
+}

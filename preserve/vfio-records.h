@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What cprkit knows about the application's VFIO state: one record per
+ * container, group, device, DMA mapping, IRQ index and RAM memfd. The
+ * find-or-create hooks fill them (preserve/), the exec path writes them
+ * into the blob and suspends the DMA vaddrs, and the incoming side loads
+ * them back and reclaims them (restore/).
+ *
+ * Every fd a record mentions is also in the named fd registry, which does
+ * the CLOEXEC discipline and the identity checks; records refer to fds by
+ * number in memory and by (name, id) in the blob.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+struct vfio_container_rec {
+    int fd;
+    int id;
+    uint32_t iommu_type;   /* 0 until VFIO_SET_IOMMU */
+    bool has_update_vaddr; /* probed after VFIO_SET_IOMMU */
+    bool has_unmap_all;
+    bool preserved; /* incoming: from the blob, not yet reclaimed */
+    bool reclaimed; /* handed back from the previous binary */
+};
+
+struct vfio_group_rec {
+    int fd;
+    unsigned number;
+    int container_fd;
+    bool preserved;
+    bool reclaimed;
+};
+
+struct vfio_device_rec {
+    int fd;
+    char *bdf;
+    unsigned group_number;
+    bool preserved;
+    bool reclaimed;
+};
+
+struct dma_mapping_rec {
+    int container_fd;
+    uint64_t iova;
+    uint64_t size;
+    uint32_t prot;
+    void *vaddr; /* NULL while preserved and not yet remapped */
+    /* What backs [vaddr, vaddr + size): the file's identity and the file
+     * offset of vaddr, and whether it is a shared mapping. */
+    uint64_t backing_dev;
+    uint64_t backing_ino;
+    uint64_t backing_offset;
+    bool backing_shared;
+    bool suspended; /* vaddr invalid in the kernel (UNMAP_FLAG_VADDR) */
+    bool preserved; /* incoming: from the blob, not yet remapped */
+};
+
+struct irq_index_rec {
+    int device_fd;
+    unsigned index; /* VFIO_PCI_*_IRQ_INDEX */
+    unsigned count;
+    int *eventfds;  /* count trigger eventfds */
+    int unmask_fd;  /* INTx only, else -1 */
+    bool preserved;
+    bool reclaimed;
+};
+
+struct ram_block_rec {
+    char *name;
+    int fd;
+    uint64_t size;
+    bool preserved;
+    bool reclaimed;
+};
+
+struct vfio_state {
+    GPtrArray *containers; /* struct vfio_container_rec * */
+    GPtrArray *groups;     /* struct vfio_group_rec * */
+    GPtrArray *devices;    /* struct vfio_device_rec * */
+    GPtrArray *mappings;   /* struct dma_mapping_rec * */
+    GPtrArray *irqs;       /* struct irq_index_rec * */
+    GPtrArray *ram_blocks; /* struct ram_block_rec * */
+};

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Lifecycle of the VFIO records, the ioctl seam, and registry helpers the
+ * VFIO hooks share. */
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "cprkit-internal.h"
+
+static void device_rec_free(struct vfio_device_rec *d)
+{
+    g_free(d->bdf);
+    g_free(d);
+}
+
+static void irq_rec_free(struct irq_index_rec *irq)
+{
+    g_free(irq->eventfds);
+    g_free(irq);
+}
+
+static void ram_rec_free(struct ram_block_rec *ram)
+{
+    g_free(ram->name);
+    g_free(ram);
+}
+
+void vfio_state_init(struct vfio_state *vfio)
+{
+    vfio->containers = g_ptr_array_new_with_free_func(g_free);
+    vfio->groups = g_ptr_array_new_with_free_func(g_free);
+    vfio->devices =
+        g_ptr_array_new_with_free_func((GDestroyNotify)device_rec_free);
+    vfio->mappings = g_ptr_array_new_with_free_func(g_free);
+    vfio->irqs = g_ptr_array_new_with_free_func((GDestroyNotify)irq_rec_free);
+    vfio->ram_blocks =
+        g_ptr_array_new_with_free_func((GDestroyNotify)ram_rec_free);
+}
+
+/* Frees the records, not the fds: those belong to the application. */
+void vfio_state_clear(struct vfio_state *vfio)
+{
+    g_clear_pointer(&vfio->containers, g_ptr_array_unref);
+    g_clear_pointer(&vfio->groups, g_ptr_array_unref);
+    g_clear_pointer(&vfio->devices, g_ptr_array_unref);
+    g_clear_pointer(&vfio->mappings, g_ptr_array_unref);
+    g_clear_pointer(&vfio->irqs, g_ptr_array_unref);
+    g_clear_pointer(&vfio->ram_blocks, g_ptr_array_unref);
+}
+
+/* Returns the ioctl's non-negative result or -errno. */
+int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg)
+{
+    int r = ctx->ioctl_fn ? ctx->ioctl_fn(fd, request, arg)
+                          : ioctl(fd, request, arg);
+
+    return r < 0 ? -errno : r;
+}
+
+const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if (e->fd == fd)
+            return e;
+    }
+    return NULL;
+}
+
+/* The registered memfd or shared file with this identity: what a DMA
+ * mapping's memory must come from for the new binary to map it again. */
+const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
+                                            uint64_t ino)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if ((e->identity.type == CPRKIT_FD_MEMFD ||
+             e->identity.type == CPRKIT_FD_REGULAR_FILE) &&
+            e->identity.dev == dev && e->identity.ino == ino)
+            return e;
+    }
+    return NULL;
+}
+
+/* Incoming side: claims the preserved fd (name, id) of the given type.
+ * Returns 1 and the fd if it was preserved, 0 if not. */
+int fdreg_claim(cprkit_ctx *ctx, const char *name, int id,
+                enum cprkit_fd_type type, int *ret_fd)
+{
+    int fd;
+
+    if (!ctx->incoming || !fdreg_lookup(ctx, name, id))
+        return 0;
+    fd = cprkit_fd_find(ctx, name, id, type);
+    if (fd < 0)
+        return fd;
+    *ret_fd = fd;
+    return 1;
+}
