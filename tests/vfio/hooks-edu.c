@@ -11,6 +11,11 @@
  * address is refused; commit refuses while a mapping is not remapped; the
  * DMA done during the blackout is in memory and its interrupt in the
  * eventfd; a fresh DMA + MSI works; commit succeeds.
+ *
+ * With --rollback the restored image vetoes itself after remapping and
+ * rolls back: the first binary runs again, is told it was rolled back,
+ * reclaims and remaps everything once more (its ranges were suspended
+ * again by the rollback), and the device still works.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -84,6 +89,8 @@ static char *garbage_binary(void)
     close(fd);
     return path;
 }
+
+static bool rollback_mode;
 
 static int fresh(cprkit_ctx *ctx, char **argv)
 {
@@ -167,11 +174,53 @@ static int fresh(cprkit_ctx *ctx, char **argv)
     snprintf(evfd_arg, sizeof(evfd_arg), "%d", evfd);
     snprintf(counts, sizeof(counts), "%u:%u", tap_count(), tap_failed());
     {
-        char *nargv[] = {argv[0], "restored", evfd_arg, counts, NULL};
+        char *nargv[] = {argv[0], "restored", evfd_arg, counts,
+                         rollback_mode ? "--rollback" : NULL, NULL};
 
         cprkit_exec(ctx, self, nargv, NULL);
     }
     tap_bail("cprkit_exec: %s", cprkit_last_error(ctx));
+}
+
+/* Reclaims everything again after a rollback and checks the device. */
+static int rolled_back(cprkit_ctx *ctx)
+{
+    char bdf[16];
+    struct vfio_bar bar;
+    bool reclaimed = false;
+    int container, group, device, ram, evfd = -1, r;
+    uint8_t *mem;
+
+    tap_ok(cprkit_is_rollback(ctx) && cprkit_generation(ctx) == 0,
+           "the first binary runs again, rolled back: %s",
+           cprkit_rollback_reason(ctx));
+    TAP_CHECK(pci_find(0x1234, 0x11e8, bdf));
+    container = cprkit_vfio_container_open(ctx, 0, &reclaimed);
+    group = cprkit_vfio_group_open(ctx, container,
+                                   (unsigned)pci_iommu_group(bdf), &reclaimed);
+    device = cprkit_vfio_device_open(ctx, group, bdf, &reclaimed);
+    if (!tap_ok(container >= 0 && group >= 0 && device >= 0 && reclaimed,
+                "container, group and device reclaimed after the rollback"))
+        tap_bail("%s", cprkit_last_error(ctx));
+    TAP_CHECK(vfio_bar_open(device, 0, &bar));
+    ram = cprkit_ram_open(ctx, "dma", RAM_SIZE, &reclaimed);
+    mem = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
+    if (ram < 0 || mem == MAP_FAILED)
+        tap_bail("RAM after rollback: %s", cprkit_last_error(ctx));
+    r = cprkit_vfio_dma_map(ctx, container, IOVA, RAM_SIZE, mem, PROT);
+    tap_ok(r == 0, "RAM remapped once more (%s)",
+           r ? cprkit_last_error(ctx) : "ok");
+    r = cprkit_vfio_irq_enable(ctx, device, VFIO_PCI_MSI_IRQ_INDEX, 1, &evfd);
+    tap_ok(r == 0, "MSI eventfd reclaimed after the rollback");
+    tap_ok(check(mem + BLACKOUT_OFF, XFER, 0x33),
+           "the blackout DMA is still in RAM after the rollback");
+    tap_ok(dma_round_trip(&bar, mem, evfd, 0x7000, 0x9000, 0x55),
+           "fresh DMA + MSI in the rolled-back binary");
+    r = cprkit_commit(ctx);
+    tap_ok(r == 0, "commit after the rollback (%s)",
+           r ? cprkit_last_error(ctx) : "ok");
+    tap_plan(tap_count());
+    tap_exit();
 }
 
 static int restored(cprkit_ctx *ctx, int old_evfd)
@@ -237,6 +286,18 @@ static int restored(cprkit_ctx *ctx, int old_evfd)
     tap_ok(check(mem + 0x3000, XFER, 0x22), "RAM written before the update intact");
     tap_ok(dma_round_trip(&bar, mem, evfd, 0x5000, 0x6000, 0x44),
            "fresh DMA + MSI through the remapped RAM");
+    if (rollback_mode) {
+        char counts[32];
+
+        /* The rollback execs the first binary's own command line; the TAP
+         * numbering travels in the environment. */
+        snprintf(counts, sizeof(counts), "%u:%u", tap_count() + 1,
+                 tap_failed());
+        setenv("HOOKS_EDU_TAP", counts, 1);
+        tap_ok(true, "vetoing the update: rolling back");
+        cprkit_rollback(ctx, "test veto after remap");
+        tap_bail("cprkit_rollback: %s", cprkit_last_error(ctx));
+    }
     r = cprkit_commit(ctx);
     tap_ok(r == 0, "commit (%s)", r ? cprkit_last_error(ctx) : "ok");
     /* The count depends on nothing but this program: plan at the end. */
@@ -255,8 +316,19 @@ int main(int argc, char **argv)
     r = cprkit_load_incoming(ctx);
     if (r < 0)
         tap_bail("load: %s", cprkit_last_error(ctx));
-    if (r == 0)
+    if (r == 0) {
+        rollback_mode = argc > 1 && strcmp(argv[1], "--rollback") == 0;
         return fresh(ctx, argv);
+    }
+    if (cprkit_is_rollback(ctx)) {
+        unsigned done = 0, failed = 0;
+        const char *counts = getenv("HOOKS_EDU_TAP");
+
+        if (!counts || sscanf(counts, "%u:%u", &done, &failed) != 2)
+            tap_bail("rolled back without HOOKS_EDU_TAP");
+        tap_resume(done, failed);
+        return rolled_back(ctx);
+    }
     if (argc < 4)
         tap_bail("restored without arguments");
     {
@@ -265,5 +337,6 @@ int main(int argc, char **argv)
         sscanf(argv[3], "%u:%u", &done, &failed);
         tap_resume(done, failed);
     }
+    rollback_mode = argc > 4 && strcmp(argv[4], "--rollback") == 0;
     return restored(ctx, atoi(argv[2]));
 }
