@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * VFIO logic with a fake ioctl: the error paths that a real kernel will not
+ * produce on demand. The real behaviour is proven in the VM
+ * (tests/vfio/hooks-edu.c); this covers ordering and recovery.
+ */
+#include <linux/vfio.h>
+#include <sys/stat.h>
+
+#include "cprkit-internal.h"
+#include "test-util.h"
+
+/* ---- the fake kernel ---------------------------------------------------- */
+
+struct fake_call {
+    unsigned long request;
+    uint32_t flags;
+    uint64_t iova;
+    uint64_t vaddr;
+};
+
+static struct {
+    GArray *calls;          /* struct fake_call */
+    int fail_unmap_nth;     /* fail the n-th UNMAP_DMA (1-based), 0: never */
+    int unmaps;
+    bool no_update_vaddr;
+} fake;
+
+static int fake_ioctl(int fd, unsigned long request, void *arg)
+{
+    struct fake_call call = {.request = request};
+
+    if (request == VFIO_IOMMU_UNMAP_DMA) {
+        struct vfio_iommu_type1_dma_unmap *u = arg;
+
+        call.flags = u->flags;
+        call.iova = u->iova;
+        g_array_append_val(fake.calls, call);
+        if (++fake.unmaps == fake.fail_unmap_nth) {
+            errno = EIO;
+            return -1;
+        }
+        u->size = 0x3000; /* what the fake "suspended" */
+        return 0;
+    }
+    if (request == VFIO_IOMMU_MAP_DMA) {
+        struct vfio_iommu_type1_dma_map *m = arg;
+
+        call.flags = m->flags;
+        call.iova = m->iova;
+        call.vaddr = m->vaddr;
+        g_array_append_val(fake.calls, call);
+        return 0;
+    }
+    if (request == VFIO_CHECK_EXTENSION)
+        return (uintptr_t)arg == VFIO_UPDATE_VADDR ? !fake.no_update_vaddr : 1;
+    errno = ENOTTY;
+    return -1;
+}
+
+static void fake_reset(void)
+{
+    if (fake.calls)
+        g_array_unref(fake.calls);
+    memset(&fake, 0, sizeof(fake));
+    fake.calls = g_array_new(false, true, sizeof(struct fake_call));
+}
+
+static unsigned count_calls(unsigned long request, uint32_t flags)
+{
+    unsigned n = 0;
+
+    for (guint i = 0; i < fake.calls->len; i++) {
+        struct fake_call *c = &g_array_index(fake.calls, struct fake_call, i);
+
+        if (c->request == request && c->flags == flags)
+            n++;
+    }
+    return n;
+}
+
+/* ---- a context with records, as the hooks would have made them --------- */
+
+struct setup {
+    cprkit_ctx *ctx;
+    int ram;
+    uint8_t *mem;
+    struct vfio_container_rec *container;
+};
+
+#define FAKE_CONTAINER_FD 900
+#define RAM_SIZE 0x3000
+
+static void setup_init(struct setup *s, bool unmap_all)
+{
+    const struct fd_identity container_id = {
+        CPRKIT_FD_VFIO_CONTAINER, 5, 77, (10 << 8) | 196, S_IFCHR};
+    struct vma_backing b;
+
+    fake_reset();
+    g_assert_cmpint(cprkit_new(&s->ctx), ==, 0);
+    s->ctx->ioctl_fn = fake_ioctl;
+    g_assert_cmpint(fdreg_add(s->ctx, "vfio-container", 0, FAKE_CONTAINER_FD,
+                              &container_id, true), ==, 0);
+    s->container = g_new0(struct vfio_container_rec, 1);
+    s->container->fd = FAKE_CONTAINER_FD;
+    s->container->iommu_type = VFIO_TYPE1v2_IOMMU;
+    s->container->has_unmap_all = unmap_all;
+    g_ptr_array_add(s->ctx->vfio.containers, s->container);
+
+    s->ram = memfd_create("ram", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(s->ram, RAM_SIZE), ==, 0);
+    s->mem = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, s->ram, 0);
+    g_assert_true(s->mem != MAP_FAILED);
+    g_assert_cmpint(cprkit_fd_save(s->ctx, "ram", 0, s->ram), ==, 0);
+    g_assert_cmpint(vma_backing_of(s->mem, RAM_SIZE, &b), ==, 0);
+    /* Three one-page mappings of the RAM. */
+    for (int i = 0; i < 3; i++) {
+        struct dma_mapping_rec *m = g_new0(struct dma_mapping_rec, 1);
+
+        m->container_fd = FAKE_CONTAINER_FD;
+        m->iova = 0x100000 + 0x1000 * (uint64_t)i;
+        m->size = 0x1000;
+        m->prot = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+        m->vaddr = s->mem + 0x1000 * i;
+        m->backing_dev = b.dev;
+        m->backing_ino = b.ino;
+        m->backing_offset = 0x1000 * (uint64_t)i;
+        m->backing_shared = true;
+        g_ptr_array_add(s->ctx->vfio.mappings, m);
+    }
+}
+
+static void setup_clear(struct setup *s)
+{
+    munmap(s->mem, RAM_SIZE);
+    close(s->ram);
+    cprkit_free(s->ctx);
+}
+
+static struct dma_mapping_rec *mapping(struct setup *s, guint i)
+{
+    return g_ptr_array_index(s->ctx->vfio.mappings, i);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_vma_backing(void)
+{
+    int fd = memfd_create("x", MFD_CLOEXEC);
+    uint8_t *shared, *priv, *anon;
+    struct vma_backing b;
+    struct stat st;
+
+    g_assert_cmpint(ftruncate(fd, 0x4000), ==, 0);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    shared = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    g_assert_cmpint(vma_backing_of(shared + 0x1000, 0x2000, &b), ==, 0);
+    g_assert_true(b.shared && b.file_backed);
+    g_assert_cmpuint(b.ino, ==, st.st_ino);
+    g_assert_cmpuint(b.dev, ==, st.st_dev);
+    g_assert_cmphex(b.offset, ==, 0x1000);
+    /* Past the end of the mapping: a hole. */
+    g_assert_cmpint(vma_backing_of(shared + 0x3000, 0x2000, &b), <, 0);
+
+    priv = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    g_assert_cmpint(vma_backing_of(priv, 0x1000, &b), ==, 0);
+    g_assert_false(b.shared);
+    anon = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert_cmpint(vma_backing_of(anon, 0x1000, &b), ==, 0);
+    g_assert_false(b.file_backed);
+    g_assert_cmpint(vma_backing_of(NULL, 0, &b), ==, -EINVAL);
+    munmap(shared, 0x4000);
+    munmap(priv, 0x1000);
+    munmap(anon, 0x1000);
+    close(fd);
+}
+
+static void test_suspend_unmap_all(void)
+{
+    struct setup s;
+
+    setup_init(&s, true);
+    g_assert_cmpint(vfio_suspend_vaddrs(s.ctx), ==, 0);
+    /* One ioctl for the whole container. */
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_UNMAP_DMA,
+                                 VFIO_DMA_UNMAP_FLAG_VADDR |
+                                     VFIO_DMA_UNMAP_FLAG_ALL),
+                     ==, 1);
+    g_assert_cmpuint(fake.calls->len, ==, 1);
+    for (guint i = 0; i < 3; i++)
+        g_assert_true(mapping(&s, i)->suspended);
+    /* Exec failed: each range gets its old vaddr back. */
+    g_assert_cmpint(vfio_resume_vaddrs(s.ctx), ==, 0);
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_MAP_DMA, VFIO_DMA_MAP_FLAG_VADDR),
+                     ==, 3);
+    for (guint i = 0; i < 3; i++) {
+        struct fake_call *c = &g_array_index(fake.calls, struct fake_call, 1 + i);
+
+        g_assert_cmphex(c->vaddr, ==, (uintptr_t)mapping(&s, i)->vaddr);
+        g_assert_false(mapping(&s, i)->suspended);
+    }
+    setup_clear(&s);
+}
+
+/* Without UNMAP_ALL, a failure half-way resumes what was suspended. */
+static void test_suspend_fails_halfway(void)
+{
+    struct setup s;
+
+    setup_init(&s, false);
+    fake.fail_unmap_nth = 2;
+    g_assert_cmpint(vfio_suspend_vaddrs(s.ctx), ==, -EIO);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "iova 0x101000"));
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_UNMAP_DMA, VFIO_DMA_UNMAP_FLAG_VADDR),
+                     ==, 2);
+    /* Only the first one was suspended, and only it is resumed. */
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_MAP_DMA, VFIO_DMA_MAP_FLAG_VADDR),
+                     ==, 1);
+    for (guint i = 0; i < 3; i++)
+        g_assert_false(mapping(&s, i)->suspended);
+    setup_clear(&s);
+}
+
+static void test_suspend_unmap_all_fails(void)
+{
+    struct setup s;
+
+    setup_init(&s, true);
+    fake.fail_unmap_nth = 1;
+    g_assert_cmpint(vfio_suspend_vaddrs(s.ctx), ==, -EIO);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "VADDR|ALL"));
+    /* The kernel undoes a failed UNMAP_ALL itself: nothing to resume. */
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_MAP_DMA, VFIO_DMA_MAP_FLAG_VADDR),
+                     ==, 0);
+    for (guint i = 0; i < 3; i++)
+        g_assert_false(mapping(&s, i)->suspended);
+    setup_clear(&s);
+}
+
+/* Rollback suspends again only what the new binary remapped: type1 refuses
+ * to suspend a range twice. */
+static void test_rollback_suspends_only_remapped(void)
+{
+    struct setup s;
+
+    setup_init(&s, true);
+    mapping(&s, 0)->suspended = false; /* remapped */
+    mapping(&s, 1)->suspended = true;  /* still waiting */
+    mapping(&s, 1)->preserved = true;
+    mapping(&s, 1)->vaddr = NULL;
+    mapping(&s, 2)->suspended = false; /* remapped */
+    g_assert_cmpint(vfio_suspend_for_rollback(s.ctx), ==, 0);
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_UNMAP_DMA, VFIO_DMA_UNMAP_FLAG_VADDR),
+                     ==, 2);
+    g_assert_cmphex(g_array_index(fake.calls, struct fake_call, 0).iova, ==,
+                    0x100000);
+    g_assert_cmphex(g_array_index(fake.calls, struct fake_call, 1).iova, ==,
+                    0x102000);
+    for (guint i = 0; i < 3; i++)
+        g_assert_true(mapping(&s, i)->suspended);
+
+    /* The rollback exec failed: remapped ranges get their vaddr back, the
+     * never-remapped one stays for this binary to remap. */
+    vfio_undo_rollback_suspend(s.ctx);
+    g_assert_cmpuint(count_calls(VFIO_IOMMU_MAP_DMA, VFIO_DMA_MAP_FLAG_VADDR),
+                     ==, 2);
+    g_assert_false(mapping(&s, 0)->suspended);
+    g_assert_true(mapping(&s, 1)->suspended);
+    g_assert_false(mapping(&s, 2)->suspended);
+    setup_clear(&s);
+}
+
+static void test_blockers(void)
+{
+    struct setup s;
+    uint8_t *anon;
+
+    setup_init(&s, true);
+    g_assert_cmpint(vfio_check_blockers(s.ctx), ==, 0);
+
+    fake.no_update_vaddr = true;
+    g_assert_cmpint(vfio_check_blockers(s.ctx), ==, -EOPNOTSUPP);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "VFIO_UPDATE_VADDR"));
+    fake.no_update_vaddr = false;
+
+    /* The RAM fd is no longer preserved: its mappings block. */
+    g_assert_cmpint(cprkit_fd_remove(s.ctx, "ram", 0), ==, 0);
+    g_assert_cmpint(vfio_check_blockers(s.ctx), ==, -EOPNOTSUPP);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "not a preserved fd"));
+    g_assert_cmpint(cprkit_fd_save(s.ctx, "ram", 0, s.ram), ==, 0);
+
+    /* The memory under a mapping was replaced. */
+    anon = mmap(mapping(&s, 1)->vaddr, 0x1000, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    g_assert_true(anon == mapping(&s, 1)->vaddr);
+    g_assert_cmpint(vfio_check_blockers(s.ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "0x101000"));
+    setup_clear(&s);
+}
+
+/* VFIO records survive the blob: build, encode, decode, load. */
+static void test_records_roundtrip(void)
+{
+    const struct fd_identity group_id = {CPRKIT_FD_VFIO_GROUP, 5, 78, 0xf000,
+                                         S_IFCHR};
+    const struct fd_identity device_id = {CPRKIT_FD_VFIO_DEVICE, 14, 9, 0, 0};
+    const struct fd_identity ev_id = {CPRKIT_FD_EVENTFD, 14, 10, 0, 0};
+    struct setup s;
+    struct vfio_group_rec *g = g_new0(struct vfio_group_rec, 1);
+    struct vfio_device_rec *d = g_new0(struct vfio_device_rec, 1);
+    struct irq_index_rec *irq = g_new0(struct irq_index_rec, 1);
+    struct command_line rescue = {0};
+    Cprkit__State *state;
+    g_autofree uint8_t *buf = NULL;
+    cprkit_ctx *loaded;
+    size_t size;
+
+    setup_init(&s, true);
+    g_assert_cmpint(fdreg_add(s.ctx, "vfio-group", 7, 901, &group_id, true), ==, 0);
+    g_assert_cmpint(fdreg_add(s.ctx, "vfio-device:0000:00:03.0", 0, 902,
+                              &device_id, true), ==, 0);
+    g_assert_cmpint(fdreg_add(s.ctx, "vfio-irq:0000:00:03.0:msi", 0, 903,
+                              &ev_id, true), ==, 0);
+    g->fd = 901;
+    g->number = 7;
+    g->container_fd = FAKE_CONTAINER_FD;
+    g_ptr_array_add(s.ctx->vfio.groups, g);
+    d->fd = 902;
+    d->bdf = g_strdup("0000:00:03.0");
+    d->group_number = 7;
+    g_ptr_array_add(s.ctx->vfio.devices, d);
+    irq->device_fd = 902;
+    irq->index = VFIO_PCI_MSI_IRQ_INDEX;
+    irq->count = 1;
+    irq->eventfds = g_new(int, 1);
+    irq->eventfds[0] = 903;
+    irq->unmask_fd = -1;
+    g_ptr_array_add(s.ctx->vfio.irqs, irq);
+
+    /* The blob is written after the suspend. */
+    g_assert_cmpint(vfio_suspend_vaddrs(s.ctx), ==, 0);
+    g_assert_cmpint(state_build(s.ctx, 1, &state), ==, 0);
+    g_assert_cmpint(blob_encode(s.ctx, state, NULL, &buf, &size), ==, 0);
+    state_build_free(state);
+
+    g_assert_cmpint(cprkit_new(&loaded), ==, 0);
+    g_assert_cmpint(blob_decode(loaded, buf, size, &rescue, &state), ==, 0);
+    g_assert_cmpint(state_load(loaded, state), ==, 0);
+    cprkit__state__free_unpacked(state, NULL);
+    g_assert_cmpuint(loaded->vfio.containers->len, ==, 1);
+    g_assert_cmpuint(loaded->vfio.groups->len, ==, 1);
+    g_assert_cmpuint(loaded->vfio.devices->len, ==, 1);
+    g_assert_cmpuint(loaded->vfio.mappings->len, ==, 3);
+    g_assert_cmpuint(loaded->vfio.irqs->len, ==, 1);
+    {
+        struct dma_mapping_rec *m = g_ptr_array_index(loaded->vfio.mappings, 2);
+        struct vfio_group_rec *lg = g_ptr_array_index(loaded->vfio.groups, 0);
+        struct vfio_device_rec *ld = g_ptr_array_index(loaded->vfio.devices, 0);
+        struct irq_index_rec *li = g_ptr_array_index(loaded->vfio.irqs, 0);
+
+        g_assert_true(m->preserved && m->suspended);
+        g_assert_cmphex(m->iova, ==, 0x102000);
+        g_assert_cmphex(m->backing_offset, ==, 0x2000);
+        g_assert_null(m->vaddr);
+        g_assert_cmpint(lg->container_fd, ==, FAKE_CONTAINER_FD);
+        g_assert_cmpstr(ld->bdf, ==, "0000:00:03.0");
+        g_assert_cmpint(li->eventfds[0], ==, 903);
+        g_assert_cmpuint(li->index, ==, VFIO_PCI_MSI_IRQ_INDEX);
+    }
+    /* Unremapped mappings block the commit. */
+    loaded->incoming = true;
+    g_assert_cmpint(vfio_check_all_reclaimed(loaded), ==, -EBUSY);
+    g_assert_nonnull(strstr(cprkit_last_error(loaded), "3 preserved DMA mappings"));
+    loaded->incoming = false;
+    command_line_clear(&rescue);
+    cprkit_free(loaded);
+    setup_clear(&s);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/vfio/vma-backing", test_vma_backing);
+    g_test_add_func("/vfio/suspend-unmap-all", test_suspend_unmap_all);
+    g_test_add_func("/vfio/suspend-fails-halfway", test_suspend_fails_halfway);
+    g_test_add_func("/vfio/suspend-unmap-all-fails", test_suspend_unmap_all_fails);
+    g_test_add_func("/vfio/rollback-suspends-only-remapped",
+                    test_rollback_suspends_only_remapped);
+    g_test_add_func("/vfio/blockers", test_blockers);
+    g_test_add_func("/vfio/records-roundtrip", test_records_roundtrip);
+    int r = g_test_run();
+    if (fake.calls)
+        g_array_unref(fake.calls);
+    return r;
+}
