@@ -22,8 +22,17 @@
 #define NVME_CSTS_RDY 0x1
 #define NVME_CSTS_CFS 0x2
 
+#define NVME_ADMIN_CREATE_SQ 0x01
+#define NVME_ADMIN_CREATE_CQ 0x05
 #define NVME_ADMIN_IDENTIFY 0x06
+#define NVME_ADMIN_GET_FEATURES 0x0a
+#define NVME_IDENTIFY_CNS_NS 0
 #define NVME_IDENTIFY_CNS_CTRL 1
+#define NVME_FEAT_NUM_QUEUES 0x07
+
+/* NVM command set (I/O queues). */
+#define NVME_CMD_WRITE 0x01
+#define NVME_CMD_READ 0x02
 
 #define NVME_QUEUE_DEPTH 16
 

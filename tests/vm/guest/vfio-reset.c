@@ -57,7 +57,7 @@ static void phase1(char *self)
     r = vfio_pci_open(NVME_VENDOR, NVME_DEVICE, &p);
     if (!tap_ok(r == 0, "nvme opened through vfio-pci"))
         tap_bail("vfio_pci_open: %s", strerror(-r));
-    tap_ok(fd_get_cloexec(p.device) == 1,
+    tap_ok(cloexec_get(p.device) == 1,
            "VFIO_GROUP_GET_DEVICE_FD returns the fd with FD_CLOEXEC set");
 
     TAP_CHECK(nvme_ctrl_init(&c, p.device));
@@ -78,9 +78,9 @@ static void phase1(char *self)
     vfio_bar_close(&c.bar);
 
     /* Only now, right before exec, let the fds through (as cprkit does). */
-    TAP_CHECK(fd_set_cloexec(p.container, false));
-    TAP_CHECK(fd_set_cloexec(p.group, false));
-    TAP_CHECK(fd_set_cloexec(p.device, false));
+    TAP_CHECK(cloexec_set(p.container, false));
+    TAP_CHECK(cloexec_set(p.group, false));
+    TAP_CHECK(cloexec_set(p.device, false));
 
     snprintf(a_container, sizeof(a_container), "container=%d", p.container);
     snprintf(a_group, sizeof(a_group), "group=%d", p.group);
@@ -120,11 +120,11 @@ static void phase2(int argc, char **argv)
     tap_resume((unsigned)count, (unsigned)failed);
 
     /* Back to CLOEXEC at once: these must not leak into other children. */
-    TAP_CHECK(fd_set_cloexec((int)container, true));
-    TAP_CHECK(fd_set_cloexec((int)group, true));
+    TAP_CHECK(cloexec_set((int)container, true));
+    TAP_CHECK(cloexec_set((int)group, true));
 
     inherited = vfio_device_info((int)device, &info) == 0 &&
-                fd_set_cloexec((int)device, true) == 0;
+                cloexec_set((int)device, true) == 0;
     tap_ok(inherited, "device fd %ld survived exec", device);
     /*
      * Look at the device through whatever fd there is: if the inherited one

@@ -565,7 +565,7 @@ int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
     return 0;
 }
 
-int fd_set_cloexec(int fd, bool cloexec)
+int cloexec_set(int fd, bool cloexec)
 {
     int flags;
 
@@ -578,7 +578,7 @@ int fd_set_cloexec(int fd, bool cloexec)
     return 0;
 }
 
-int fd_get_cloexec(int fd)
+int cloexec_get(int fd)
 {
     int flags;
 

@@ -137,9 +137,9 @@ int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
                         uint64_t *ret_total);
 
 /* Set or clear FD_CLOEXEC. */
-int fd_set_cloexec(int fd, bool cloexec);
+int cloexec_set(int fd, bool cloexec);
 /* 1 if FD_CLOEXEC is set, 0 if not, < 0 on error. */
-int fd_get_cloexec(int fd);
+int cloexec_get(int fd);
 
 /* Parse "name=N" from argv (after an exec); -ENOENT if missing. */
 int arg_get_int(int argc, char **argv, const char *name, long *ret);

@@ -47,7 +47,7 @@ static bool is_filled(const uint8_t *p, size_t len, uint8_t seed)
 
 static void keep_fd(int fd)
 {
-    TAP_CHECK(fd_set_cloexec(fd, false));
+    TAP_CHECK(cloexec_set(fd, false));
 }
 
 static void phase1(char *self)
@@ -140,7 +140,7 @@ static void phase2(int argc, char **argv)
     /* Back to CLOEXEC at once: these must not leak into other children. */
     r = 0;
     for (int i = 0; i < 5; i++)
-        r = r ?: fd_set_cloexec((int[]){ container, group, device, memfd,
+        r = r ?: cloexec_set((int[]){ container, group, device, memfd,
                                          efd }[i], true);
     tap_ok(r == 0 && vfio_device_info(device, &info) == 0,
            "container, group, device, memfd, eventfd survived exec");

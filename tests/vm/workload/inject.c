@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Failure injection at every step of the update sequence. Each one must
+ * end with the old or the new binary serving, the device working (fresh
+ * DMA and interrupts) and nothing lost (work that was in flight during the
+ * attempt completes and is accounted for).
+ *
+ * Old side (cprkit_exec() returns an error, the old binary keeps going):
+ *   anon-dma          blocker: a DMA mapping of anonymous memory
+ *   no-update-vaddr   blocker: the container lacks VFIO_UPDATE_VADDR
+ *                     (fault-ioctl.so answers VFIO_CHECK_EXTENSION with 0)
+ *   suspend-fails     the vaddr suspend (UNMAP_DMA|VADDR) fails
+ *   suspend-partial   no UNMAP_ALL, so one suspend per mapping, and the
+ *                     second fails: the first must be undone
+ *   exec-missing      the new binary does not exist (blocker)
+ *   exec-garbage      the new binary is not executable code: execve fails
+ *                     after the suspend, the vaddrs must be valid again
+ * New side (the new image rolls back to the old binary):
+ *   v2-blob           the new binary reads state format 2 only
+ *   corrupt-blob      corrupt-blob.so flips a payload bit as it is read
+ *   unclaimed-eventfd the new binary does not reclaim an interrupt eventfd
+ *   unclaimed-device  the new binary does not reclaim a device
+ *   veto              the new binary's health check fails before commit
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "workload.h"
+
+static const char *const names[] = {
+    [FAULT_NONE] = "none",
+    [FAULT_ANON_DMA] = "anon-dma",
+    [FAULT_NO_UPDATE_VADDR] = "no-update-vaddr",
+    [FAULT_SUSPEND_FAILS] = "suspend-fails",
+    [FAULT_SUSPEND_PARTIAL] = "suspend-partial",
+    [FAULT_EXEC_MISSING] = "exec-missing",
+    [FAULT_EXEC_GARBAGE] = "exec-garbage",
+    [FAULT_V2_BLOB] = "v2-blob",
+    [FAULT_CORRUPT_BLOB] = "corrupt-blob",
+    [FAULT_UNCLAIMED_EVENTFD] = "unclaimed-eventfd",
+    [FAULT_UNCLAIMED_DEVICE] = "unclaimed-device",
+    [FAULT_VETO] = "veto",
+};
+
+const char *fault_name(enum fault f)
+{
+    return (size_t)f < sizeof(names) / sizeof(names[0]) ? names[f] : "?";
+}
+
+int fault_parse(const char *s, enum fault *ret)
+{
+    for (size_t i = 1; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(s, names[i])) {
+            *ret = (enum fault)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+bool fault_is_new_side(enum fault f)
+{
+    return f >= FAULT_V2_BLOB;
+}
+
+static bool contains(const char *haystack, const char *needle)
+{
+    return haystack && strcasestr(haystack, needle);
+}
+
+/* A file that execve() refuses with ENOEXEC: no ELF header, no "#!". */
+static int write_garbage_binary(const char *path)
+{
+    static const char junk[] = "\x7f" "ELG this is not an executable\n";
+    int fd, r = 0;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, junk, sizeof(junk)) != (ssize_t)sizeof(junk))
+        r = -EIO;
+    close(fd);
+    return r;
+}
+
+/* Nothing changed: every preserved fd still close-on-exec. */
+static bool preserved_fds_cloexec(struct workload *w)
+{
+    for (unsigned i = 0; i < w->nengines; i++) {
+        const struct engine *e = &w->engines[i];
+        int fds[] = { e->container, e->group, e->device };
+
+        for (size_t j = 0; j < 3; j++)
+            if (fds[j] >= 0 && cloexec_get(fds[j]) != 1)
+                return false;
+    }
+    return true;
+}
+
+void inject_old_side(struct workload *w, enum fault f)
+{
+    struct cprkit_exec_opts opts = { .size = sizeof(opts) };
+    const char *path = w->self, *err;
+    const char *garbage = "/tmp/cprkit-workload-garbage";
+    const size_t anon_size = 0x10000;
+    char expect[64] = "", **argv;
+    void *anon = NULL;
+    long vmlck0;
+    int fds0, r;
+
+    note("inject %s: old binary attempts an update that must fail",
+         fault_name(f));
+    /* Work in flight across the attempt: it must not be lost either. */
+    for (unsigned i = 0; i < w->nengines; i++)
+        w->engines[i].ops->start_inflight(w, &w->engines[i]);
+    fds0 = proc_fd_count();
+    vmlck0 = proc_vmlck_kb();
+
+    switch (f) {
+    case FAULT_ANON_DMA:
+        anon = mmap(NULL, anon_size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (anon == MAP_FAILED)
+            fatal("mmap: %s", strerror(errno));
+        r = cprkit_vfio_dma_map(w->ctx, w->containers[0], WL_IOVA_ANON,
+                                anon_size, anon,
+                                VFIO_DMA_MAP_FLAG_READ |
+                                    VFIO_DMA_MAP_FLAG_WRITE);
+        check(r == 0, "anon-dma: anonymous memory maps for DMA (%d)", r);
+        snprintf(expect, sizeof(expect), "0x%llx",
+                 (unsigned long long)WL_IOVA_ANON);
+        r = cprkit_check_update(w->ctx, w->self);
+        check(r < 0 && contains(cprkit_last_error(w->ctx), expect),
+              "anon-dma: cprkit_check_update refuses, naming IOVA %s: %s",
+              expect, cprkit_last_error(w->ctx));
+        break;
+    case FAULT_NO_UPDATE_VADDR:
+        setenv(WL_FAULT_ENV, "no-update-vaddr", 1);
+        snprintf(expect, sizeof(expect), "UPDATE_VADDR");
+        break;
+    case FAULT_SUSPEND_FAILS:
+        setenv(WL_FAULT_ENV, "unmap-vaddr-fail=1", 1);
+        break;
+    case FAULT_SUSPEND_PARTIAL:
+        setenv(WL_FAULT_ENV, "no-unmap-all,unmap-vaddr-fail=2", 1);
+        break;
+    case FAULT_EXEC_MISSING:
+        path = "/nonexistent/cprkit-workload";
+        snprintf(expect, sizeof(expect), "%s", path);
+        break;
+    case FAULT_EXEC_GARBAGE:
+        r = write_garbage_binary(garbage);
+        if (r < 0)
+            fatal("%s: %s", garbage, strerror(-r));
+        path = garbage;
+        snprintf(expect, sizeof(expect), "Exec format error");
+        break;
+    default:
+        fatal("%s is not an old-side fault", fault_name(f));
+    }
+
+    argv = wl_next_argv(w, "cprkit-workload", w->remaining, FAULT_NONE);
+    r = cprkit_exec(w->ctx, path, argv, &opts);
+    err = cprkit_last_error(w->ctx);
+    wl_free_argv(argv);
+    if (w->fault_env_base)
+        setenv(WL_FAULT_ENV, w->fault_env_base, 1);
+    else
+        unsetenv(WL_FAULT_ENV);
+    check(r < 0, "%s: cprkit_exec fails (%d): %s", fault_name(f), r, err);
+    if (expect[0])
+        check(contains(err, expect), "%s: the error names the cause ('%s')",
+              fault_name(f), expect);
+    if (f == FAULT_ANON_DMA) {
+        r = cprkit_vfio_dma_unmap(w->ctx, w->containers[0], WL_IOVA_ANON,
+                                  anon_size);
+        check(r == 0, "anon-dma: the blocking mapping unmaps (%d)", r);
+        munmap(anon, anon_size);
+    }
+    if (f == FAULT_EXEC_GARBAGE)
+        unlink(garbage);
+
+    /* Nothing changed: vaddrs valid, fds and locked memory as before. */
+    for (unsigned i = 0; i < w->nengines; i++) {
+        const struct engine *e = &w->engines[i];
+
+        for (unsigned m = 0; m < e->nmaps; m++) {
+            r = dma_vaddr_valid(e->container, e->maps[m].iova,
+                                e->maps[m].size, e->maps[m].vaddr);
+            check(r == 1, "%s: %s: DMA mapping at IOVA 0x%llx has a valid "
+                  "vaddr (not left suspended) (%d)", fault_name(f), e->name,
+                  (unsigned long long)e->maps[m].iova, r);
+        }
+    }
+    check(preserved_fds_cloexec(w), "%s: VFIO fds are close-on-exec again",
+          fault_name(f));
+    check(proc_fd_count() == fds0, "%s: fd count unchanged (%d)",
+          fault_name(f), fds0);
+    check(proc_vmlck_kb() == vmlck0, "%s: VmLck unchanged (%ld kB)",
+          fault_name(f), vmlck0);
+    check(cprkit_generation(w->ctx) == w->generation,
+          "%s: still generation %llu", fault_name(f),
+          (unsigned long long)w->generation);
+
+    /* The work in flight landed and its interrupts are all here; then
+     * fresh DMA and interrupts. */
+    for (unsigned i = 0; i < w->nengines; i++) {
+        struct blackout b = {0};
+
+        w->engines[i].ops->finish_inflight(w, &w->engines[i], &b);
+        w->engines[i].ops->serve(w, &w->engines[i], 1);
+    }
+    note("inject %s: update refused (%s); old binary still serving: %s",
+         fault_name(f), err, report_failures() ? "FAILED" : "OK");
+}
+
+void inject_play_new_side(struct workload *w, int r)
+{
+    const char *err = cprkit_last_error(w->ctx);
+
+    switch (w->acting_fault) {
+    case FAULT_V2_BLOB:
+        check(r == -EPROTONOSUPPORT && contains(err, "format"),
+              "faulty new binary (format 2) refuses the blob: %s", err);
+        break;
+    case FAULT_CORRUPT_BLOB:
+        check(r == -EBADMSG && contains(err, "checksum"),
+              "new binary detects the corrupted blob: %s", err);
+        break;
+    case FAULT_UNCLAIMED_EVENTFD:
+        check(r == -EBUSY && contains(err, "eventfd"),
+              "faulty new binary: commit refuses, listing the unclaimed "
+              "eventfd: %s", err);
+        break;
+    case FAULT_UNCLAIMED_DEVICE:
+        check(r == -EBUSY && contains(err, "device"),
+              "faulty new binary: commit refuses, listing the unclaimed "
+              "device: %s", err);
+        break;
+    default:
+        fatal("%s is not a new-side fault", fault_name(w->acting_fault));
+    }
+    wl_rollback(w, err);
+}
+
+void inject_check_rollback(struct workload *w, enum fault f)
+{
+    static const char *const expected[] = {
+        [FAULT_V2_BLOB] = "format",
+        [FAULT_CORRUPT_BLOB] = "checksum",
+        [FAULT_UNCLAIMED_EVENTFD] = "eventfd",
+        [FAULT_UNCLAIMED_DEVICE] = "device",
+        [FAULT_VETO] = "health check",
+    };
+    const char *reason = cprkit_rollback_reason(w->ctx);
+
+    if (!check(fault_is_new_side(f), "rolled back only after an injected "
+               "fault (attempt: %s, reason: %s)", fault_name(f), reason))
+        return;
+    check(contains(reason, expected[f]),
+          "%s: old binary resumed by rollback, reason names it: %s",
+          fault_name(f), reason);
+    check(cprkit_generation(w->ctx) == w->st.updates_done,
+          "%s: generation after rollback is the old one (%llu)",
+          fault_name(f), (unsigned long long)cprkit_generation(w->ctx));
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Opening VFIO the way a real user does, through cprkit's find-or-create
+ * hooks: on a fresh start they open and configure, after an update they
+ * hand back what the previous image left running.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "workload.h"
+
+int wl_open_containers(struct workload *w)
+{
+    for (unsigned i = 0; i < w->ncontainers; i++) {
+        bool reclaimed = false;
+        int fd;
+
+        fd = cprkit_vfio_container_open(w->ctx, (int)i, &reclaimed);
+        if (fd < 0)
+            return fd;
+        if (reclaimed != w->incoming)
+            return -ESTALE;
+        w->containers[i] = fd;
+    }
+    return 0;
+}
+
+int wl_open_device(struct workload *w, struct engine *e)
+{
+    bool group_reclaimed = false, dev_reclaimed = false;
+    int r;
+
+    r = pci_find(e->vendor, e->device_id, e->bdf);
+    if (r < 0)
+        return r;
+    r = pci_iommu_group(e->bdf);
+    if (r < 0)
+        return r;
+    e->group_nr = r;
+    e->container = w->containers[e->container_index];
+    r = cprkit_vfio_group_open(w->ctx, e->container, (unsigned)e->group_nr,
+                               &group_reclaimed);
+    if (r < 0)
+        return r;
+    e->group = r;
+    r = cprkit_vfio_device_open(w->ctx, e->group, e->bdf, &dev_reclaimed);
+    if (r < 0)
+        return r;
+    e->device = r;
+    e->reclaimed = dev_reclaimed;
+    if (group_reclaimed != w->incoming || dev_reclaimed != w->incoming)
+        return -ESTALE;
+    return vfio_bar_open(e->device, VFIO_PCI_BAR0_REGION_INDEX, &e->bar);
+}
+
+int wl_ram(struct workload *w, const char *name, uint64_t size, void **ret)
+{
+    bool reclaimed = false;
+    int fd, r;
+
+    fd = cprkit_ram_open(w->ctx, name, size, &reclaimed);
+    if (fd < 0)
+        return fd;
+    if (reclaimed != w->incoming)
+        return -ESTALE;
+    /* A new address in every image: cprkit must remap by fd identity. */
+    r = memfd_map(fd, size, ret);
+    return r;
+}
+
+int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr)
+{
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = VFIO_DMA_MAP_FLAG_VADDR,
+        .vaddr = (uintptr_t)vaddr,
+        .iova = iova,
+        .size = size,
+    };
+
+    /*
+     * type1 accepts a new vaddr only for a suspended mapping and answers
+     * EINVAL for a valid one, so in the good case this changes nothing.
+     */
+    if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map) == 0)
+        return 0;
+    return errno == EINVAL ? 1 : -errno;
+}
+
+int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
+               uint64_t size, void *vaddr)
+{
+    int r;
+
+    if (e->nmaps == sizeof(e->maps) / sizeof(e->maps[0]))
+        return -ENOSPC;
+    r = cprkit_vfio_dma_map(w->ctx, e->container, iova, size, vaddr,
+                            VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+    if (r < 0)
+        return r;
+    e->maps[e->nmaps].iova = iova;
+    e->maps[e->nmaps].size = size;
+    e->maps[e->nmaps].vaddr = vaddr;
+    e->nmaps++;
+    return 0;
+}
+
+int wl_section_load(struct workload *w, const struct engine *e, void *buf,
+                    size_t size)
+{
+    const void *data;
+    size_t len;
+    int r;
+
+    r = cprkit_section_get(w->ctx, e->name, &data, &len);
+    if (r < 0)
+        return r;
+    if (len != size)
+        return -EBADMSG;
+    memcpy(buf, data, size);
+    return 0;
+}

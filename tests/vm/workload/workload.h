@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cprkit reference workload: a userspace driver for edu, nvme and e1000e
+ * that keeps DMA and interrupts in flight while it live-updates itself with
+ * libcprkit. See docs/testing.md, "The reference workload".
+ *
+ * Shape: one engine per device (edu-engine.c, nvme-engine.c,
+ * e1000e-engine.c) behind struct engine_ops; the update cycle that drives
+ * them lives in update.c, the failure injections in inject.c, the check and
+ * report output in report.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cprkit/cprkit.h>
+
+#include "vfio-util.h"
+
+#define WL_MAX_ENGINES 4
+#define WL_MAX_CONTAINERS 2
+#define WL_MAX_FAULTS 12
+
+/* Environment variables the workload passes to its next image. */
+#define WL_TAP_ENV "CPRKIT_WORKLOAD_TAP"     /* "count failed" */
+#define WL_FAULT_ENV "CPRKIT_FAULT"          /* read by fault-ioctl.so */
+
+/* Failure injections (--inject); see inject.c for what each one does. */
+enum fault {
+    FAULT_NONE = 0,
+    /* old side: cprkit_exec() fails and the old binary keeps serving */
+    FAULT_ANON_DMA,          /* blocker: DMA mapping of anonymous memory */
+    FAULT_NO_UPDATE_VADDR,   /* blocker: container lacks VFIO_UPDATE_VADDR */
+    FAULT_SUSPEND_FAILS,     /* first UNMAP_DMA|VADDR fails */
+    FAULT_SUSPEND_PARTIAL,   /* no UNMAP_ALL, second UNMAP_DMA|VADDR fails */
+    FAULT_EXEC_MISSING,      /* new binary does not exist */
+    FAULT_EXEC_GARBAGE,      /* new binary is not an executable format */
+    /* new side: the new binary rolls back to the old one */
+    FAULT_V2_BLOB,           /* new binary reads format 2 only */
+    FAULT_CORRUPT_BLOB,      /* a bit of the blob flips on its way in */
+    FAULT_UNCLAIMED_EVENTFD, /* new binary forgets an interrupt eventfd */
+    FAULT_UNCLAIMED_DEVICE,  /* new binary forgets a whole device */
+    FAULT_VETO,              /* new binary's health check fails */
+};
+
+const char *fault_name(enum fault f);
+int fault_parse(const char *s, enum fault *ret);
+bool fault_is_new_side(enum fault f);
+
+struct workload;
+struct engine;
+
+/* Time and traffic an engine saw while its driver was away. */
+struct blackout {
+    uint64_t first_service_ns; /* CLOCK_MONOTONIC of the first DMA/IRQ */
+    uint64_t irqs;             /* interrupts that waited in eventfds */
+    uint64_t dma_bytes;        /* bytes DMA'd while no driver ran */
+    unsigned completions;      /* commands completed while away */
+};
+
+struct engine_ops {
+    const char *kind;
+    /* Find-or-create device, memory, DMA mappings and interrupts; on a
+     * fresh start also initialise the device. */
+    int (*open)(struct workload *w, struct engine *e);
+    /* Reclaim path, before commit: the device was not reset and kept its
+     * state. Non-destructive (consumes no interrupt or completion), so a
+     * rollback finds everything as it was. */
+    void (*check_untouched)(struct workload *w, struct engine *e);
+    /* Normal service: @rounds units of verified DMA + interrupts. */
+    void (*serve)(struct workload *w, struct engine *e, unsigned rounds);
+    /* Right before an update: start work that completes while the driver is
+     * away, and write register values the next image checks. */
+    void (*start_inflight)(struct workload *w, struct engine *e);
+    /* After the update (or a failed attempt): service what completed while
+     * away, verify it, account every interrupt and completion. */
+    void (*finish_inflight)(struct workload *w, struct engine *e,
+                            struct blackout *ret);
+    /* The engine's state as an application section. */
+    int (*save)(struct workload *w, struct engine *e);
+};
+
+struct engine {
+    const struct engine_ops *ops;
+    char name[16];          /* "edu-msi", "nvme", ...: unique per run */
+    int index;
+    int container_index;
+    uint16_t vendor, device_id;
+    char bdf[16];
+    int group_nr;
+    int container;          /* fds */
+    int group;
+    int device;
+    bool reclaimed;
+    struct vfio_bar bar;
+    struct {                /* its DMA mappings, for the fault checks */
+        uint64_t iova, size;
+        void *vaddr;
+    } maps[2];
+    unsigned nmaps;
+    void *priv;             /* engine-specific state */
+};
+
+/* Application section "workload": what crosses an update besides the
+ * engines' own sections. Plain old data, versioned by its own field. */
+#define WL_STATE_VERSION 1
+struct wl_state {
+    uint32_t version;
+    uint32_t nonce;
+    uint32_t next_fault;    /* index into faults[] of the next injection */
+    uint32_t attempt_fault; /* enum fault of the attempt in progress */
+    uint32_t updates_done;
+    uint32_t fd_count;      /* measured right before the exec */
+    uint64_t vmlck_kb;
+    uint64_t exec_started_ns; /* our own clock, in case "suspend" is 0 */
+};
+
+struct workload {
+    cprkit_ctx *ctx;
+    const char *self;       /* our binary (rollback target and update) */
+    /* options */
+    bool tap;
+    unsigned updates;       /* total forward updates asked for */
+    unsigned remaining;     /* forward updates still to do (argv) */
+    unsigned rounds;        /* service rounds between updates */
+    unsigned ncontainers;
+    enum fault faults[WL_MAX_FAULTS];
+    unsigned nfaults;
+    enum fault acting_fault; /* --fault: this image plays a faulty binary */
+    const char *interposer_dir;
+    const char *v2_binary;
+    const char *fault_env_base; /* CPRKIT_FAULT between injections */
+    char *dev_args[WL_MAX_ENGINES];
+    /* runtime */
+    int containers[WL_MAX_CONTAINERS];
+    struct engine engines[WL_MAX_ENGINES];
+    unsigned nengines;
+    bool incoming;
+    uint64_t generation;
+    uint32_t nonce;         /* per run: patterns never match stale data */
+    struct wl_state st;     /* section "workload" */
+};
+
+
+/* ---- report.c: checks and output (TAP or human) ---------------------- */
+void report_init(bool tap);
+/* Records a check; prints "ok"/"not ok" (TAP) or only failures (human). */
+__attribute__((format(printf, 2, 3))) bool check(bool pass, const char *fmt,
+                                                 ...);
+/* Informational line: "# ..." in TAP, plain otherwise. */
+__attribute__((format(printf, 1, 2))) void note(const char *fmt, ...);
+/* Fatal: "Bail out!" (TAP) or an error line, exit 1. */
+__attribute__((format(printf, 1, 2), __noreturn__)) void fatal(const char *fmt,
+                                                          ...);
+unsigned report_failures(void);
+/* The counters cross exec in WL_TAP_ENV: export before any exec. */
+void report_export(void);
+void report_import(void);
+__attribute__((__noreturn__)) void report_finish(void);
+
+/* ---- procstat.c ------------------------------------------------------- */
+int proc_fd_count(void);
+/* VmLck of this process in kB, or < 0. */
+long proc_vmlck_kb(void);
+uint64_t mono_ns(void);
+
+/* ---- vfio-open.c: containers, groups, devices through cprkit -------- */
+int wl_open_containers(struct workload *w);
+int wl_open_device(struct workload *w, struct engine *e);
+/* Non-destructive probe: 1 if the mapping at @iova has a valid vaddr (not
+ * suspended), 0 if suspended, < 0 on error. */
+int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr);
+/* cprkit_ram_open() plus a shared mapping of it. */
+int wl_ram(struct workload *w, const char *name, uint64_t size, void **ret);
+
+/* ---- engines ----------------------------------------------------------- */
+extern const struct engine_ops edu_msi_ops, edu_intx_ops, nvme_ops,
+    e1000e_ops;
+/* IOVA window of an engine: each gets 16 MiB (edu DMA stays < 256 MiB). */
+#define WL_IOVA_BASE(e) (0x1000000ull * (uint64_t)((e)->index + 1))
+/* cprkit_vfio_dma_map() and remember the mapping. */
+int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
+               uint64_t size, void *vaddr);
+/* Load an engine's section into @buf (exactly @size bytes). */
+int wl_section_load(struct workload *w, const struct engine *e, void *buf,
+                    size_t size);
+/* For FAULT_ANON_DMA: an IOVA no engine uses. */
+#define WL_IOVA_ANON 0x8000000ull
+
+/* Expected n! for edu's factorial register (32-bit, as the device does). */
+uint32_t edu_factorial(uint32_t n);
+
+/* Deterministic pattern bytes: run nonce, generation, tag, index. */
+void pattern_fill(void *buf, size_t len, uint32_t nonce, uint64_t gen,
+                  uint32_t tag);
+/* Offset of the first wrong byte, or -1 if the buffer holds the pattern. */
+long pattern_check(const void *buf, size_t len, uint32_t nonce,
+                   uint64_t gen, uint32_t tag);
+
+/* ---- update.c ---------------------------------------------------------- */
+/* Reclaim side: check, commit (or play the injected fault), account. */
+void update_incoming(struct workload *w);
+/* Old side: one forward update or one injected failure. Returns only when
+ * the update did not happen (an old-side failure, or a bug). */
+void update_once(struct workload *w, enum fault fault);
+void save_sections(struct workload *w, enum fault attempt);
+
+/* ---- inject.c ---------------------------------------------------------- */
+/* Old-side faults: arrange, attempt, check the failure; returns after the
+ * old binary has shown it still serves. */
+void inject_old_side(struct workload *w, enum fault f);
+/* New-side faults, in the faulty new image. Never returns. */
+__attribute__((__noreturn__)) void inject_play_new_side(struct workload *w,
+                                                    int load_result);
+/* In the old image after the rollback: the reason fits the fault. */
+void inject_check_rollback(struct workload *w, enum fault f);
+/* Roll back to the previous binary, exporting the report counters. */
+__attribute__((__noreturn__)) void wl_rollback(struct workload *w,
+                                           const char *reason);
+/* Build the argv of the next image. */
+char **wl_next_argv(struct workload *w, const char *argv0,
+                    unsigned remaining, enum fault acting);
+void wl_free_argv(char **argv);
