@@ -188,6 +188,13 @@ struct vma_backing {
     bool file_backed; /* has an inode (not anonymous memory) */
 };
 int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
+struct vma_table {
+    GArray *vmas; /* struct vma, by address */
+};
+int vma_table_load(struct vma_table *t);
+int vma_table_lookup(const struct vma_table *t, const void *vaddr,
+                     uint64_t size, struct vma_backing *ret);
+void vma_table_clear(struct vma_table *t);
 const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
                                             uint64_t ino);
 int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);

@@ -122,7 +122,8 @@ static int check_group(cprkit_ctx *ctx, const struct vfio_group_rec *g)
     return 0;
 }
 
-static int check_mapping(cprkit_ctx *ctx, const struct dma_mapping_rec *m)
+static int check_mapping(cprkit_ctx *ctx, const struct vma_table *vmas,
+                         const struct dma_mapping_rec *m)
 {
     struct vma_backing now;
     int r;
@@ -134,7 +135,7 @@ static int check_mapping(cprkit_ctx *ctx, const struct dma_mapping_rec *m)
                         "binary cannot map again; allocate it with "
                         "cprkit_ram_open() or map a memfd MAP_SHARED",
                         m->iova, m->size);
-    r = vma_backing_of(m->vaddr, m->size, &now);
+    r = vma_table_lookup(vmas, m->vaddr, m->size, &now);
     if (r < 0 || now.dev != m->backing_dev || now.ino != m->backing_ino ||
         now.offset != m->backing_offset)
         return ctx_fail(ctx, -ESTALE,
@@ -185,10 +186,17 @@ int vfio_check_blockers(cprkit_ctx *ctx)
         if (r < 0)
             return r;
     }
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        r = check_mapping(ctx, g_ptr_array_index(ctx->vfio.mappings, i));
+    if (ctx->vfio.mappings->len) {
+        struct vma_table vmas = {0};
+
+        r = vma_table_load(&vmas);
+        for (guint i = 0; r >= 0 && i < ctx->vfio.mappings->len; i++)
+            r = check_mapping(ctx, &vmas,
+                              g_ptr_array_index(ctx->vfio.mappings, i));
+        vma_table_clear(&vmas);
         if (r < 0)
-            return r;
+            return r == -EIO ? ctx_fail(ctx, r, "cannot read /proc/self/maps")
+                             : r;
     }
     return check_memlock(ctx);
 }

@@ -16,23 +16,22 @@
 
 #include "cprkit-internal.h"
 
-/*
- * What backs [vaddr, vaddr + size): reads /proc/self/maps and requires the
- * range to be covered by mappings of one file, contiguous in file offset.
- * That is the memory the new binary has to map again at the same offsets.
- * Returns 0, -EFAULT if part of the range is not mapped, -EXDEV if it spans
- * different files or non-contiguous offsets.
- */
-int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
+/* One line of /proc/self/maps. */
+struct vma {
+    uint64_t start, end;
+    uint64_t offset;
+    uint64_t dev, ino;
+    bool shared;
+};
+
+/* /proc/self/maps parsed once, sorted by address (the kernel lists VMAs in
+ * address order), so checking thousands of mappings is not quadratic. */
+int vma_table_load(struct vma_table *t)
 {
-    uint64_t start = (uintptr_t)vaddr, end = start + size, covered = start;
     g_autofree char *maps = NULL;
-    struct vma_backing b = {0};
-    bool first = true;
     char *line, *save = NULL;
 
-    if (size == 0 || end < start)
-        return -EINVAL;
+    t->vmas = g_array_new(false, false, sizeof(struct vma));
     if (!g_file_get_contents("/proc/self/maps", &maps, NULL, NULL))
         return -EIO;
     for (line = strtok_r(maps, "\n", &save); line;
@@ -40,37 +39,95 @@ int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
         unsigned long long lo, hi, offset, ino;
         unsigned dev_major, dev_minor;
         char perms[8];
-        uint64_t vma_dev, off_at;
+        struct vma v;
 
         if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi, perms,
                    &offset, &dev_major, &dev_minor, &ino) != 7)
             continue;
-        if (hi <= covered || lo >= end)
-            continue;
-        if (lo > covered)
+        v.start = lo;
+        v.end = hi;
+        v.offset = offset;
+        v.dev = makedev(dev_major, dev_minor);
+        v.ino = ino;
+        v.shared = perms[3] == 's';
+        g_array_append_val(t->vmas, v);
+    }
+    return 0;
+}
+
+void vma_table_clear(struct vma_table *t)
+{
+    g_clear_pointer(&t->vmas, g_array_unref);
+}
+
+/* Index of the first VMA whose end is above addr. */
+static guint vma_first_ending_after(const struct vma_table *t, uint64_t addr)
+{
+    guint lo = 0, hi = t->vmas->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+
+        if (g_array_index(t->vmas, struct vma, mid).end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * What backs [vaddr, vaddr + size): the range must be covered by mappings
+ * of one file, contiguous in file offset — the memory the new binary has
+ * to map again at the same offsets. Returns 0, -EFAULT if part of the range
+ * is not mapped, -EXDEV if it spans different files or offsets.
+ */
+int vma_table_lookup(const struct vma_table *t, const void *vaddr,
+                     uint64_t size, struct vma_backing *ret)
+{
+    uint64_t start = (uintptr_t)vaddr, end = start + size, covered = start;
+    struct vma_backing b = {0};
+    bool first = true;
+
+    if (size == 0 || end < start)
+        return -EINVAL;
+    for (guint i = vma_first_ending_after(t, start);
+         i < t->vmas->len && covered < end; i++) {
+        const struct vma *v = &g_array_index(t->vmas, struct vma, i);
+        uint64_t off_at;
+
+        if (v->start > covered)
             return -EFAULT; /* a hole in the range */
-        vma_dev = makedev(dev_major, dev_minor);
-        off_at = offset + (covered - lo);
+        off_at = v->offset + (covered - v->start);
         if (first) {
-            b.dev = vma_dev;
-            b.ino = ino;
+            b.dev = v->dev;
+            b.ino = v->ino;
             b.offset = off_at;
-            b.shared = perms[3] == 's';
-            b.file_backed = ino != 0;
+            b.shared = v->shared;
+            b.file_backed = v->ino != 0;
             first = false;
-        } else if (vma_dev != b.dev || ino != b.ino ||
+        } else if (v->dev != b.dev || v->ino != b.ino ||
                    off_at != b.offset + (covered - start) ||
-                   (perms[3] == 's') != b.shared) {
+                   v->shared != b.shared) {
             return -EXDEV;
         }
-        covered = hi;
-        if (covered >= end)
-            break;
+        covered = v->end;
     }
     if (first || covered < end)
         return -EFAULT;
     *ret = b;
     return 0;
+}
+
+int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
+{
+    struct vma_table t = {0};
+    int r = vma_table_load(&t);
+
+    if (r >= 0)
+        r = vma_table_lookup(&t, vaddr, size, ret);
+    vma_table_clear(&t);
+    return r;
 }
 
 static struct dma_mapping_rec *mapping_find(cprkit_ctx *ctx, int container_fd,
