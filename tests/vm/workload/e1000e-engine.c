@@ -156,6 +156,8 @@ static int e1000e_open(struct workload *w, struct engine *e)
         if (r < 0)
             return r;
     }
+    if (e->device < 0)
+        return 0; /* forgotten: see wl_forgets_device() */
     r = cprkit_vfio_irq_enable(w->ctx, e->device, VFIO_PCI_MSI_IRQ_INDEX, 1,
                                &d->efd);
     if (r < 0)

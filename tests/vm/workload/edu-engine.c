@@ -281,6 +281,8 @@ static int edu_open(struct workload *w, struct engine *e, bool intx)
     if (r < 0)
         return r;
 
+    if (e->device < 0)
+        return 0; /* forgotten: see wl_forgets_device() */
     /* The faulty new binary of FAULT_UNCLAIMED_EVENTFD forgets this. */
     if (w->acting_fault == FAULT_UNCLAIMED_EVENTFD)
         return 0;

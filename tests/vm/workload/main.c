@@ -199,9 +199,6 @@ static void open_engines(struct workload *w)
     for (unsigned i = 0; i < w->nengines; i++) {
         struct engine *e = &w->engines[i];
 
-        /* The faulty new binary of FAULT_UNCLAIMED_DEVICE forgets one. */
-        if (w->acting_fault == FAULT_UNCLAIMED_DEVICE && i == w->nengines - 1)
-            continue;
         r = e->ops->open(w, e);
         if (!check(r == 0, "%s: %s %s (group %d, container %d)", e->name,
                    w->incoming ? "reclaimed" : "opened", e->bdf, e->group_nr,

@@ -512,7 +512,8 @@ static int nvme_open(struct workload *w, struct engine *e)
     r = wl_open_device(w, e);
     if (r < 0)
         return r;
-    n->db_stride = 4u << ((bar_read64(&e->bar, NVME_REG_CAP) >> 32) & 0xf);
+    if (e->device >= 0)
+        n->db_stride = 4u << ((bar_read64(&e->bar, NVME_REG_CAP) >> 32) & 0xf);
     if (e->reclaimed) {
         r = wl_section_load(w, e, &n->st, sizeof(n->st));
         if (r < 0 || n->st.version != NVME_STATE_VERSION)
@@ -542,6 +543,8 @@ static int nvme_open(struct workload *w, struct engine *e)
     r = wl_dma_map(w, e, n->diova, DMEM_PAGES * PG, n->dmem);
     if (r < 0)
         return r;
+    if (e->device < 0)
+        return 0; /* forgotten: see wl_forgets_device() */
     r = cprkit_vfio_irq_enable(w->ctx, e->device, VFIO_PCI_MSIX_IRQ_INDEX,
                                NVEC, n->efd);
     if (r < 0)

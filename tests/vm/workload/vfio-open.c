@@ -28,6 +28,12 @@ int wl_open_containers(struct workload *w)
     return 0;
 }
 
+bool wl_forgets_device(const struct workload *w, const struct engine *e)
+{
+    return w->acting_fault == FAULT_UNCLAIMED_DEVICE &&
+           e->index == (int)w->nengines - 1;
+}
+
 int wl_open_device(struct workload *w, struct engine *e)
 {
     bool group_reclaimed = false, dev_reclaimed = false;
@@ -46,6 +52,13 @@ int wl_open_device(struct workload *w, struct engine *e)
     if (r < 0)
         return r;
     e->group = r;
+    /* The faulty new binary of FAULT_UNCLAIMED_DEVICE forgets the last
+     * device (and so its interrupts); memory and mappings it reclaims. */
+    if (wl_forgets_device(w, e)) {
+        e->device = -1;
+        e->reclaimed = w->incoming;
+        return 0;
+    }
     r = cprkit_vfio_device_open(w->ctx, e->group, e->bdf, &dev_reclaimed);
     if (r < 0)
         return r;

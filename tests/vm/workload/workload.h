@@ -167,7 +167,9 @@ uint64_t mono_ns(void);
 
 /* ---- vfio-open.c: containers, groups, devices through cprkit -------- */
 int wl_open_containers(struct workload *w);
+/* Group and device; the device fd is -1 if wl_forgets_device(). */
 int wl_open_device(struct workload *w, struct engine *e);
+bool wl_forgets_device(const struct workload *w, const struct engine *e);
 /* Non-destructive probe: 1 if the mapping at @iova has a valid vaddr (not
  * suspended), 0 if suspended, < 0 on error. */
 int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr);
