@@ -201,7 +201,7 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
 
 /* restore/: VFIO records from the blob, remap, commit, rollback. */
 int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state);
-int vfio_check_all_reclaimed(cprkit_ctx *ctx);
+unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out);
 int vfio_suspend_for_rollback(cprkit_ctx *ctx);
 void vfio_undo_rollback_suspend(cprkit_ctx *ctx);
 int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,

@@ -181,14 +181,11 @@ CPRKIT_EXPORT uint64_t cprkit_generation(const cprkit_ctx *ctx)
 CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
 {
     g_autoptr(GString) unclaimed = g_string_new(NULL);
-    unsigned n_unclaimed = 0;
-    int r;
+    g_autoptr(GString) unremapped = g_string_new(NULL);
+    unsigned n_unclaimed = 0, n_unremapped;
 
     if (!ctx->incoming)
         return ctx_fail(ctx, -EINVAL, "nothing to commit: no incoming update");
-    r = vfio_check_all_reclaimed(ctx);
-    if (r < 0)
-        return r;
     for (guint i = 0; i < ctx->fds->len; i++) {
         const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
 
@@ -199,11 +196,27 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
                                cprkit_fd_type_name(e->identity.type));
         n_unclaimed++;
     }
-    if (n_unclaimed)
-        return ctx_fail(ctx, -EBUSY,
-                        "cannot commit: %u preserved fd%s not claimed: %s",
-                        n_unclaimed, n_unclaimed == 1 ? " was" : "s were",
-                        unclaimed->str);
+    n_unremapped = vfio_list_unremapped(ctx, unremapped);
+    /* Everything that was left, in one message. */
+    if (n_unclaimed || n_unremapped) {
+        g_autoptr(GString) msg = g_string_new("cannot commit: ");
+
+        if (n_unclaimed)
+            g_string_append_printf(msg, "%u preserved fd%s not claimed: %s",
+                                   n_unclaimed,
+                                   n_unclaimed == 1 ? " was" : "s were",
+                                   unclaimed->str);
+        if (n_unclaimed && n_unremapped)
+            g_string_append(msg, "; ");
+        if (n_unremapped)
+            g_string_append_printf(msg,
+                                   "%u preserved DMA mapping%s not remapped "
+                                   "with cprkit_vfio_dma_map(): %s",
+                                   n_unremapped,
+                                   n_unremapped == 1 ? " was" : "s were",
+                                   unremapped->str);
+        return ctx_fail(ctx, -EBUSY, "%s", msg->str);
+    }
 
     closep(&ctx->blob_fd);
     ctx->blob_fd = -EBADF;

@@ -10,11 +10,11 @@
 
 #include "cprkit-internal.h"
 
-/* Fds (containers, groups, devices, eventfds, RAM) are covered by the
- * registry's claim check; mappings have no fd of their own. */
-int vfio_check_all_reclaimed(cprkit_ctx *ctx)
+/* Appends the preserved mappings nobody remapped to out; returns how
+ * many. Fds (containers, groups, devices, eventfds, RAM) are covered by
+ * the registry's claim check; mappings have no fd of their own. */
+unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out)
 {
-    g_autoptr(GString) left = g_string_new(NULL);
     unsigned n = 0;
 
     for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
@@ -23,16 +23,11 @@ int vfio_check_all_reclaimed(cprkit_ctx *ctx)
 
         if (!m->preserved)
             continue;
-        g_string_append_printf(left, "%siova 0x%" PRIx64 "+0x%" PRIx64,
+        g_string_append_printf(out, "%siova 0x%" PRIx64 "+0x%" PRIx64,
                                n ? ", " : "", m->iova, m->size);
         n++;
     }
-    if (n)
-        return ctx_fail(ctx, -EBUSY,
-                        "cannot commit: %u preserved DMA mapping%s not "
-                        "remapped with cprkit_vfio_dma_map(): %s",
-                        n, n == 1 ? " was" : "s were", left->str);
-    return 0;
+    return n;
 }
 
 /* Remapped ranges get UNMAP_FLAG_VADDR again, one by one: the ones still
