@@ -391,9 +391,10 @@ int vfio_irq_disable(int device, uint32_t index)
 
 int vfio_intx_set_unmask_eventfd(int device, int fd)
 {
-    struct {
+    /* struct vfio_irq_set ends in a flexible array: header + one fd. */
+    union {
         struct vfio_irq_set set;
-        int32_t fd;
+        uint8_t bytes[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
     } s = {
         .set = {
             .argsz = sizeof(s),
@@ -402,9 +403,10 @@ int vfio_intx_set_unmask_eventfd(int device, int fd)
             .start = 0,
             .count = 1,
         },
-        .fd = fd,
     };
+    int32_t fd32 = fd;
 
+    memcpy(s.set.data, &fd32, sizeof(fd32));
     if (ioctl(device, VFIO_DEVICE_SET_IRQS, &s) < 0)
         return -errno;
     return 0;
