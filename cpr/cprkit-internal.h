@@ -172,6 +172,8 @@ void vfio_state_clear(struct vfio_state *vfio);
 int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg);
 struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd);
 struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd);
+int vfio_container_get(cprkit_ctx *ctx, int fd, struct vfio_container_rec **ret);
+int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret);
 char *vfio_device_fd_name(const char *bdf);
 const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
 int fdreg_claim(cprkit_ctx *ctx, const char *name, int id,

@@ -38,6 +38,30 @@ static struct vfio_container_rec *container_by_id(cprkit_ctx *ctx, int id)
     return NULL;
 }
 
+/* Lookups for fds the application passes in: -EBADF with a message when
+ * the fd did not come from the matching hook. */
+int vfio_container_get(cprkit_ctx *ctx, int fd, struct vfio_container_rec **ret)
+{
+    *ret = vfio_container_by_fd(ctx, fd);
+    if (!*ret)
+        return ctx_fail(ctx, -EBADF,
+                        "fd %d is not a container opened with "
+                        "cprkit_vfio_container_open()",
+                        fd);
+    return 0;
+}
+
+int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret)
+{
+    *ret = vfio_device_by_fd(ctx, fd);
+    if (!*ret)
+        return ctx_fail(ctx, -EBADF,
+                        "fd %d is not a device opened with "
+                        "cprkit_vfio_device_open()",
+                        fd);
+    return 0;
+}
+
 struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd)
 {
     for (guint i = 0; i < ctx->vfio.devices->len; i++) {
@@ -148,18 +172,16 @@ CPRKIT_EXPORT int cprkit_vfio_group_open(cprkit_ctx *ctx, int container_fd,
                                          unsigned group_number,
                                          bool *ret_reclaimed)
 {
-    struct vfio_container_rec *c = vfio_container_by_fd(ctx, container_fd);
     struct vfio_group_rec *g = group_by_number(ctx, group_number);
     struct vfio_group_status status = {.argsz = sizeof(status)};
+    struct vfio_container_rec *c;
     _cleanup_close_ int fd = -EBADF;
     char path[64];
     int r;
 
-    if (!c)
-        return ctx_fail(ctx, -EBADF,
-                        "fd %d is not a container opened with "
-                        "cprkit_vfio_container_open()",
-                        container_fd);
+    r = vfio_container_get(ctx, container_fd, &c);
+    if (r < 0)
+        return r;
     if (g && g->preserved) {
         if (g->container_fd != container_fd)
             return ctx_fail(ctx, -EINVAL,
@@ -299,14 +321,12 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
 
 CPRKIT_EXPORT int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd)
 {
-    struct vfio_device_rec *d = vfio_device_by_fd(ctx, device_fd);
+    struct vfio_device_rec *d;
     int r;
 
-    if (!d)
-        return ctx_fail(ctx, -EBADF,
-                        "fd %d is not a device opened with "
-                        "cprkit_vfio_device_open()",
-                        device_fd);
+    r = vfio_device_get(ctx, device_fd, &d);
+    if (r < 0)
+        return r;
     /* Until commit the device is the one the previous binary left running;
      * after commit an explicit reset is the application's intent. */
     if (d->reclaimed && ctx->incoming) {

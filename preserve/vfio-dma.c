@@ -177,16 +177,14 @@ CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
                                       uint64_t iova, uint64_t size, void *vaddr,
                                       uint32_t prot)
 {
-    struct vfio_container_rec *c = vfio_container_by_fd(ctx, container_fd);
+    struct vfio_container_rec *c;
     struct dma_mapping_rec *m;
     struct vma_backing backing;
     int r;
 
-    if (!c)
-        return ctx_fail(ctx, -EBADF,
-                        "fd %d is not a container opened with "
-                        "cprkit_vfio_container_open()",
-                        container_fd);
+    r = vfio_container_get(ctx, container_fd, &c);
+    if (r < 0)
+        return r;
     if (prot & ~(uint32_t)(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))
         return ctx_fail(ctx, -EINVAL,
                         "prot 0x%x: only VFIO_DMA_MAP_FLAG_READ and _WRITE",

@@ -106,17 +106,15 @@ CPRKIT_EXPORT int cprkit_vfio_irq_enable(cprkit_ctx *ctx, int device_fd,
                                          unsigned index, unsigned count,
                                          int *ret_eventfds)
 {
-    struct vfio_device_rec *d = vfio_device_by_fd(ctx, device_fd);
+    struct vfio_device_rec *d;
     struct irq_index_rec *irq;
     g_autofree char *name = NULL;
     g_autofree int *fds = NULL;
     int unmask_fd = -1, r;
 
-    if (!d)
-        return ctx_fail(ctx, -EBADF,
-                        "fd %d is not a device opened with "
-                        "cprkit_vfio_device_open()",
-                        device_fd);
+    r = vfio_device_get(ctx, device_fd, &d);
+    if (r < 0)
+        return r;
     if (index > VFIO_PCI_MSIX_IRQ_INDEX || count == 0 || !ret_eventfds)
         return ctx_fail(ctx, -EINVAL,
                         "IRQ index %u count %u: use INTx, MSI or MSI-X with "
