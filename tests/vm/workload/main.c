@@ -214,6 +214,7 @@ int main(int argc, char **argv)
     struct utsname uts;
     int r;
 
+    w.main_started_ns = mono_ns();
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_options(&w, argc, argv);
     report_init(w.tap);

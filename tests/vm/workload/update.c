@@ -150,6 +150,11 @@ void update_once(struct workload *w, enum fault fault)
     fatal("live update failed: %s", cprkit_last_error(w->ctx));
 }
 
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
 static const char *suspend_phase(struct workload *w, uint64_t *ret_ns)
 {
     static const char *const phases[] = { "suspend", "exec" };
@@ -171,7 +176,8 @@ void update_incoming(struct workload *w)
     struct blackout total = {0};
     char detail[512] = "";
     const char *from;
-    uint64_t t0, t_first = UINT64_MAX, t_commit;
+    uint64_t t0, t_first = UINT64_MAX, t_commit, t_exec;
+    char split[160];
     long vmlck;
     int r, fds;
     bool ok;
@@ -232,24 +238,31 @@ void update_incoming(struct workload *w)
           "this image serviced interrupts that waited during the "
           "blackout (%llu)", (unsigned long long)total.irqs);
     ok = report_failures() == 0;
+    t_exec = cprkit_timestamp(w->ctx, "exec");
+    if (t_first == UINT64_MAX)
+        t_first = t_commit;
+    if (t_exec < t0 || t_exec > w->main_started_ns)
+        t_exec = t0;
+    /* Where the blackout went: old side after the suspend, kernel exec and
+     * dynamic loading, cprkit load + reclaim + commit, first service. */
+    snprintf(split, sizeof(split), "suspend->exec %.1f + exec->main %.1f + "
+             "main->commit %.1f + commit->service %.1f",
+             ms(t_exec - t0), ms(w->main_started_ns - t_exec),
+             ms(t_commit - w->main_started_ns), ms(t_first - t_commit));
     if (cprkit_is_rollback(w->ctx))
-        note("update %u ROLLED BACK (%s): old binary serving again after "
-             "%.1f ms (%s -> first service), during it: %llu irq, %llu B "
-             "DMA [%s]: %s",
+        note("update %u ROLLED BACK (%s): old binary serving again %.1f ms "
+             "after the %s; during it: %llu irq, %llu B DMA [%s]: %s",
              w->st.updates_done + 1, cprkit_rollback_reason(w->ctx),
-             t_first != UINT64_MAX ? (double)(t_first - t0) / 1e6 : -1.0,
-             from, (unsigned long long)total.irqs,
+             ms(t_first - t0), from, (unsigned long long)total.irqs,
              (unsigned long long)total.dma_bytes, detail,
              ok ? "OK" : "FAILED");
     else
-        note("update %u/%u: generation %llu, blackout %.1f ms (%s -> first "
-             "IRQ/DMA serviced; new binary committed after %.1f ms), during "
-             "blackout: %llu irq, %llu B DMA, %u completion(s) [%s], fds "
-             "%u->%d, VmLck %llu->%ld kB: %s",
+        note("update %u/%u (generation %llu): blackout %.1f ms (%s -> first "
+             "IRQ/DMA serviced = %s); during blackout: %llu irq, %llu B DMA, "
+             "%u completion(s) [%s]; fds %u->%d, VmLck %llu->%ld kB: %s",
              w->st.updates_done, w->updates,
-             (unsigned long long)w->generation,
-             t_first != UINT64_MAX ? (double)(t_first - t0) / 1e6 : -1.0,
-             from, (double)(t_commit - t0) / 1e6, (unsigned long long)total.irqs,
+             (unsigned long long)w->generation, ms(t_first - t0), from, split,
+             (unsigned long long)total.irqs,
              (unsigned long long)total.dma_bytes, total.completions, detail,
              w->st.fd_count, fds, (unsigned long long)w->st.vmlck_kb, vmlck,
              ok ? "OK" : "FAILED");

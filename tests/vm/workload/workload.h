@@ -137,6 +137,7 @@ struct workload {
     struct engine engines[WL_MAX_ENGINES];
     unsigned nengines;
     bool incoming;
+    uint64_t main_started_ns; /* this image reached main() */
     uint64_t generation;
     uint32_t nonce;         /* per run: patterns never match stale data */
     struct wl_state st;     /* section "workload" */
