@@ -32,6 +32,8 @@
 
 /* Environment variable set on a rollback exec, carrying the reason. */
 #define CPRKIT_ROLLBACK_REASON_ENV "CPRKIT_ROLLBACK_REASON"
+/* CLOCK_MONOTONIC ns at the execve call, for the phase breakdown. */
+#define CPRKIT_EXECVE_NS_ENV "CPRKIT_EXECVE_NS"
 
 struct fd_identity {
     enum cprkit_fd_type type;

@@ -17,7 +17,8 @@ extern char **environ;
 static bool env_is_ours(const char *entry)
 {
     return g_str_has_prefix(entry, CPRKIT_STATE_FD_ENV "=") ||
-           g_str_has_prefix(entry, CPRKIT_ROLLBACK_REASON_ENV "=");
+           g_str_has_prefix(entry, CPRKIT_ROLLBACK_REASON_ENV "=") ||
+           g_str_has_prefix(entry, CPRKIT_EXECVE_NS_ENV "=");
 }
 
 /* The environment for the new binary: base without stale cprkit variables,
@@ -31,6 +32,10 @@ static char **build_envp(char *const base[], int blob_fd,
         if (!env_is_ours(*e))
             g_ptr_array_add(env, g_strdup(*e));
     g_ptr_array_add(env, g_strdup_printf(CPRKIT_STATE_FD_ENV "=%d", blob_fd));
+    /* When execve was called: taken after the blob was written, so it
+     * cannot be in the blob; the new binary reads it as phase "execve". */
+    g_ptr_array_add(env, g_strdup_printf(CPRKIT_EXECVE_NS_ENV "=%" PRIu64,
+                                         monotonic_now_ns()));
     if (rollback_reason)
         g_ptr_array_add(env, g_strdup_printf(CPRKIT_ROLLBACK_REASON_ENV "=%s",
                                              rollback_reason));
@@ -186,6 +191,7 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
         command_line_clear(&rescue);
         return r;
     }
+    timestamps_set(ctx->update_timestamps, "suspended", monotonic_now_ns());
 
     /* 3. The blob records the mappings as suspended. */
     timestamps_set(ctx->update_timestamps, "exec", monotonic_now_ns());

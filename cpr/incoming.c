@@ -118,6 +118,8 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
 {
     const char *fd_str = getenv(CPRKIT_STATE_FD_ENV);
     const char *reason = getenv(CPRKIT_ROLLBACK_REASON_ENV);
+    const char *execve_ns = getenv(CPRKIT_EXECVE_NS_ENV);
+    uint64_t execve_at = execve_ns ? g_ascii_strtoull(execve_ns, NULL, 10) : 0;
     int blob_fd, r;
 
     if (ctx->incoming)
@@ -133,6 +135,7 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     }
     unsetenv(CPRKIT_STATE_FD_ENV);
     unsetenv(CPRKIT_ROLLBACK_REASON_ENV);
+    unsetenv(CPRKIT_EXECVE_NS_ENV);
     if (r < 0)
         return ctx_fail(ctx, -EINVAL, "%s is not an fd number",
                         CPRKIT_STATE_FD_ENV);
@@ -145,6 +148,9 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     r = load_blob(ctx);
     if (r < 0)
         return r;
+    if (execve_at)
+        timestamps_set(ctx->timestamps, "execve", execve_at);
+    timestamps_set(ctx->timestamps, "loaded", monotonic_now_ns());
 
     /* The blob says what generation its reader is; on a rollback the
      * reader is the writer itself, one generation back. */

@@ -305,7 +305,13 @@ static int role_new(const char *mode, int evfd)
     CHECK(getenv("CPRKIT_STATE_FD") == NULL, "CPRKIT_STATE_FD still set");
     CHECK(cprkit_generation(ctx) == 1, "generation %llu",
           (unsigned long long)cprkit_generation(ctx));
-    CHECK(cprkit_timestamp(ctx, "exec") > 0, "no exec timestamp");
+    /* The phases are stamped in order, on one clock across the exec. */
+    CHECK(cprkit_timestamp(ctx, "suspend") > 0 &&
+              cprkit_timestamp(ctx, "exec") >= cprkit_timestamp(ctx, "suspend") &&
+              cprkit_timestamp(ctx, "execve") >= cprkit_timestamp(ctx, "exec") &&
+              cprkit_timestamp(ctx, "loaded") >= cprkit_timestamp(ctx, "execve"),
+          "phase timestamps out of order");
+    CHECK(getenv("CPRKIT_EXECVE_NS") == NULL, "CPRKIT_EXECVE_NS still set");
 
     if (strcmp(mode, "wrong-type") == 0 || strcmp(mode, "missing") == 0) {
         bool wrong = strcmp(mode, "wrong-type") == 0;

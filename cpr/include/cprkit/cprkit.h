@@ -123,8 +123,12 @@ int cprkit_commit(cprkit_ctx *ctx);
  */
 int cprkit_rollback(cprkit_ctx *ctx, const char *reason);
 
-/* Monotonic timestamp (ns) recorded by the previous binary for a phase such
- * as "exec", or 0 if unknown. Lets the new binary measure the blackout. */
+/* CLOCK_MONOTONIC timestamp (ns) of an update phase, or 0 if unknown; the
+ * clock is per boot, so old and new binary compare. Phases, in order:
+ * "update-start" (before the blockers), "suspend" (DMA vaddrs about to be
+ * suspended: the blackout starts), "suspended", "exec" (blob about to be
+ * written), "execve" (the execve call), "loaded" (this binary finished
+ * cprkit_load_incoming). Lets the new binary measure the blackout. */
 uint64_t cprkit_timestamp(const cprkit_ctx *ctx, const char *phase);
 
 /* ---- named fds ---------------------------------------------------------- */
