@@ -144,9 +144,11 @@ void inject_old_side(struct workload *w, enum fault f)
         break;
     case FAULT_SUSPEND_FAILS:
         setenv(WL_FAULT_ENV, "unmap-vaddr-fail=1", 1);
+        snprintf(expect, sizeof(expect), "suspending");
         break;
     case FAULT_SUSPEND_PARTIAL:
         setenv(WL_FAULT_ENV, "no-unmap-all,unmap-vaddr-fail=2", 1);
+        snprintf(expect, sizeof(expect), "suspending");
         break;
     case FAULT_EXEC_MISSING:
         path = "/nonexistent/cprkit-workload";

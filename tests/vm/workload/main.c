@@ -253,12 +253,13 @@ int main(int argc, char **argv)
         w.nonce = (uint32_t)(mono_ns() ^ (uint64_t)getpid() << 16);
         w.st.version = WL_STATE_VERSION;
         w.st.nonce = w.nonce;
-        note("cprkit workload: %s%s%s%s, %u live update(s), %u container(s), "
-             "kernel %s",
-             w.dev_args[0], w.nengines > 1 ? " + " : "",
-             w.nengines > 1 ? w.dev_args[1] : "",
-             w.nengines > 2 ? " + ..." : "", w.updates, w.ncontainers,
-             uts.release);
+        char devs[128] = "";
+
+        for (unsigned i = 0; i < w.nengines; i++)
+            snprintf(devs + strlen(devs), sizeof(devs) - strlen(devs), "%s%s",
+                     i ? " + " : "", w.dev_args[i]);
+        note("cprkit workload: %s, %u live update(s), %u container(s), "
+             "kernel %s", devs, w.updates, w.ncontainers, uts.release);
     }
 
     open_engines(&w);
@@ -284,7 +285,8 @@ int main(int argc, char **argv)
     while (w.remaining > 0)
         update_once(&w, FAULT_NONE);
 
-    /* The last image shows it still serves, then tidies up. */
+    /* The last image shows it still serves. Exiting closes the device fds:
+     * vfio-pci resets what it can, as after any driver. */
     for (unsigned i = 0; i < w.nengines; i++)
         w.engines[i].ops->serve(&w, &w.engines[i], 1);
     check(cprkit_generation(w.ctx) == w.updates,

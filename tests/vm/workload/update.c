@@ -9,6 +9,7 @@
  * blackout. The per-update line goes to stdout in both output modes.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,21 @@ void save_sections(struct workload *w, enum fault attempt)
         fatal("cprkit_section_put: %s", strerror(-r));
 }
 
+/* asprintf() that cannot return NULL. */
+__attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    char *s;
+    int r;
+
+    va_start(ap, f);
+    r = vasprintf(&s, f, ap);
+    va_end(ap);
+    if (r < 0)
+        fatal("out of memory");
+    return s;
+}
+
 char **wl_next_argv(struct workload *w, const char *argv0, unsigned remaining,
                     enum fault acting)
 {
@@ -40,23 +56,23 @@ char **wl_next_argv(struct workload *w, const char *argv0, unsigned remaining,
     argv[n++] = strdup(argv0);
     if (w->tap)
         argv[n++] = strdup("--tap");
-    asprintf(&argv[n++], "--updates=%u", w->updates);
-    asprintf(&argv[n++], "--rounds=%u", w->rounds);
-    asprintf(&argv[n++], "--containers=%u", w->ncontainers);
+    argv[n++] = fmt("--updates=%u", w->updates);
+    argv[n++] = fmt("--rounds=%u", w->rounds);
+    argv[n++] = fmt("--containers=%u", w->ncontainers);
     for (unsigned i = 0; i < w->nfaults; i++) {
         strncat(faults, i ? "," : "", sizeof(faults) - strlen(faults) - 1);
         strncat(faults, fault_name(w->faults[i]),
                 sizeof(faults) - strlen(faults) - 1);
     }
     if (w->nfaults)
-        asprintf(&argv[n++], "--inject=%s", faults);
+        argv[n++] = fmt("--inject=%s", faults);
     if (w->interposer_dir)
-        asprintf(&argv[n++], "--interposer-dir=%s", w->interposer_dir);
+        argv[n++] = fmt("--interposer-dir=%s", w->interposer_dir);
     if (w->v2_binary)
-        asprintf(&argv[n++], "--v2-binary=%s", w->v2_binary);
-    asprintf(&argv[n++], "--remaining=%u", remaining);
+        argv[n++] = fmt("--v2-binary=%s", w->v2_binary);
+    argv[n++] = fmt("--remaining=%u", remaining);
     if (acting != FAULT_NONE)
-        asprintf(&argv[n++], "--fault=%s", fault_name(acting));
+        argv[n++] = fmt("--fault=%s", fault_name(acting));
     for (unsigned i = 0; i < w->nengines; i++)
         argv[n++] = strdup(w->dev_args[i]);
     argv[n] = NULL;
@@ -89,7 +105,7 @@ static char **next_envp(const char *preload)
             strncmp(environ[i], WL_FAULT_ENV "=", strlen(WL_FAULT_ENV) + 1))
             envp[k++] = environ[i];
     if (preload)
-        asprintf(&envp[k++], "LD_PRELOAD=%s", preload);
+        envp[k++] = fmt("LD_PRELOAD=%s", preload);
     envp[k] = NULL;
     return envp;
 }
