@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal interfaces of the control endpoint, the state as JSON and the
+ * lockdown, shared by cpr/control*.c, cpr/state-json.c, shim/ and the unit
+ * tests. Not installed. */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "cprkit-internal.h"
+
+/* Preserved fd names of the control endpoint. */
+#define CONTROL_LISTEN_FD_NAME "cprkit-control"
+#define CONTROL_CLIENT_FD_NAME "cprkit-control-client"
+
+/* Longest request line a server accepts; longer ones get an error reply
+ * and the connection is closed. */
+#define CONTROL_MAX_REQUEST (64u * 1024u)
+
+/* Embedded in every build of the library (and of cpr-exec) so that
+ * `cpr-exec check --to BINARY` can tell which state format a binary reads
+ * without running it: "CPRKIT-FORMAT-READS=<major>;". */
+#define CONTROL_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
+extern const char control_format_marker[];
+
+/* state-json.c */
+JsonNode *state_to_json(const Cprkit__State *state);
+/* The whole blob: frame fields, rescue command line, and the payload as
+ * state_to_json() (or "payload_error" when it cannot be decoded, e.g. a
+ * format major this build does not read). Fails only if the frame itself
+ * is invalid. */
+int blob_to_json(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
+                 JsonNode **ret);
+char *json_to_string_line(JsonNode *node, bool pretty);
+
+/* control.c: the blob this process would write now (for `inspect`). */
+int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size);
+
+/* control-lockdown.c: the ioctl requests the seccomp lockdown denies. */
+extern const unsigned long lockdown_denied_ioctls[];
+extern const char *const lockdown_denied_ioctl_names[];
+extern const size_t lockdown_n_denied_ioctls;

@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The control endpoint: a UNIX socket speaking JSON lines, through which
+ * `cpr-exec` asks a running program for its status, its state, a
+ * pre-flight check, or an upgrade. Protocol: docs/operations.md.
+ *
+ * The listening socket is a preserved fd, so the socket path stays valid
+ * across updates. The connection of the client that asked for an upgrade
+ * is preserved too: the new binary (or, after a rollback, the old one)
+ * reclaims it in cprkit_control_listen() and answers it once it serves.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "control-internal.h"
+
+/* In .rodata of every build: `cpr-exec check --to BINARY` looks for it. */
+__attribute__((used)) const char control_format_marker[] =
+    CONTROL_FORMAT_MARKER_PREFIX G_STRINGIFY(CPRKIT_BUILD_FORMAT_MAJOR) ";";
+
+/* At most this many connections at once; more are answered "busy". */
+#define CONTROL_MAX_CLIENTS 32
+/* A client gets this long to take a reply off the socket. */
+#define CONTROL_WRITE_TIMEOUT_MS 1000
+
+struct control_client {
+    int fd;
+    GString *buf; /* bytes of an incomplete request line */
+    uid_t uid;
+    pid_t pid;
+};
+
+struct cprkit_control {
+    cprkit_ctx *ctx;
+    char *path;
+    int listen_fd;
+    int epoll_fd;
+    GPtrArray *clients; /* struct control_client * */
+
+    cprkit_upgrade_fn upgrade_fn;
+    void *upgrade_userdata;
+
+    /* Started by an update that is not finished yet (not answered). */
+    bool update_pending;
+    /* The preserved connection of the client that asked for it, or -1. */
+    int pending_fd;
+
+    /* The last update this process knows about, for "status". */
+    char *last_result; /* committed | rolled-back | failed */
+    char *last_phase;
+    char *last_error;
+    uint64_t last_blackout_ns;
+    uint64_t last_generation;
+};
+
+static void client_free(struct control_client *cl)
+{
+    if (!cl)
+        return;
+    closep(&cl->fd);
+    g_string_free(cl->buf, true);
+    g_free(cl);
+}
+
+/* ---- writing replies ----------------------------------------------------- */
+
+/* Writes one line; a client that does not read for a second is given up.
+ * MSG_NOSIGNAL: a client that went away must not kill the server. */
+static int write_line(int fd, const char *line)
+{
+    g_autofree char *data = g_strconcat(line, "\n", NULL);
+    size_t len = strlen(data), off = 0;
+
+    while (off < len) {
+        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            int r = poll(&p, 1, CONTROL_WRITE_TIMEOUT_MS);
+
+            if (r == 0)
+                return -ETIMEDOUT;
+            if (r < 0 && errno != EINTR)
+                return -errno;
+            continue;
+        }
+        if (n < 0)
+            return -errno;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+static int write_json(int fd, JsonBuilder *b)
+{
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    g_autofree char *line = json_to_string_line(root, false);
+
+    return write_line(fd, line);
+}
+
+static void set_str(JsonBuilder *b, const char *member, const char *value)
+{
+    json_builder_set_member_name(b, member);
+    if (value)
+        json_builder_add_string_value(b, value);
+    else
+        json_builder_add_null_value(b);
+}
+
+static void set_int(JsonBuilder *b, const char *member, gint64 value)
+{
+    json_builder_set_member_name(b, member);
+    json_builder_add_int_value(b, value);
+}
+
+static void set_bool(JsonBuilder *b, const char *member, bool value)
+{
+    json_builder_set_member_name(b, member);
+    json_builder_add_boolean_value(b, value);
+}
+
+/* {"ok":false,"result":"error","error":"..."} for requests that could not
+ * be understood or are not allowed. */
+static int reply_error(int fd, const char *result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int reply_error(int fd, const char *result, const char *fmt, ...)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    json_builder_begin_object(b);
+    set_bool(b, "ok", false);
+    set_str(b, "result", result);
+    set_str(b, "error", msg);
+    json_builder_end_object(b);
+    return write_json(fd, b);
+}
+
+static int send_phase(int fd, const char *phase, const char *binary)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    set_str(b, "event", "phase");
+    set_str(b, "phase", phase);
+    set_int(b, "pid", getpid());
+    if (binary)
+        set_str(b, "binary", binary);
+    json_builder_end_object(b);
+    return write_json(fd, b);
+}
+
+/* ---- what the process is -------------------------------------------------- */
+
+static char *self_exe(void)
+{
+    char *exe = g_file_read_link("/proc/self/exe", NULL);
+
+    return exe ? exe : g_strdup("");
+}
+
+static void add_last_update(cprkit_control *c, JsonBuilder *b)
+{
+    json_builder_set_member_name(b, "last_update");
+    if (!c->last_result) {
+        json_builder_add_null_value(b);
+        return;
+    }
+    json_builder_begin_object(b);
+    set_str(b, "result", c->last_result);
+    set_str(b, "phase", c->last_phase);
+    set_str(b, "error", c->last_error);
+    set_int(b, "generation", (gint64)c->last_generation);
+    set_int(b, "blackout_us", (gint64)(c->last_blackout_ns / 1000));
+    json_builder_end_object(b);
+}
+
+static void handle_status(cprkit_control *c, struct control_client *cl)
+{
+    cprkit_ctx *ctx = c->ctx;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *exe = self_exe();
+    unsigned n_devices = ctx->vfio.devices->len;
+
+    json_builder_begin_object(b);
+    set_bool(b, "ok", true);
+    set_str(b, "result", "status");
+    set_int(b, "pid", getpid());
+    set_str(b, "version", PROJECT_VERSION);
+    set_int(b, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(b, "generation", (gint64)cprkit_generation(ctx));
+    set_str(b, "binary", exe);
+    set_bool(b, "incoming", cprkit_is_incoming(ctx));
+    set_bool(b, "upgrade_enabled", c->upgrade_fn != NULL);
+    set_str(b, "socket", c->path);
+
+    json_builder_set_member_name(b, "fds");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        json_builder_begin_object(b);
+        set_str(b, "name", e->name);
+        set_int(b, "id", e->id);
+        set_int(b, "fd", e->fd);
+        set_str(b, "type", cprkit_fd_type_name(e->identity.type));
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+
+    json_builder_set_member_name(b, "vfio");
+    json_builder_begin_object(b);
+    set_int(b, "containers", ctx->vfio.containers->len);
+    set_int(b, "groups", ctx->vfio.groups->len);
+    json_builder_set_member_name(b, "devices");
+    json_builder_begin_array(b);
+    for (unsigned i = 0; i < n_devices; i++) {
+        const struct vfio_device_rec *d =
+            g_ptr_array_index(ctx->vfio.devices, i);
+        json_builder_add_string_value(b, d->bdf ? d->bdf : "");
+    }
+    json_builder_end_array(b);
+    set_int(b, "dma_mappings", ctx->vfio.mappings->len);
+    set_int(b, "mapped_bytes", (gint64)vfio_mapped_bytes(ctx));
+    set_int(b, "irq_indexes", ctx->vfio.irqs->len);
+    set_int(b, "ram_blocks", ctx->vfio.ram_blocks->len);
+    json_builder_end_object(b);
+
+    add_last_update(c, b);
+    json_builder_end_object(b);
+    write_json(cl->fd, b);
+}
+
+int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size)
+{
+    struct command_line self = {0};
+    Cprkit__State *state = NULL;
+    int r;
+
+    r = state_build(ctx, ctx->generation + 1, &state);
+    if (r < 0)
+        return r;
+    /* The rescue block as an update would write it; if this binary cannot
+     * be a rollback target (deleted on disk), the dump has none. */
+    if (command_line_of_self(ctx, &self) < 0)
+        ctx_clear_error(ctx);
+    r = blob_encode(ctx, state, &self, ret_buf, ret_size);
+    command_line_clear(&self);
+    state_build_free(state);
+    return r;
+}
+
+/* {"cmd":"inspect"}: the state an update would write now, as JSON;
+ * with "blob":true also the encoded blob (base64) for `inspect FILE`. */
+static void handle_inspect(cprkit_control *c, struct control_client *cl,
+                           JsonObject *req)
+{
+    cprkit_ctx *ctx = c->ctx;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    Cprkit__State *state = NULL;
+    JsonNode *want_blob = json_object_get_member(req, "blob");
+    int r;
+
+    r = state_build(ctx, ctx->generation + 1, &state);
+    if (r < 0) {
+        reply_error(cl->fd, "error", "cannot build the state: %s",
+                    cprkit_last_error(ctx));
+        return;
+    }
+    json_builder_begin_object(b);
+    set_bool(b, "ok", true);
+    set_str(b, "result", "inspect");
+    json_builder_set_member_name(b, "state");
+    json_builder_add_value(b, state_to_json(state));
+    state_build_free(state);
+    if (want_blob && JSON_NODE_HOLDS_VALUE(want_blob) &&
+        json_node_get_value_type(want_blob) == G_TYPE_BOOLEAN &&
+        json_node_get_boolean(want_blob)) {
+        _cleanup_free_ uint8_t *blob = NULL;
+        size_t size;
+
+        r = control_build_blob(ctx, &blob, &size);
+        if (r < 0) {
+            reply_error(cl->fd, "error", "cannot encode the state: %s",
+                        cprkit_last_error(ctx));
+            return;
+        }
+        g_autofree char *b64 = g_base64_encode(blob, size);
+        set_str(b, "blob_base64", b64);
+    }
+    json_builder_end_object(b);
+    write_json(cl->fd, b);
+}
+
+/* A string member, or NULL if absent; *ret_bad when present but not a
+ * string. */
+static const char *get_string_member(JsonObject *obj, const char *name,
+                                     bool *ret_bad)
+{
+    JsonNode *n = json_object_get_member(obj, name);
+
+    if (!n || JSON_NODE_HOLDS_NULL(n))
+        return NULL;
+    if (!JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_STRING) {
+        *ret_bad = true;
+        return NULL;
+    }
+    return json_node_get_string(n);
+}
+
+static void handle_check(cprkit_control *c, struct control_client *cl,
+                         JsonObject *req)
+{
+    cprkit_ctx *ctx = c->ctx;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *exe = self_exe();
+    bool bad = false;
+    const char *binary = get_string_member(req, "binary", &bad);
+    struct rlimit rl = {0};
+    int r;
+
+    if (bad) {
+        reply_error(cl->fd, "error", "\"binary\" must be a string");
+        return;
+    }
+    if (!binary)
+        binary = exe;
+    r = cprkit_check_update(ctx, binary);
+    getrlimit(RLIMIT_MEMLOCK, &rl);
+
+    json_builder_begin_object(b);
+    set_bool(b, "ok", r >= 0);
+    set_str(b, "result", r >= 0 ? "ok" : "blocked");
+    set_str(b, "binary", binary);
+    set_str(b, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
+    set_int(b, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(b, "pid", getpid());
+    set_int(b, "pinned_bytes", (gint64)vfio_mapped_bytes(ctx));
+    json_builder_set_member_name(b, "memlock");
+    json_builder_begin_object(b);
+    set_int(b, "soft", rl.rlim_cur == RLIM_INFINITY ? -1 : (gint64)rl.rlim_cur);
+    set_int(b, "hard", rl.rlim_max == RLIM_INFINITY ? -1 : (gint64)rl.rlim_max);
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+    write_json(cl->fd, b);
+}
+
+/* ---- upgrade -------------------------------------------------------------- */
+
+static void record_result(cprkit_control *c, const char *result,
+                          const char *phase, const char *error,
+                          uint64_t blackout_ns)
+{
+    g_free(c->last_result);
+    g_free(c->last_phase);
+    g_free(c->last_error);
+    c->last_result = g_strdup(result);
+    c->last_phase = g_strdup(phase);
+    c->last_error = g_strdup(error);
+    c->last_blackout_ns = blackout_ns;
+    c->last_generation = cprkit_generation(c->ctx);
+}
+
+/* The argv for the new binary: binary, then "args" if the request has
+ * them, else this process's own arguments. */
+static char **upgrade_argv(cprkit_ctx *ctx, const char *binary, JsonNode *args,
+                           const char **ret_error)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+
+    g_ptr_array_add(argv, g_strdup(binary));
+    if (args && !JSON_NODE_HOLDS_NULL(args)) {
+        JsonArray *a;
+
+        if (!JSON_NODE_HOLDS_ARRAY(args)) {
+            *ret_error = "\"args\" must be an array of strings";
+            g_ptr_array_unref(argv);
+            return NULL;
+        }
+        a = json_node_get_array(args);
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+            JsonNode *n = json_array_get_element(a, i);
+
+            if (!JSON_NODE_HOLDS_VALUE(n) ||
+                json_node_get_value_type(n) != G_TYPE_STRING) {
+                *ret_error = "\"args\" must be an array of strings";
+                g_ptr_array_unref(argv);
+                return NULL;
+            }
+            g_ptr_array_add(argv, g_strdup(json_node_get_string(n)));
+        }
+    } else {
+        struct command_line self = {0};
+
+        if (command_line_of_self(ctx, &self) == 0) {
+            for (char **a = self.argv && self.argv[0] ? self.argv + 1 : NULL;
+                 a && *a; a++)
+                g_ptr_array_add(argv, g_strdup(*a));
+            command_line_clear(&self);
+        }
+    }
+    g_ptr_array_add(argv, NULL);
+    g_ptr_array_set_free_func(argv, NULL);
+    return (char **)g_ptr_array_free(argv, false);
+}
+
+static void upgrade_failed(cprkit_control *c, struct control_client *cl,
+                           const char *phase, const char *binary,
+                           const char *error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    record_result(c, "failed", phase, error, 0);
+    json_builder_begin_object(b);
+    set_bool(b, "ok", false);
+    set_str(b, "result", "failed");
+    set_str(b, "phase", phase);
+    set_str(b, "binary", binary);
+    set_str(b, "error", error);
+    set_int(b, "pid", getpid());
+    set_int(b, "generation", (gint64)cprkit_generation(c->ctx));
+    json_builder_end_object(b);
+    write_json(cl->fd, b);
+    /* Still the old version, serving. */
+    sd_notifyf(0, "READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
+               binary, phase, error);
+}
+
+static void handle_upgrade(cprkit_control *c, struct control_client *cl,
+                           JsonObject *req)
+{
+    cprkit_ctx *ctx = c->ctx;
+    bool bad = false;
+    const char *binary = get_string_member(req, "binary", &bad);
+    const char *argv_error = NULL;
+    g_auto(GStrv) argv = NULL;
+    int r;
+
+    if (bad || !binary || binary[0] != '/') {
+        reply_error(cl->fd, "error",
+                    "\"upgrade\" needs \"binary\": an absolute path");
+        return;
+    }
+    argv = upgrade_argv(ctx, binary, json_object_get_member(req, "args"),
+                        &argv_error);
+    if (!argv) {
+        reply_error(cl->fd, "error", "%s", argv_error);
+        return;
+    }
+    if (!c->upgrade_fn) {
+        upgrade_failed(c, cl, "request", binary,
+                       "this program does not accept upgrades (no upgrade "
+                       "function set with cprkit_control_set_upgrade_fn)");
+        return;
+    }
+
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64
+                  "\nSTATUS=cprkit: update to %s: checking blockers",
+               monotonic_now_ns() / 1000, binary);
+    send_phase(cl->fd, "blockers", binary);
+    r = cprkit_check_update(ctx, binary);
+    if (r < 0) {
+        upgrade_failed(c, cl, "blockers", binary, cprkit_last_error(ctx));
+        return;
+    }
+    /* The connection crosses exec: the new binary answers it. */
+    r = cprkit_fd_save(ctx, CONTROL_CLIENT_FD_NAME, 0, cl->fd);
+    if (r < 0) {
+        upgrade_failed(c, cl, "preserve", binary, cprkit_last_error(ctx));
+        return;
+    }
+    send_phase(cl->fd, "exec", binary);
+    sd_notifyf(0, "STATUS=cprkit: exec %s", binary);
+    ctx_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
+            binary, (int)cl->pid);
+
+    r = c->upgrade_fn(c->upgrade_userdata, ctx, binary, argv);
+
+    /* Still here: the update did not happen. */
+    {
+        g_autofree char *why = g_strdup(
+            r < 0 ? cprkit_last_error(ctx) : "the application's upgrade "
+                                              "function returned without "
+                                              "exec'ing");
+
+        if (r < 0 && !*why) {
+            g_free(why);
+            why = g_strdup(strerror(-r));
+        }
+        cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
+        upgrade_failed(c, cl, "exec", binary, why);
+    }
+}
+
+/* ---- serving requests ----------------------------------------------------- */
+
+static void handle_request(cprkit_control *c, struct control_client *cl,
+                           const char *line, size_t len)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    JsonNode *root;
+    JsonObject *req;
+    bool bad = false;
+    const char *cmd;
+
+    if (memchr(line, '\0', len)) {
+        reply_error(cl->fd, "error", "request contains a NUL byte");
+        return;
+    }
+    if (!g_utf8_validate(line, (gssize)len, NULL)) {
+        reply_error(cl->fd, "error", "request is not valid UTF-8");
+        return;
+    }
+    if (!json_parser_load_from_data(parser, line, (gssize)len, &error)) {
+        reply_error(cl->fd, "error", "request is not JSON: %s", error->message);
+        return;
+    }
+    root = json_parser_get_root(parser);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+        reply_error(cl->fd, "error", "request must be a JSON object");
+        return;
+    }
+    req = json_node_get_object(root);
+    cmd = get_string_member(req, "cmd", &bad);
+    if (!cmd) {
+        reply_error(cl->fd, "error", "request has no \"cmd\" string");
+        return;
+    }
+    if (strcmp(cmd, "status") == 0)
+        handle_status(c, cl);
+    else if (strcmp(cmd, "inspect") == 0)
+        handle_inspect(c, cl, req);
+    else if (strcmp(cmd, "check") == 0)
+        handle_check(c, cl, req);
+    else if (strcmp(cmd, "upgrade") == 0)
+        handle_upgrade(c, cl, req);
+    else
+        reply_error(cl->fd, "error",
+                    "unknown command \"%.64s\" (status, inspect, check, "
+                    "upgrade)",
+                    cmd);
+}
+
+static void client_drop(cprkit_control *c, struct control_client *cl)
+{
+    epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, cl->fd, NULL);
+    g_ptr_array_remove(c->clients, cl); /* frees and closes */
+}
+
+/* Reads what is there; serves every complete line. Returns false when the
+ * client is done (EOF, error, oversized request) and was dropped. */
+static bool client_serve(cprkit_control *c, struct control_client *cl)
+{
+    bool eof = false;
+
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = recv(cl->fd, chunk, sizeof(chunk), 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0) {
+            eof = true;
+            break;
+        }
+        g_string_append_len(cl->buf, chunk, n);
+        if (cl->buf->len > CONTROL_MAX_REQUEST + 1)
+            break;
+    }
+
+    for (;;) {
+        char *nl = memchr(cl->buf->str, '\n', cl->buf->len);
+        size_t len;
+
+        if (!nl)
+            break;
+        len = (size_t)(nl - cl->buf->str);
+        if (len > CONTROL_MAX_REQUEST)
+            break;
+        {
+            g_autofree char *line = g_strndup(cl->buf->str, len);
+
+            g_string_erase(cl->buf, 0, (gssize)len + 1);
+            if (len > 0)
+                handle_request(c, cl, line, len);
+        }
+    }
+    if (cl->buf->len > CONTROL_MAX_REQUEST) {
+        reply_error(cl->fd, "error", "request longer than %u bytes",
+                    CONTROL_MAX_REQUEST);
+        client_drop(c, cl);
+        return false;
+    }
+    if (eof) {
+        client_drop(c, cl);
+        return false;
+    }
+    return true;
+}
+
+static void accept_clients(cprkit_control *c)
+{
+    for (;;) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        struct control_client *cl;
+        struct epoll_event ev = {.events = EPOLLIN};
+        int fd = accept4(c->listen_fd, NULL, NULL,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return; /* EAGAIN, or EMFILE: try again at the next dispatch */
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            close(fd);
+            continue;
+        }
+        /* Only the same user or root may drive updates. */
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+            ctx_log(c->ctx, LOG_WARNING,
+                    "control: refused a client with uid %u (pid %d)",
+                    (unsigned)cred.uid, (int)cred.pid);
+            reply_error(fd, "error",
+                        "permission denied: uid %u may not control this "
+                        "process (only uid %u or root)",
+                        (unsigned)cred.uid, (unsigned)geteuid());
+            close(fd);
+            continue;
+        }
+        if (c->clients->len >= CONTROL_MAX_CLIENTS) {
+            reply_error(fd, "error", "busy: too many control connections");
+            close(fd);
+            continue;
+        }
+        cl = g_new0(struct control_client, 1);
+        cl->fd = fd;
+        cl->buf = g_string_new(NULL);
+        cl->uid = cred.uid;
+        cl->pid = cred.pid;
+        ev.data.ptr = cl;
+        if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            client_free(cl);
+            continue;
+        }
+        g_ptr_array_add(c->clients, cl);
+    }
+}
+
+/* ---- the incoming side: answering the client of the update -------------- */
+
+static void finish_update(cprkit_control *c, uint64_t serving_ns)
+{
+    cprkit_ctx *ctx = c->ctx;
+    uint64_t suspend = cprkit_timestamp(ctx, "suspend");
+    uint64_t blackout = suspend && serving_ns > suspend ? serving_ns - suspend
+                                                        : 0;
+    bool rolled_back = cprkit_is_rollback(ctx);
+    const char *reason = rolled_back ? cprkit_rollback_reason(ctx) : NULL;
+    g_autofree char *exe = self_exe();
+
+    c->update_pending = false;
+    record_result(c, rolled_back ? "rolled-back" : "committed",
+                  rolled_back ? "restore" : "commit", reason, blackout);
+    if (c->pending_fd >= 0) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        set_bool(b, "ok", !rolled_back);
+        set_str(b, "result", c->last_result);
+        set_int(b, "pid", getpid());
+        set_str(b, "binary", exe);
+        set_str(b, "version", PROJECT_VERSION);
+        set_int(b, "generation", (gint64)cprkit_generation(ctx));
+        set_int(b, "blackout_us", (gint64)(blackout / 1000));
+        set_int(b, "blackout_ns", (gint64)blackout);
+        if (rolled_back)
+            set_str(b, "reason", reason);
+        json_builder_end_object(b);
+        write_json(c->pending_fd, b);
+        closep(&c->pending_fd);
+        c->pending_fd = -1;
+        cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
+    }
+    if (rolled_back)
+        sd_notifyf(0, "READY=1\nSTATUS=cprkit: update rolled back, "
+                      "generation %" PRIu64 " serving: %s",
+                   cprkit_generation(ctx), reason ? reason : "");
+    else
+        sd_notifyf(0, "READY=1\nSTATUS=cprkit: update committed, generation "
+                      "%" PRIu64 ", blackout %" PRIu64 " us",
+                   cprkit_generation(ctx), blackout / 1000);
+    ctx_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
+            c->last_result, blackout / 1000);
+}
+
+/* ---- public API ----------------------------------------------------------- */
+
+static int bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    _cleanup_close_ int fd = -EBADF;
+
+    memcpy(sa.sun_path, path, strlen(path));
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return ctx_fail(ctx, -errno, "control socket: %m");
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        _cleanup_close_ int probe = -EBADF;
+
+        if (errno != EADDRINUSE)
+            return ctx_fail(ctx, -errno, "cannot bind control socket %s: %m",
+                            path);
+        /* A socket file nobody accepts on is left over from a process
+         * that died: replace it. A live one belongs to someone else. */
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0)
+            return ctx_fail(ctx, -errno, "control socket: %m");
+        if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+            errno != ECONNREFUSED)
+            return ctx_fail(ctx, -EADDRINUSE,
+                            "control socket %s is in use by another process",
+                            path);
+        if (unlink(path) < 0 ||
+            bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            return ctx_fail(ctx, -errno, "cannot bind control socket %s: %m",
+                            path);
+    }
+    /* Peer credentials are the real check; the mode keeps others from
+     * even connecting. */
+    if (chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+        int r = -errno;
+
+        unlink(path);
+        return ctx_fail(ctx, r, "control socket %s: %s", path, strerror(-r));
+    }
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
+static char *socket_path_of(int fd)
+{
+    struct sockaddr_un sa = {0};
+    socklen_t len = sizeof(sa);
+
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+        sa.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path))
+        return NULL;
+    return g_strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+}
+
+CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
+                                        const char *socket_path,
+                                        cprkit_control **ret_control)
+{
+    const char *path = socket_path ? socket_path
+                                   : getenv(CPRKIT_CONTROL_SOCKET_ENV);
+    g_autofree char *reclaimed_path = NULL;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    _cleanup_close_ int listen_fd = -EBADF;
+    _cleanup_close_ int epoll_fd = -EBADF;
+    cprkit_control *c;
+    int r;
+
+    if (!ret_control)
+        return ctx_fail(ctx, -EINVAL, "cprkit_control_listen needs ret_control");
+
+    if (fdreg_lookup(ctx, CONTROL_LISTEN_FD_NAME, 0)) {
+        /* Started by an update: the socket is already listening (clients
+         * that connected during the exec wait in its backlog). */
+        r = cprkit_fd_find(ctx, CONTROL_LISTEN_FD_NAME, 0, CPRKIT_FD_SOCKET);
+        if (r < 0)
+            return r;
+        listen_fd = r;
+        reclaimed_path = socket_path_of(listen_fd);
+        if (!reclaimed_path) {
+            listen_fd = -EBADF;
+            return ctx_fail(ctx, -ENOTSOCK,
+                            "preserved control socket has no path");
+        }
+        path = reclaimed_path;
+    } else {
+        if (!path || !*path)
+            return ctx_fail(ctx, -EINVAL,
+                            "no control socket path: pass one or set %s",
+                            CPRKIT_CONTROL_SOCKET_ENV);
+        if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return ctx_fail(ctx, -ENAMETOOLONG,
+                            "control socket path %s is too long", path);
+        r = bind_listen(ctx, path, &listen_fd);
+        if (r < 0)
+            return r;
+        r = cprkit_fd_save(ctx, CONTROL_LISTEN_FD_NAME, 0, listen_fd);
+        if (r < 0) {
+            unlink(path);
+            return r;
+        }
+    }
+
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd < 0 ||
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+        r = -errno;
+        if (!reclaimed_path) {
+            cprkit_fd_remove(ctx, CONTROL_LISTEN_FD_NAME, 0);
+            unlink(path);
+        } else {
+            listen_fd = -EBADF; /* stays preserved */
+        }
+        return ctx_fail(ctx, r, "control endpoint: epoll: %s", strerror(-r));
+    }
+
+    c = g_new0(cprkit_control, 1);
+    c->ctx = ctx;
+    c->path = g_strdup(path);
+    c->listen_fd = TAKE_FD(listen_fd);
+    c->epoll_fd = TAKE_FD(epoll_fd);
+    c->clients = g_ptr_array_new_with_free_func((GDestroyNotify)client_free);
+    c->pending_fd = -1;
+    c->update_pending = cprkit_is_incoming(ctx);
+
+    /* The client that asked for this update: claimed now (it must be, or
+     * commit fails), kept registered until it is answered so that a
+     * rollback hands it back to the previous binary too. */
+    if (fdreg_lookup(ctx, CONTROL_CLIENT_FD_NAME, 0)) {
+        r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
+        if (r >= 0) {
+            c->pending_fd = r;
+            send_phase(c->pending_fd, cprkit_is_rollback(ctx) ? "rolling-back"
+                                                             : "restoring",
+                       NULL);
+        }
+    }
+    if (c->update_pending)
+        sd_notifyf(0, "STATUS=cprkit: %s, generation %" PRIu64,
+                   cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
+                   cprkit_generation(ctx));
+    ctx_log(ctx, LOG_INFO, "control: %s %s", reclaimed_path ? "reclaimed"
+                                                            : "listening on",
+            c->path);
+    *ret_control = c;
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_control_fd(const cprkit_control *control)
+{
+    return control->epoll_fd;
+}
+
+CPRKIT_EXPORT void cprkit_control_set_upgrade_fn(cprkit_control *control,
+                                                 cprkit_upgrade_fn fn,
+                                                 void *userdata)
+{
+    control->upgrade_fn = fn;
+    control->upgrade_userdata = userdata;
+}
+
+CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
+{
+    if (cprkit_is_incoming(control->ctx))
+        return ctx_fail(control->ctx, -EBUSY,
+                        "the incoming update is not committed yet");
+    if (control->update_pending)
+        finish_update(control, monotonic_now_ns());
+    return 0;
+}
+
+CPRKIT_EXPORT uint64_t
+cprkit_control_last_blackout_ns(const cprkit_control *control)
+{
+    return control->last_blackout_ns;
+}
+
+CPRKIT_EXPORT int cprkit_control_dispatch(cprkit_control *c)
+{
+    /* Committed without saying so: the reply goes out now. */
+    if (c->update_pending && !cprkit_is_incoming(c->ctx))
+        finish_update(c, monotonic_now_ns());
+
+    for (int round = 0; round < 8; round++) {
+        struct epoll_event events[16];
+        int n = epoll_wait(c->epoll_fd, events, ELEMENTSOF(events), 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return ctx_fail(c->ctx, -errno, "control endpoint: epoll: %m");
+        if (n == 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct control_client *cl = events[i].data.ptr;
+
+            if (!cl) {
+                accept_clients(c);
+                continue;
+            }
+            /* A client dropped earlier in this round is gone from the
+             * array; its event must not be used. */
+            if (!g_ptr_array_find(c->clients, cl, NULL))
+                continue;
+            client_serve(c, cl);
+        }
+    }
+    return 0;
+}
+
+CPRKIT_EXPORT void cprkit_control_free(cprkit_control *c)
+{
+    if (!c)
+        return;
+    g_ptr_array_unref(c->clients);
+    closep(&c->epoll_fd);
+    if (c->pending_fd >= 0) {
+        cprkit_fd_remove(c->ctx, CONTROL_CLIENT_FD_NAME, 0);
+        close(c->pending_fd);
+    }
+    cprkit_fd_remove(c->ctx, CONTROL_LISTEN_FD_NAME, 0);
+    closep(&c->listen_fd);
+    if (c->path)
+        unlink(c->path);
+    g_free(c->path);
+    g_free(c->last_result);
+    g_free(c->last_phase);
+    g_free(c->last_error);
+    g_free(c);
+}

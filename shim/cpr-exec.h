@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cpr-exec: shared parts of the verbs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+/* Exit codes, documented in docs/operations.md and docs/cpr-exec.1. */
+enum {
+    EXIT_OK = 0,          /* committed; or the verb did what was asked */
+    EXIT_FAILED = 1,      /* failed, nothing changed (incl. blockers) */
+    EXIT_USAGE = 2,       /* bad command line */
+    EXIT_ROLLED_BACK = 3, /* new binary rolled back: old version serving */
+    EXIT_TIMEOUT = 4,     /* no result within --timeout: outcome unknown */
+    EXIT_COMM = 5,        /* cannot reach the process, or connection lost */
+};
+
+/* Logging to stderr: "<N>" syslog prefixes when stderr is the journal
+ * (JOURNAL_STREAM), else "cpr-exec: ". */
+void log_msg(int priority, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+extern bool arg_verbose;
+
+/* Parses a verb's options; on error prints it and returns false. */
+bool parse_verb_options(const char *verb, const char *param,
+                        const char *summary, GOptionEntry *entries, int *argc,
+                        char ***argv);
+
+/* The socket path from --socket or $CPRKIT_CONTROL_SOCKET, or NULL. */
+const char *socket_path_or_env(const char *arg);
+
+/* A connection to a control endpoint. */
+struct control_conn {
+    int fd;
+    GString *buf;
+};
+int conn_open(const char *path, struct control_conn *ret);
+void conn_close(struct control_conn *c);
+int conn_send(struct control_conn *c, JsonNode *request);
+/* Reads one JSON line; deadline is a g_get_monotonic_time() value.
+ * Returns 0, -ETIMEDOUT, -ECONNRESET (EOF) or -EBADMSG. */
+int conn_read(struct control_conn *c, int64_t deadline, JsonNode **ret);
+/* Sends {"cmd": cmd, ...extra} and reads the final reply. */
+int conn_call(const char *path, JsonObject *request, int timeout_s,
+              JsonNode **ret, const char **ret_error);
+
+const char *json_get_string(JsonObject *o, const char *member);
+gint64 json_get_int(JsonObject *o, const char *member, gint64 fallback);
+void print_json(JsonNode *node, bool pretty);
+
+int verb_run(int argc, char **argv);
+int verb_upgrade(int argc, char **argv);
+int verb_status(int argc, char **argv);
+int verb_inspect(int argc, char **argv);
+int verb_check(int argc, char **argv);

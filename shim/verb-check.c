@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cpr-exec check [--socket S] [--to BINARY]
+ *
+ * Pre-flight for an update. Without a process: what the kernel says
+ * (VFIO type1, UNMAP_ALL; UPDATE_VADDR is only answered for a container
+ * with a group attached, so it is reported as unknown), this user's memlock
+ * limit and seccomp mode. With --socket: the process's own blockers
+ * (cprkit_check_update(): containers' UPDATE_VADDR, mappings, memlock
+ * against its pinned memory, seccomp and execve), its limits and seccomp
+ * mode. With --to: whether BINARY's cprkit reads the state format the
+ * process writes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "control-internal.h"
+#include "cpr-exec.h"
+
+static void add_kernel(JsonBuilder *b)
+{
+    int fd = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+
+    json_builder_set_member_name(b, "kernel");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "vfio");
+    json_builder_add_boolean_value(b, fd >= 0);
+    if (fd < 0) {
+        g_autofree char *msg =
+            g_strdup_printf("/dev/vfio/vfio: %s", g_strerror(errno));
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, msg);
+    } else {
+        json_builder_set_member_name(b, "api_version");
+        json_builder_add_int_value(b, ioctl(fd, VFIO_GET_API_VERSION));
+        json_builder_set_member_name(b, "type1v2");
+        json_builder_add_boolean_value(
+            b, ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) > 0);
+        json_builder_set_member_name(b, "unmap_all");
+        json_builder_add_boolean_value(
+            b, ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL) > 0);
+        /* type1 answers UPDATE_VADDR only for a container with an IOMMU
+         * set, which needs a group: unknown here. */
+        json_builder_set_member_name(b, "update_vaddr");
+        json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "update_vaddr_note");
+        json_builder_add_string_value(
+            b, "known only for a container with a group attached "
+               "(VFIO_SET_IOMMU); check a running process with --socket");
+        close(fd);
+    }
+    json_builder_end_object(b);
+}
+
+/* "Seccomp:" and "NoNewPrivs:" of /proc/PID/status. */
+static void add_seccomp(JsonBuilder *b, int pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/status", pid);
+    g_autofree char *text = NULL;
+    gint64 mode = -1, nnp = -1;
+
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+        for (char **l = lines; *l; l++) {
+            if (g_str_has_prefix(*l, "Seccomp:"))
+                mode = g_ascii_strtoll(*l + 8, NULL, 10);
+            else if (g_str_has_prefix(*l, "NoNewPrivs:"))
+                nnp = g_ascii_strtoll(*l + 11, NULL, 10);
+        }
+    }
+    json_builder_set_member_name(b, "seccomp");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "pid");
+    json_builder_add_int_value(b, pid);
+    json_builder_set_member_name(b, "mode");
+    json_builder_add_string_value(b, mode == 0   ? "disabled"
+                                     : mode == 1 ? "strict"
+                                     : mode == 2 ? "filter"
+                                                 : "unknown");
+    json_builder_set_member_name(b, "no_new_privs");
+    json_builder_add_boolean_value(b, nnp == 1);
+    json_builder_set_member_name(b, "note");
+    json_builder_add_string_value(
+        b, mode == 2 ? "a filter is installed; whether it allows execve is "
+                       "probed by the process itself (--socket)"
+           : mode == 1 ? "strict mode: execve is impossible, no update"
+                       : "no filter");
+    json_builder_end_object(b);
+}
+
+static gint64 limit_value(rlim_t v)
+{
+    return v == RLIM_INFINITY ? -1 : (gint64)v;
+}
+
+/* Every "CPRKIT-FORMAT-READS=<n>;" in a file. */
+static void scan_markers(const char *path, GArray *majors)
+{
+    g_autofree char *data = NULL;
+    gsize size;
+    const char *p, *end;
+
+    if (!g_file_get_contents(path, &data, &size, NULL))
+        return;
+    p = data;
+    end = data + size;
+    while ((p = memmem(p, (size_t)(end - p), CONTROL_FORMAT_MARKER_PREFIX,
+                       strlen(CONTROL_FORMAT_MARKER_PREFIX)))) {
+        const char *q = p + strlen(CONTROL_FORMAT_MARKER_PREFIX);
+        gint64 v = 0;
+
+        while (q < end && g_ascii_isdigit(*q))
+            v = v * 10 + (*q++ - '0');
+        if (q < end && *q == ';' && q > p + strlen(CONTROL_FORMAT_MARKER_PREFIX))
+            g_array_append_val(majors, v);
+        p = q;
+    }
+}
+
+/* The formats BINARY's cprkit reads: markers in the binary itself
+ * (static), else in the libcprkit.so ldd resolves for it. ldd runs the
+ * dynamic loader on the binary: only check binaries you trust. */
+static char *target_formats(const char *binary, GArray *majors)
+{
+    g_autofree char *out = NULL;
+    const char *argv[] = {"ldd", binary, NULL};
+
+    scan_markers(binary, majors);
+    if (majors->len)
+        return g_strdup(binary);
+    if (!g_spawn_sync(NULL, (char **)argv, NULL,
+                      G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                      NULL, &out, NULL, NULL, NULL))
+        return NULL;
+    g_auto(GStrv) lines = g_strsplit(out ? out : "", "\n", -1);
+    for (char **l = lines; *l; l++) {
+        const char *arrow = strstr(*l, "=> ");
+        if (!strstr(*l, "libcprkit.so") || !arrow)
+            continue;
+        g_autofree char *lib = g_strdup(arrow + 3);
+        char *sp = strchr(lib, ' ');
+
+        if (sp)
+            *sp = '\0';
+        scan_markers(lib, majors);
+        if (majors->len)
+            return g_steal_pointer(&lib);
+    }
+    return NULL;
+}
+
+int verb_check(int argc, char **argv)
+{
+    g_autofree char *arg_socket = NULL;
+    g_autofree char *arg_to = NULL;
+    gboolean arg_json = false;
+    int arg_timeout = 10;
+    GOptionEntry entries[] = {
+        {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
+         "Check the running process behind this control socket", "PATH"},
+        {"to", 't', 0, G_OPTION_ARG_FILENAME, &arg_to,
+         "The binary an update would exec", "BINARY"},
+        {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
+         "Seconds to wait (default 10)", "SECONDS"},
+        {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON", NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
+         NULL},
+        {NULL},
+    };
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autoptr(JsonNode) reply = NULL;
+    g_autoptr(GPtrArray) blockers = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *binary = NULL;
+    gint64 writer_major = CPRKIT_BUILD_FORMAT_MAJOR;
+    int pid = getpid();
+    struct rlimit rl = {0};
+    int code = EXIT_OK;
+
+    if (!parse_verb_options("check", "",
+                            "Pre-flight checks for an update: kernel "
+                            "support, blockers, memlock,\nseccomp, and "
+                            "whether the new binary reads the current state "
+                            "format.",
+                            entries, &argc, &argv))
+        return EXIT_USAGE;
+    if (argc > 1 || arg_timeout <= 0) {
+        log_msg(LOG_ERR, "check: unexpected arguments");
+        return EXIT_USAGE;
+    }
+    if (!arg_socket && getenv("CPRKIT_CONTROL_SOCKET"))
+        arg_socket = g_strdup(getenv("CPRKIT_CONTROL_SOCKET"));
+    if (arg_to)
+        binary = g_canonicalize_filename(arg_to, NULL);
+
+    json_builder_begin_object(b);
+    add_kernel(b);
+
+    if (arg_socket) {
+        JsonObject *req = json_object_new();
+        const char *error = NULL;
+        JsonObject *o;
+        int r;
+
+        json_object_set_string_member(req, "cmd", "check");
+        if (binary)
+            json_object_set_string_member(req, "binary", binary);
+        r = conn_call(arg_socket, req, arg_timeout, &reply, &error);
+        json_object_unref(req);
+        if (r < 0) {
+            log_msg(LOG_ERR, "check: %s: %s (%s)", arg_socket, error,
+                    strerror(-r));
+            return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
+        }
+        o = json_node_get_object(reply);
+        pid = (int)json_get_int(o, "pid", pid);
+        writer_major = json_get_int(o, "format_major", writer_major);
+        if (!json_object_get_boolean_member_with_default(o, "ok", false))
+            g_ptr_array_add(blockers,
+                            g_strdup(json_get_string(o, "error")
+                                         ? json_get_string(o, "error")
+                                         : "the process refused the check"));
+        json_builder_set_member_name(b, "process");
+        json_builder_add_value(b, json_node_copy(reply));
+    } else {
+        getrlimit(RLIMIT_MEMLOCK, &rl);
+        json_builder_set_member_name(b, "memlock");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "soft");
+        json_builder_add_int_value(b, limit_value(rl.rlim_cur));
+        json_builder_set_member_name(b, "hard");
+        json_builder_add_int_value(b, limit_value(rl.rlim_max));
+        json_builder_end_object(b);
+    }
+    add_seccomp(b, pid);
+
+    if (binary) {
+        g_autoptr(GArray) majors = g_array_new(false, false, sizeof(gint64));
+        g_autofree char *where = NULL;
+        bool reads = false;
+
+        if (access(binary, X_OK) < 0) {
+            g_ptr_array_add(blockers, g_strdup_printf("new binary %s: %s",
+                                                      binary,
+                                                      g_strerror(errno)));
+        } else {
+            where = target_formats(binary, majors);
+            for (guint i = 0; i < majors->len; i++)
+                reads |= g_array_index(majors, gint64, i) == writer_major;
+            if (!where)
+                g_ptr_array_add(blockers,
+                                g_strdup_printf("%s does not use libcprkit: it "
+                                                "cannot load any state",
+                                                binary));
+            else if (!reads)
+                g_ptr_array_add(blockers,
+                                g_strdup_printf("%s (cprkit in %s) does not "
+                                                "read state format %" G_GINT64_FORMAT,
+                                                binary, where, writer_major));
+        }
+        json_builder_set_member_name(b, "target");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "binary");
+        json_builder_add_string_value(b, binary);
+        json_builder_set_member_name(b, "cprkit");
+        if (where)
+            json_builder_add_string_value(b, where);
+        else
+            json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "reads_formats");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < majors->len; i++)
+            json_builder_add_int_value(b, g_array_index(majors, gint64, i));
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "state_format");
+        json_builder_add_int_value(b, writer_major);
+        json_builder_set_member_name(b, "compatible");
+        json_builder_add_boolean_value(b, reads);
+        json_builder_end_object(b);
+    }
+
+    json_builder_set_member_name(b, "blockers");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < blockers->len; i++)
+        json_builder_add_string_value(b, g_ptr_array_index(blockers, i));
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "ok");
+    json_builder_add_boolean_value(b, blockers->len == 0);
+    if (blockers->len)
+        code = EXIT_FAILED;
+    json_builder_set_member_name(b, "exit_code");
+    json_builder_add_int_value(b, code);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+
+    if (arg_json) {
+        print_json(root, false);
+    } else {
+        JsonObject *o = json_node_get_object(root);
+        JsonObject *k = json_object_get_object_member(o, "kernel");
+
+        if (json_object_get_boolean_member(k, "vfio"))
+            printf("kernel: VFIO API %" G_GINT64_FORMAT ", type1v2 %s, "
+                   "UNMAP_ALL %s, UPDATE_VADDR unknown without a group\n",
+                   json_get_int(k, "api_version", -1),
+                   json_object_get_boolean_member(k, "type1v2") ? "yes" : "no",
+                   json_object_get_boolean_member(k, "unmap_all") ? "yes"
+                                                                  : "no");
+        else
+            printf("kernel: no VFIO (%s)\n", json_get_string(k, "error"));
+        if (reply)
+            printf("process: %s\n",
+                   json_object_get_boolean_member_with_default(
+                       json_node_get_object(reply), "ok", false)
+                       ? "no blockers"
+                       : "blocked");
+        for (guint i = 0; i < blockers->len; i++)
+            printf("blocker: %s\n", (char *)g_ptr_array_index(blockers, i));
+        printf("%s\n", blockers->len ? "update would fail" : "ok");
+    }
+    return code;
+}

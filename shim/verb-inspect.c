@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cpr-exec inspect FILE | --socket S [--dump-blob OUT]
+ *
+ * A state blob as JSON, like CRIU's crit: from a file (the frame, the
+ * rollback command line, every payload field), or the state a running
+ * process would hand over now. --dump-blob writes that state as a blob file
+ * that `inspect FILE` (and tests) can read.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "control-internal.h"
+#include "cpr-exec.h"
+
+static int inspect_file(const char *path, bool pretty)
+{
+    g_autofree char *data = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) json = NULL;
+    cprkit_ctx *ctx;
+    gsize size;
+    int r;
+
+    if (!g_file_get_contents(path, &data, &size, &error)) {
+        log_msg(LOG_ERR, "inspect: %s", error->message);
+        return EXIT_FAILED;
+    }
+    if (cprkit_new(&ctx) < 0)
+        return EXIT_FAILED;
+    r = blob_to_json(ctx, (const uint8_t *)data, size, &json);
+    if (r < 0) {
+        log_msg(LOG_ERR, "inspect: %s is not a cprkit state blob: %s", path,
+                cprkit_last_error(ctx));
+        cprkit_free(ctx);
+        return EXIT_FAILED;
+    }
+    cprkit_free(ctx);
+    print_json(json, pretty);
+    return EXIT_OK;
+}
+
+int verb_inspect(int argc, char **argv)
+{
+    g_autofree char *arg_socket = NULL;
+    g_autofree char *arg_dump = NULL;
+    gboolean arg_json = false;
+    int arg_timeout = 10;
+    GOptionEntry entries[] = {
+        {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
+         "Inspect the running process behind this control socket", "PATH"},
+        {"dump-blob", 'o', 0, G_OPTION_ARG_FILENAME, &arg_dump,
+         "With --socket: also write the process's state blob to FILE", "FILE"},
+        {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
+         "Seconds to wait (default 10)", "SECONDS"},
+        {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json,
+         "Compact JSON on one line (default: indented)", NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
+         NULL},
+        {NULL},
+    };
+    g_autoptr(JsonNode) reply = NULL;
+    const char *error = NULL;
+    JsonObject *req, *o;
+    int r;
+
+    if (!parse_verb_options("inspect", "[FILE]",
+                            "Decodes a state blob FILE, or the state of the "
+                            "process behind --socket,\ninto JSON.",
+                            entries, &argc, &argv))
+        return EXIT_USAGE;
+    if ((argc == 2) == (arg_socket != NULL) || argc > 2 ||
+        (arg_dump && !arg_socket)) {
+        log_msg(LOG_ERR, "inspect: give either FILE or --socket PATH "
+                         "(--dump-blob needs --socket)");
+        return EXIT_USAGE;
+    }
+    if (argc == 2)
+        return inspect_file(argv[1], !arg_json);
+
+    req = json_object_new();
+    json_object_set_string_member(req, "cmd", "inspect");
+    if (arg_dump)
+        json_object_set_boolean_member(req, "blob", true);
+    r = conn_call(arg_socket, req, arg_timeout, &reply, &error);
+    json_object_unref(req);
+    if (r < 0) {
+        log_msg(LOG_ERR, "inspect: %s: %s (%s)", arg_socket, error,
+                strerror(-r));
+        return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
+    }
+    o = json_node_get_object(reply);
+    if (!json_object_get_boolean_member_with_default(o, "ok", false)) {
+        log_msg(LOG_ERR, "inspect: %s", json_get_string(o, "error"));
+        return EXIT_FAILED;
+    }
+    if (arg_dump) {
+        const char *b64 = json_get_string(o, "blob_base64");
+        g_autofree guchar *blob = NULL;
+        g_autoptr(GError) gerror = NULL;
+        gsize size = 0;
+
+        if (!b64) {
+            log_msg(LOG_ERR, "inspect: the process sent no blob");
+            return EXIT_FAILED;
+        }
+        blob = g_base64_decode(b64, &size);
+        if (!g_file_set_contents_full(arg_dump, (const char *)blob,
+                                      (gssize)size,
+                                      G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                      &gerror)) {
+            log_msg(LOG_ERR, "inspect: %s", gerror->message);
+            return EXIT_FAILED;
+        }
+        json_object_remove_member(o, "blob_base64");
+        log_msg(LOG_INFO, "wrote %zu byte state blob to %s", (size_t)size,
+                arg_dump);
+    }
+    print_json(json_object_get_member(o, "state"), !arg_json);
+    return EXIT_OK;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cpr-exec run [--socket S] -- PROG ARGS...
+ *
+ * Execs PROG in place (same pid, so a service manager keeps tracking it)
+ * with CPRKIT_CONTROL_SOCKET set, after printing the socket path. PROG must
+ * link libcprkit and call cprkit_control_listen(): the LD_PRELOAD shim for
+ * other programs does not exist yet, and such programs are refused.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cpr-exec.h"
+
+/* Whether the file mentions cprkit_control_listen: in the dynamic symbol
+ * table when it links libcprkit.so, in the symbol table when it links the
+ * library statically (unless stripped). */
+static int program_uses_control(const char *path, bool *ret)
+{
+    struct stat st;
+    void *map;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || st.st_size == 0) {
+        close(fd);
+        return -EINVAL;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return -errno;
+    *ret = memmem(map, (size_t)st.st_size, "cprkit_control_listen",
+                  strlen("cprkit_control_listen")) != NULL;
+    munmap(map, (size_t)st.st_size);
+    return 0;
+}
+
+/* $RUNTIME_DIRECTORY (systemd RuntimeDirectory=), else
+ * $XDG_RUNTIME_DIR/cprkit for users, /run/cprkit for root. */
+static char *default_socket_path(const char *prog)
+{
+    g_autofree char *base = g_path_get_basename(prog);
+    const char *rt = getenv("RUNTIME_DIRECTORY");
+    g_autofree char *dir = NULL;
+
+    if (rt && *rt) {
+        /* It may list several directories separated by ':'. */
+        dir = g_strndup(rt, strcspn(rt, ":"));
+        return g_strdup_printf("%s/%s.sock", dir, base);
+    }
+    if (geteuid() != 0 && getenv("XDG_RUNTIME_DIR"))
+        dir = g_build_filename(getenv("XDG_RUNTIME_DIR"), "cprkit", NULL);
+    else
+        dir = g_strdup("/run/cprkit");
+    if (g_mkdir_with_parents(dir, 0700) < 0)
+        log_msg(LOG_WARNING, "cannot create %s: %m", dir);
+    return g_strdup_printf("%s/%s-%d.sock", dir, base, (int)getpid());
+}
+
+int verb_run(int argc, char **argv)
+{
+    g_autofree char *arg_socket = NULL;
+    gboolean arg_json = false, arg_no_check = false;
+    GOptionEntry entries[] = {
+        {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
+         "Control socket path (default: $CPRKIT_CONTROL_SOCKET, else "
+         "$RUNTIME_DIRECTORY/PROG.sock, else /run/cprkit/PROG-PID.sock)",
+         "PATH"},
+        {"json", 0, 0, G_OPTION_ARG_NONE, &arg_json,
+         "Print {\"socket\":..,\"pid\":..} instead of the bare path", NULL},
+        {"no-check", 0, 0, G_OPTION_ARG_NONE, &arg_no_check,
+         "Do not check that PROG uses the control endpoint", NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
+         NULL},
+        {NULL},
+    };
+    g_autofree char *prog = NULL;
+    g_autofree char *path = NULL;
+    bool uses = false;
+    int r;
+
+    if (!parse_verb_options("run", "-- PROG [ARGS...]",
+                            "Runs PROG in place of this process with "
+                            "CPRKIT_CONTROL_SOCKET set,\nafter printing the "
+                            "socket path on stdout.",
+                            entries, &argc, &argv))
+        return EXIT_USAGE;
+    /* GOption leaves "--" in place when it stops there. */
+    if (argc >= 2 && strcmp(argv[1], "--") == 0) {
+        argv++;
+        argc--;
+    }
+    if (argc < 2) {
+        log_msg(LOG_ERR, "run: no program given (cpr-exec run -- PROG ARGS...)");
+        return EXIT_USAGE;
+    }
+    prog = strchr(argv[1], '/') ? g_strdup(argv[1])
+                                : g_find_program_in_path(argv[1]);
+    if (!prog || access(prog, X_OK) < 0) {
+        log_msg(LOG_ERR, "run: %s: no such executable", argv[1]);
+        return EXIT_FAILED;
+    }
+    if (!arg_no_check) {
+        r = program_uses_control(prog, &uses);
+        if (r < 0) {
+            log_msg(LOG_ERR, "run: cannot read %s: %s", prog, strerror(-r));
+            return EXIT_FAILED;
+        }
+        if (!uses) {
+            log_msg(LOG_ERR,
+                    "run: %s does not link libcprkit (it never calls "
+                    "cprkit_control_listen), so cpr-exec cannot upgrade it. "
+                    "Programs that do not link the library need the "
+                    "LD_PRELOAD shim, which is not implemented yet; see "
+                    "docs/operations.md",
+                    prog);
+            return EXIT_FAILED;
+        }
+    }
+
+    path = arg_socket ? g_strdup(arg_socket)
+                      : (getenv("CPRKIT_CONTROL_SOCKET")
+                             ? g_strdup(getenv("CPRKIT_CONTROL_SOCKET"))
+                             : default_socket_path(prog));
+    if (!g_path_is_absolute(path)) {
+        g_autofree char *cwd = g_get_current_dir();
+        g_autofree char *abs = g_build_filename(cwd, path, NULL);
+
+        g_free(path);
+        path = g_steal_pointer(&abs);
+    }
+    setenv("CPRKIT_CONTROL_SOCKET", path, 1);
+    if (arg_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonNode) root = NULL;
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "socket");
+        json_builder_add_string_value(b, path);
+        json_builder_set_member_name(b, "pid");
+        json_builder_add_int_value(b, getpid());
+        json_builder_set_member_name(b, "program");
+        json_builder_add_string_value(b, prog);
+        json_builder_end_object(b);
+        root = json_builder_get_root(b);
+        print_json(root, false);
+    } else {
+        printf("%s\n", path);
+        fflush(stdout);
+    }
+    log_msg(LOG_INFO, "running %s with control socket %s (pid %d)", prog, path,
+            (int)getpid());
+    execv(prog, argv + 1);
+    log_msg(LOG_ERR, "run: execv %s: %m", prog);
+    return EXIT_FAILED;
+}

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cpr-exec upgrade and cpr-exec status. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cpr-exec.h"
+
+/* The result of an upgrade as the exit code. */
+static int exit_code_of(const char *result)
+{
+    if (!result)
+        return EXIT_COMM;
+    if (strcmp(result, "committed") == 0)
+        return EXIT_OK;
+    if (strcmp(result, "rolled-back") == 0)
+        return EXIT_ROLLED_BACK;
+    if (strcmp(result, "timeout") == 0)
+        return EXIT_TIMEOUT;
+    if (strcmp(result, "connection-lost") == 0)
+        return EXIT_COMM;
+    return EXIT_FAILED; /* failed, error */
+}
+
+/* A result the client made up: timeout, lost connection. */
+static JsonNode *local_result(const char *result, const char *error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "ok");
+    json_builder_add_boolean_value(b, false);
+    json_builder_set_member_name(b, "result");
+    json_builder_add_string_value(b, result);
+    json_builder_set_member_name(b, "error");
+    json_builder_add_string_value(b, error);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+static void print_human(JsonObject *o)
+{
+    const char *result = json_get_string(o, "result");
+    const char *error = json_get_string(o, "error");
+
+    if (g_strcmp0(result, "committed") == 0)
+        printf("committed: %s (pid %" G_GINT64_FORMAT ", generation %"
+               G_GINT64_FORMAT "), blackout %" G_GINT64_FORMAT " us\n",
+               json_get_string(o, "binary"), json_get_int(o, "pid", -1),
+               json_get_int(o, "generation", -1),
+               json_get_int(o, "blackout_us", -1));
+    else if (g_strcmp0(result, "rolled-back") == 0)
+        printf("rolled back: the old version serves again (generation %"
+               G_GINT64_FORMAT ", blackout %" G_GINT64_FORMAT " us): %s\n",
+               json_get_int(o, "generation", -1),
+               json_get_int(o, "blackout_us", -1),
+               json_get_string(o, "reason") ? json_get_string(o, "reason")
+                                            : "?");
+    else if (g_strcmp0(result, "failed") == 0)
+        printf("failed in phase %s, nothing changed: %s\n",
+               json_get_string(o, "phase") ? json_get_string(o, "phase") : "?",
+               error ? error : "?");
+    else
+        printf("%s: %s\n", result ? result : "error", error ? error : "?");
+}
+
+int verb_upgrade(int argc, char **argv)
+{
+    g_autofree char *arg_socket = NULL;
+    g_autofree char *arg_to = NULL;
+    g_auto(GStrv) arg_args = NULL;
+    gboolean arg_json = false, arg_no_args = false;
+    int arg_timeout = 60;
+    GOptionEntry entries[] = {
+        {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
+         "Control socket (default: $CPRKIT_CONTROL_SOCKET)", "PATH"},
+        {"to", 't', 0, G_OPTION_ARG_FILENAME, &arg_to, "The new binary",
+         "BINARY"},
+        {"arg", 'a', 0, G_OPTION_ARG_STRING_ARRAY, &arg_args,
+         "An argument for the new binary (repeat; also: -- ARGS...). "
+         "Without any, the process's current arguments are kept",
+         "ARG"},
+        {"no-args", 0, 0, G_OPTION_ARG_NONE, &arg_no_args,
+         "Start the new binary without arguments", NULL},
+        {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
+         "Seconds to wait for the result (default 60)", "SECONDS"},
+        {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json,
+         "Print the result as one JSON object", NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
+         NULL},
+        {NULL},
+    };
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) req = NULL;
+    g_autoptr(JsonNode) final = NULL;
+    g_autoptr(JsonArray) phases = json_array_new();
+    g_autofree char *binary = NULL;
+    struct control_conn conn = {.fd = -1};
+    const char *socket;
+    int64_t deadline;
+    int r, code;
+
+    if (!parse_verb_options("upgrade", "--to BINARY [-- ARGS...]",
+                            "Live-updates the program behind the control "
+                            "socket to BINARY and waits\nfor the result: "
+                            "committed, rolled back, or failed.",
+                            entries, &argc, &argv))
+        return EXIT_USAGE;
+    socket = socket_path_or_env(arg_socket);
+    if (!socket || !arg_to || arg_timeout <= 0) {
+        log_msg(LOG_ERR, "upgrade: %s (try 'cpr-exec upgrade --help')",
+                !socket  ? "no --socket and no $CPRKIT_CONTROL_SOCKET"
+                : !arg_to ? "--to BINARY is required"
+                          : "--timeout must be positive");
+        return EXIT_USAGE;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--") == 0) {
+        argv++;
+        argc--;
+    }
+    /* The server resolves nothing relative to our directory. */
+    binary = g_canonicalize_filename(arg_to, NULL);
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "cmd");
+    json_builder_add_string_value(b, "upgrade");
+    json_builder_set_member_name(b, "binary");
+    json_builder_add_string_value(b, binary);
+    if (arg_args || argc > 1 || arg_no_args) {
+        json_builder_set_member_name(b, "args");
+        json_builder_begin_array(b);
+        for (char **a = arg_args; a && *a; a++)
+            json_builder_add_string_value(b, *a);
+        for (int i = 1; i < argc; i++)
+            json_builder_add_string_value(b, argv[i]);
+        json_builder_end_array(b);
+    }
+    json_builder_end_object(b);
+    req = json_builder_get_root(b);
+
+    deadline = g_get_monotonic_time() + (int64_t)arg_timeout * G_USEC_PER_SEC;
+    r = conn_open(socket, &conn);
+    if (r < 0) {
+        log_msg(LOG_ERR, "upgrade: cannot connect to %s: %s", socket,
+                strerror(-r));
+        final = local_result("connection-lost", "cannot connect to the "
+                                                "control socket");
+        goto out;
+    }
+    log_msg(LOG_INFO, "upgrade to %s via %s", binary, socket);
+    r = conn_send(&conn, req);
+    while (r >= 0) {
+        JsonNode *reply = NULL;
+        JsonObject *o;
+
+        r = conn_read(&conn, deadline, &reply);
+        if (r < 0)
+            break;
+        o = json_node_get_object(reply);
+        if (json_object_has_member(o, "ok")) {
+            final = reply;
+            break;
+        }
+        if (json_get_string(o, "phase")) {
+            log_msg(LOG_INFO, "phase %s (pid %" G_GINT64_FORMAT ")",
+                    json_get_string(o, "phase"), json_get_int(o, "pid", -1));
+            json_array_add_string_element(phases, json_get_string(o, "phase"));
+        }
+        json_node_unref(reply);
+    }
+    conn_close(&conn);
+    if (!final) {
+        bool after_exec = json_array_get_length(phases) >= 2;
+
+        if (r == -ETIMEDOUT)
+            final = local_result("timeout",
+                                 "no result in time: the outcome is unknown "
+                                 "(run 'cpr-exec status'); does the new "
+                                 "binary call cprkit_control_listen() and "
+                                 "commit?");
+        else
+            final = local_result(
+                "connection-lost",
+                after_exec ? "the connection was lost after exec: the outcome "
+                             "is unknown (run 'cpr-exec status')"
+                           : "the connection was lost");
+    }
+
+out:
+    {
+        JsonObject *o = json_node_get_object(final);
+
+        code = exit_code_of(json_get_string(o, "result"));
+        json_object_set_array_member(o, "phases", json_array_ref(phases));
+        json_object_set_int_member(o, "exit_code", code);
+        if (arg_json)
+            print_json(final, false);
+        else
+            print_human(o);
+        if (code != EXIT_OK)
+            log_msg(code == EXIT_ROLLED_BACK ? LOG_WARNING : LOG_ERR,
+                    "upgrade %s: %s", json_get_string(o, "result"),
+                    json_get_string(o, "error")    ? json_get_string(o, "error")
+                    : json_get_string(o, "reason") ? json_get_string(o, "reason")
+                                                   : "");
+    }
+    return code;
+}
+
+int verb_status(int argc, char **argv)
+{
+    g_autofree char *arg_socket = NULL;
+    gboolean arg_json = false;
+    int arg_timeout = 10;
+    GOptionEntry entries[] = {
+        {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
+         "Control socket (default: $CPRKIT_CONTROL_SOCKET)", "PATH"},
+        {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
+         "Seconds to wait (default 10)", "SECONDS"},
+        {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON", NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
+         NULL},
+        {NULL},
+    };
+    JsonObject *req = json_object_new();
+    g_autoptr(JsonNode) reply = NULL;
+    const char *socket, *error = NULL;
+    JsonObject *o;
+    JsonArray *fds;
+    JsonObject *last;
+    int r;
+
+    if (!parse_verb_options("status", "",
+                            "Shows version, generation, preserved fds, VFIO "
+                            "summary and the last update.",
+                            entries, &argc, &argv)) {
+        json_object_unref(req);
+        return EXIT_USAGE;
+    }
+    socket = socket_path_or_env(arg_socket);
+    if (!socket || argc > 1 || arg_timeout <= 0) {
+        log_msg(LOG_ERR, "status: %s", !socket ? "no --socket and no "
+                                                 "$CPRKIT_CONTROL_SOCKET"
+                                               : "unexpected arguments");
+        json_object_unref(req);
+        return EXIT_USAGE;
+    }
+    json_object_set_string_member(req, "cmd", "status");
+    r = conn_call(socket, req, arg_timeout, &reply, &error);
+    json_object_unref(req);
+    if (r < 0) {
+        log_msg(LOG_ERR, "status: %s: %s (%s)", socket, error, strerror(-r));
+        return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
+    }
+    o = json_node_get_object(reply);
+    if (!json_object_get_boolean_member_with_default(o, "ok", false)) {
+        log_msg(LOG_ERR, "status: %s", json_get_string(o, "error"));
+        if (arg_json)
+            print_json(reply, false);
+        return EXIT_FAILED;
+    }
+    if (arg_json) {
+        print_json(reply, false);
+        return EXIT_OK;
+    }
+    printf("pid %" G_GINT64_FORMAT ", %s, cprkit %s (state format %"
+           G_GINT64_FORMAT "), generation %" G_GINT64_FORMAT "%s\n",
+           json_get_int(o, "pid", -1), json_get_string(o, "binary"),
+           json_get_string(o, "version"), json_get_int(o, "format_major", -1),
+           json_get_int(o, "generation", -1),
+           json_object_get_boolean_member_with_default(o, "incoming", false)
+               ? " (update not committed yet)"
+               : "");
+    fds = json_object_get_array_member(o, "fds");
+    printf("preserved fds: %u\n", fds ? json_array_get_length(fds) : 0);
+    for (guint i = 0; fds && i < json_array_get_length(fds); i++) {
+        JsonObject *f = json_array_get_object_element(fds, i);
+
+        printf("  %-28s/%-3" G_GINT64_FORMAT " fd %-4" G_GINT64_FORMAT " %s\n",
+               json_get_string(f, "name"), json_get_int(f, "id", 0),
+               json_get_int(f, "fd", -1), json_get_string(f, "type"));
+    }
+    if (json_object_has_member(o, "vfio")) {
+        JsonObject *v = json_object_get_object_member(o, "vfio");
+
+        printf("vfio: %" G_GINT64_FORMAT " containers, %" G_GINT64_FORMAT
+               " groups, %u devices, %" G_GINT64_FORMAT " DMA mappings (%"
+               G_GINT64_FORMAT " bytes), %" G_GINT64_FORMAT " IRQ indexes\n",
+               json_get_int(v, "containers", 0), json_get_int(v, "groups", 0),
+               json_object_has_member(v, "devices")
+                   ? json_array_get_length(
+                         json_object_get_array_member(v, "devices"))
+                   : 0,
+               json_get_int(v, "dma_mappings", 0),
+               json_get_int(v, "mapped_bytes", 0),
+               json_get_int(v, "irq_indexes", 0));
+    }
+    last = json_object_get_member(o, "last_update") &&
+                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "last_update"))
+               ? json_object_get_object_member(o, "last_update")
+               : NULL;
+    if (last)
+        printf("last update: %s (phase %s), blackout %" G_GINT64_FORMAT
+               " us%s%s\n",
+               json_get_string(last, "result"), json_get_string(last, "phase"),
+               json_get_int(last, "blackout_us", 0),
+               json_get_string(last, "error") ? ": " : "",
+               json_get_string(last, "error") ? json_get_string(last, "error")
+                                              : "");
+    else
+        printf("last update: none\n");
+    return EXIT_OK;
+}

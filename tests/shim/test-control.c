@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The control endpoint's protocol from the outside: malformed, oversized
+ * and random requests get an error reply and never take the server down;
+ * clients of another uid are refused by SO_PEERCRED; the state blob memfd
+ * is sealed and not inherited by a child.
+ */
+#include "shim-test-util.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "control-internal.h"
+
+static struct app app;
+
+static void assert_error_reply(const char *reply, const char *needle)
+{
+    g_autoptr(JsonParser) p = NULL;
+    JsonObject *o = parse_object(reply, &p);
+
+    g_assert_false(json_object_get_boolean_member(o, "ok"));
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "error");
+    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"), needle));
+}
+
+static void assert_server_alive(void)
+{
+    g_autofree char *reply =
+        raw_exchange(app.socket, "{\"cmd\":\"status\"}\n", 17, false);
+    g_autoptr(JsonParser) p = NULL;
+    JsonObject *o = parse_object(reply, &p);
+
+    g_assert_true(json_object_get_boolean_member(o, "ok"));
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_true(app_alive(&app));
+}
+
+static void test_malformed(void)
+{
+    static const struct {
+        const char *request;
+        const char *error;
+    } cases[] = {
+        {"garbage\n", "not JSON"},
+        {"[1,2,3]\n", "must be a JSON object"},
+        {"42\n", "must be a JSON object"},
+        {"{}\n", "no \"cmd\""},
+        {"{\"cmd\":7}\n", "no \"cmd\""},
+        {"{\"cmd\":\"reboot\"}\n", "unknown command"},
+        {"{\"cmd\":\"upgrade\"}\n", "absolute path"},
+        {"{\"cmd\":\"upgrade\",\"binary\":\"relative/path\"}\n",
+         "absolute path"},
+        {"{\"cmd\":\"upgrade\",\"binary\":\"/bin/true\",\"args\":\"x\"}\n",
+         "array of strings"},
+        {"{\"cmd\":\"upgrade\",\"binary\":\"/bin/true\",\"args\":[1]}\n",
+         "array of strings"},
+        {"{\"cmd\":\"check\",\"binary\":[]}\n", "must be a string"},
+        {"{\"cmd\":\"status\"\n", "not JSON"},
+        {"\xff\xfe{}\n", "UTF-8"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *reply = raw_exchange(
+            app.socket, cases[i].request, strlen(cases[i].request), false);
+
+        g_test_message("request %s -> %s", cases[i].request, reply);
+        assert_error_reply(reply, cases[i].error);
+    }
+    /* An embedded NUL. */
+    {
+        static const char req[] = "{\"cmd\":\0\"status\"}\n";
+        g_autofree char *reply =
+            raw_exchange(app.socket, req, sizeof(req) - 1, false);
+
+        assert_error_reply(reply, "NUL");
+    }
+    assert_server_alive();
+}
+
+static void test_oversized(void)
+{
+    size_t len = CONTROL_MAX_REQUEST * 2;
+    g_autofree char *big = g_malloc(len);
+    g_autofree char *reply = NULL;
+
+    memset(big, 'x', len);
+    reply = raw_exchange(app.socket, big, len, false);
+    assert_error_reply(reply, "longer than");
+    assert_server_alive();
+}
+
+/* Several requests on one connection, then EOF without a newline. */
+static void test_pipelined(void)
+{
+    static const char req[] = "{\"cmd\":\"status\"}\n\n{\"cmd\":\"inspect\"}\n"
+                              "{\"cmd\":\"status\"}";
+    int fd = try_connect(app.socket);
+    g_autoptr(GString) in = g_string_new(NULL);
+    char buf[65536];
+    ssize_t n;
+    guint lines = 0;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(send(fd, req, sizeof(req) - 1, 0), ==, sizeof(req) - 1);
+    shutdown(fd, SHUT_WR);
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    close(fd);
+    for (const char *p = in->str; (p = strchr(p, '\n')); p++)
+        lines++;
+    /* Two complete requests answered; the unterminated one is dropped. */
+    g_assert_cmpuint(lines, ==, 2);
+    g_assert_nonnull(strstr(in->str, "\"result\":\"inspect\""));
+    assert_server_alive();
+}
+
+/* Random bytes, with and without newlines: never a crash. */
+static void test_fuzz(void)
+{
+    GRand *rand = g_rand_new_with_seed(0xc0ffee);
+
+    for (int i = 0; i < 300; i++) {
+        size_t len = g_rand_int_range(rand, 1, 2048);
+        g_autofree char *buf = g_malloc(len + 1);
+        g_autofree char *reply = NULL;
+
+        for (size_t j = 0; j < len; j++) {
+            /* Mostly JSON-ish characters, so the parser gets deep. */
+            static const char alphabet[] = "{}[]\":,0123456789abcdcmdstatus"
+                                           "upgradebinaryargs\\ \n\t";
+            buf[j] = g_rand_boolean(rand)
+                         ? alphabet[g_rand_int_range(rand, 0,
+                                                     sizeof(alphabet) - 1)]
+                         : (char)g_rand_int_range(rand, 0, 256);
+        }
+        buf[len] = '\n';
+        reply = raw_exchange(app.socket, buf, len + 1, true);
+        /* Every answer, if any, is a JSON object. */
+        if (*reply) {
+            g_autoptr(JsonParser) p = NULL;
+            JsonObject *o = parse_object(reply, &p);
+
+            g_assert_true(json_object_has_member(o, "ok"));
+        }
+    }
+    g_rand_free(rand);
+    assert_server_alive();
+}
+
+/* A client of another uid gets "permission denied" (SO_PEERCRED), even
+ * when the socket file lets it connect. */
+static void test_peer_cred(void)
+{
+    int pipefd[2];
+    pid_t pid;
+    int status;
+    char buf[4096] = "";
+    ssize_t n;
+
+    if (geteuid() != 0) {
+        g_test_skip("needs root to run a client as another uid");
+        return;
+    }
+    g_assert_cmpint(chmod(app.socket, 0666), ==, 0);
+    g_assert_cmpint(chmod(app.dir, 0755), ==, 0);
+    g_assert_cmpint(pipe2(pipefd, O_CLOEXEC), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        static const char req[] = "{\"cmd\":\"status\"}\n";
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd;
+        size_t got = 0;
+
+        if (setresgid(65534, 65534, 65534) < 0 ||
+            setresuid(65534, 65534, 65534) < 0)
+            _exit(10);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        memcpy(sa.sun_path, app.socket, strlen(app.socket));
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            _exit(11);
+        send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+        while (got < sizeof(buf) - 1) {
+            ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        if (write(pipefd[1], buf, got) != (ssize_t)got)
+            _exit(12);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    n = read(pipefd[0], buf, sizeof(buf) - 1);
+    close(pipefd[0]);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    g_assert_cmpint(n, >, 0);
+    buf[n] = '\0';
+    g_strchomp(buf);
+    assert_error_reply(buf, "permission denied: uid 65534");
+    g_assert_cmpint(chmod(app.socket, 0600), ==, 0);
+    assert_server_alive();
+}
+
+/* The state blob is sealed and close-on-exec: a child does not get it. */
+static void test_blob_sealed_cloexec(void)
+{
+    cprkit_ctx *ctx;
+    _cleanup_free_ uint8_t *blob = NULL;
+    size_t size;
+    int fd, seals, status;
+    pid_t pid;
+
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+    g_assert_cmpint(control_build_blob(ctx, &blob, &size), ==, 0);
+    g_assert_cmpint(blob_write_sealed_memfd(ctx, blob, size, &fd), ==, 0);
+    seals = fcntl(fd, F_GET_SEALS);
+    g_assert_cmpint(seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW |
+                             F_SEAL_SHRINK),
+                    ==,
+                    F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK);
+    g_assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    g_assert_cmpint(write(fd, "x", 1), ==, -1);
+    g_assert_cmpint(errno, ==, EPERM);
+
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        char path[64];
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        /* In the exec'd shell the fd must be gone. */
+        execl("/bin/sh", "sh", "-c", "test ! -e \"$0\"", path, (char *)NULL);
+        _exit(127);
+    }
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    close(fd);
+    cprkit_free(ctx);
+}
+
+/* A second server on the same path is refused; a stale file is replaced. */
+static void test_listen_paths(void)
+{
+    g_autofree char *stale = g_build_filename(app.dir, "stale.sock", NULL);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cprkit_control *c = NULL;
+    cprkit_ctx *ctx;
+    int fd;
+
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+    g_assert_cmpint(cprkit_control_listen(ctx, app.socket, &c), ==,
+                    -EADDRINUSE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "in use"));
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 0);
+
+    /* A socket file nobody listens on. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memcpy(sa.sun_path, stale, strlen(stale));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    close(fd);
+    g_assert_cmpint(cprkit_control_listen(ctx, stale, &c), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 1);
+    g_assert_cmpint(cprkit_fd_find(ctx, CONTROL_LISTEN_FD_NAME, 0,
+                                   CPRKIT_FD_SOCKET),
+                    >=, 0);
+    g_assert_true(fcntl(cprkit_control_fd(c), F_GETFD) & FD_CLOEXEC);
+    cprkit_control_free(c);
+    g_assert_false(g_file_test(stale, G_FILE_TEST_EXISTS));
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, 0);
+
+    g_unsetenv(CPRKIT_CONTROL_SOCKET_ENV);
+    g_assert_cmpint(cprkit_control_listen(ctx, NULL, &c), ==, -EINVAL);
+    cprkit_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    int r;
+
+    g_test_init(&argc, &argv, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    g_test_add_func("/control/malformed", test_malformed);
+    g_test_add_func("/control/oversized", test_oversized);
+    g_test_add_func("/control/pipelined", test_pipelined);
+    g_test_add_func("/control/fuzz", test_fuzz);
+    g_test_add_func("/control/peer-cred", test_peer_cred);
+    g_test_add_func("/control/listen-paths", test_listen_paths);
+    g_test_add_func("/control/blob-sealed-cloexec", test_blob_sealed_cloexec);
+    app_start(&app, NULL);
+    r = g_test_run();
+    app_stop(&app, true);
+    return r;
+}
