@@ -12,6 +12,8 @@
 #include <linux/vfio.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/sysmacros.h>
 
 #include "cprkit-internal.h"
@@ -39,7 +41,7 @@ int vma_table_load(struct vma_table *t)
         unsigned long long lo, hi, offset, ino;
         unsigned dev_major, dev_minor;
         char perms[8];
-        struct vma v;
+        struct vma v = {0};
 
         if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi, perms,
                    &offset, &dev_major, &dev_minor, &ino) != 7)
@@ -60,11 +62,13 @@ void vma_table_clear(struct vma_table *t)
     g_clear_pointer(&t->vmas, g_array_unref);
 }
 
-/* Index of the first VMA whose end is above addr. */
-static guint vma_first_ending_after(const struct vma_table *t, uint64_t addr)
+/* The VMA of the table that covers addr, or -ENOENT. */
+static int table_covering(const struct vma_table *t, uint64_t addr,
+                          struct vma *ret)
 {
     guint lo = 0, hi = t->vmas->len;
 
+    /* First VMA whose end is above addr. */
     while (lo < hi) {
         guint mid = lo + (hi - lo) / 2;
 
@@ -73,7 +77,65 @@ static guint vma_first_ending_after(const struct vma_table *t, uint64_t addr)
         else
             hi = mid;
     }
-    return lo;
+    if (lo == t->vmas->len || g_array_index(t->vmas, struct vma, lo).start > addr)
+        return -ENOENT;
+    *ret = g_array_index(t->vmas, struct vma, lo);
+    return 0;
+}
+
+/*
+ * PROCMAP_QUERY (Linux >= 6.11): the VMA covering an address, straight
+ * from the kernel, without reading all of /proc/self/maps. With thousands
+ * of DMA mappings this keeps the remap inside the blackout linear instead
+ * of quadratic. Declared here: the build host's uapi headers may predate
+ * it (the layout is fixed by its size field).
+ */
+struct procmap_query_v1 {
+    uint64_t size;
+    uint64_t query_flags;
+    uint64_t query_addr;
+    uint64_t vma_start;
+    uint64_t vma_end;
+    uint64_t vma_flags;
+    uint64_t vma_page_size;
+    uint64_t vma_offset;
+    uint64_t inode;
+    uint32_t dev_major;
+    uint32_t dev_minor;
+    uint32_t vma_name_size;
+    uint32_t build_id_size;
+    uint64_t vma_name_addr;
+    uint64_t build_id_addr;
+};
+#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query_v1)
+#define PROCMAP_QUERY_VMA_SHARED 0x08
+
+static int query_covering(int maps_fd, uint64_t addr, struct vma *ret)
+{
+    struct procmap_query_v1 q = {.size = sizeof(q), .query_addr = addr};
+
+    if (ioctl(maps_fd, PROCMAP_QUERY_IOCTL, &q) < 0)
+        return -errno;
+    ret->start = q.vma_start;
+    ret->end = q.vma_end;
+    ret->offset = q.vma_offset;
+    ret->dev = makedev(q.dev_major, q.dev_minor);
+    ret->ino = q.inode;
+    ret->shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED;
+    return 0;
+}
+
+/* Where VMAs come from: the kernel query, or a parsed table. */
+struct vma_source {
+    int maps_fd;                 /* >= 0: use PROCMAP_QUERY */
+    const struct vma_table *table;
+};
+
+static int source_covering(const struct vma_source *src, uint64_t addr,
+                           struct vma *ret)
+{
+    return src->maps_fd >= 0 ? query_covering(src->maps_fd, addr, ret)
+                             : table_covering(src->table, addr, ret);
 }
 
 /*
@@ -82,8 +144,8 @@ static guint vma_first_ending_after(const struct vma_table *t, uint64_t addr)
  * to map again at the same offsets. Returns 0, -EFAULT if part of the range
  * is not mapped, -EXDEV if it spans different files or offsets.
  */
-int vma_table_lookup(const struct vma_table *t, const void *vaddr,
-                     uint64_t size, struct vma_backing *ret)
+static int backing_from(const struct vma_source *src, const void *vaddr,
+                        uint64_t size, struct vma_backing *ret)
 {
     uint64_t start = (uintptr_t)vaddr, end = start + size, covered = start;
     struct vma_backing b = {0};
@@ -91,39 +153,57 @@ int vma_table_lookup(const struct vma_table *t, const void *vaddr,
 
     if (size == 0 || end < start)
         return -EINVAL;
-    for (guint i = vma_first_ending_after(t, start);
-         i < t->vmas->len && covered < end; i++) {
-        const struct vma *v = &g_array_index(t->vmas, struct vma, i);
+    while (covered < end) {
+        struct vma v = {0};
         uint64_t off_at;
+        int r = source_covering(src, covered, &v);
 
-        if (v->start > covered)
+        if (r == -ENOENT)
             return -EFAULT; /* a hole in the range */
-        off_at = v->offset + (covered - v->start);
+        if (r < 0)
+            return r;
+        off_at = v.offset + (covered - v.start);
         if (first) {
-            b.dev = v->dev;
-            b.ino = v->ino;
+            b.dev = v.dev;
+            b.ino = v.ino;
             b.offset = off_at;
-            b.shared = v->shared;
-            b.file_backed = v->ino != 0;
+            b.shared = v.shared;
+            b.file_backed = v.ino != 0;
             first = false;
-        } else if (v->dev != b.dev || v->ino != b.ino ||
+        } else if (v.dev != b.dev || v.ino != b.ino ||
                    off_at != b.offset + (covered - start) ||
-                   v->shared != b.shared) {
+                   v.shared != b.shared) {
             return -EXDEV;
         }
-        covered = v->end;
+        covered = v.end;
     }
-    if (first || covered < end)
-        return -EFAULT;
     *ret = b;
     return 0;
+}
+
+int vma_table_lookup(const struct vma_table *t, const void *vaddr,
+                     uint64_t size, struct vma_backing *ret)
+{
+    struct vma_source src = {.maps_fd = -1, .table = t};
+
+    return backing_from(&src, vaddr, size, ret);
 }
 
 int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
 {
     struct vma_table t = {0};
-    int r = vma_table_load(&t);
+    _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int r;
 
+    if (fd >= 0) {
+        struct vma_source src = {.maps_fd = fd};
+
+        r = backing_from(&src, vaddr, size, ret);
+        /* ENOTTY/EINVAL: a kernel without PROCMAP_QUERY. */
+        if (r != -ENOTTY && r != -EINVAL)
+            return r;
+    }
+    r = vma_table_load(&t);
     if (r >= 0)
         r = vma_table_lookup(&t, vaddr, size, ret);
     vma_table_clear(&t);

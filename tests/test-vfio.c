@@ -157,11 +157,37 @@ static void test_vma_backing(void)
     shared = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     g_assert_cmpint(vma_backing_of(shared + 0x1000, 0x2000, &b), ==, 0);
     g_assert_true(b.shared && b.file_backed);
+    {
+        /* A hole: a page nobody maps (single-threaded, nothing maps it
+         * between the munmap and the lookups). */
+        void *hole = mmap(NULL, 0x1000, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                          -1, 0);
+        struct vma_table t = {0};
+        struct vma_backing hb;
+
+        g_assert_cmpint(munmap(hole, 0x1000), ==, 0);
+        g_assert_cmpint(vma_backing_of(hole, 0x1000, &hb), ==, -EFAULT);
+        g_assert_cmpint(vma_table_load(&t), ==, 0);
+        g_assert_cmpint(vma_table_lookup(&t, hole, 0x1000, &hb), ==, -EFAULT);
+        vma_table_clear(&t);
+    }
     g_assert_cmpuint(b.ino, ==, st.st_ino);
     g_assert_cmpuint(b.dev, ==, st.st_dev);
     g_assert_cmphex(b.offset, ==, 0x1000);
     /* Past the end of the mapping: a hole. */
     g_assert_cmpint(vma_backing_of(shared + 0x3000, 0x2000, &b), <, 0);
+    /* The parsed table (kernels without PROCMAP_QUERY) agrees. */
+    {
+        struct vma_table t = {0};
+        struct vma_backing tb;
+
+        g_assert_cmpint(vma_table_load(&t), ==, 0);
+        g_assert_cmpint(vma_table_lookup(&t, shared + 0x1000, 0x2000, &tb), ==, 0);
+        g_assert_true(tb.dev == b.dev && tb.ino == b.ino && tb.shared);
+        g_assert_cmphex(tb.offset, ==, 0x1000);
+        g_assert_cmpint(vma_table_lookup(&t, shared + 0x3000, 0x2000, &tb), <, 0);
+        vma_table_clear(&t);
+    }
 
     priv = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     g_assert_cmpint(vma_backing_of(priv, 0x1000, &b), ==, 0);
