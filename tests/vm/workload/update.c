@@ -254,7 +254,11 @@ void update_incoming(struct workload *w)
           "this image serviced interrupts that waited during the "
           "blackout (%llu)", (unsigned long long)total.irqs);
     ok = report_failures() == 0;
-    t_exec = cprkit_timestamp(w->ctx, "exec");
+    /* "execve" (right before the syscall, after the blob is written) where
+     * the library records it, else "exec" (before the blob). */
+    t_exec = cprkit_timestamp(w->ctx, "execve");
+    if (!t_exec)
+        t_exec = cprkit_timestamp(w->ctx, "exec");
     if (t_first == UINT64_MAX)
         t_first = t_commit;
     if (t_exec < t0 || t_exec > w->main_started_ns)
