@@ -883,6 +883,9 @@ CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
                         "the incoming update is not committed yet");
     if (control->update_pending)
         finish_update(control, monotonic_now_ns());
+    else
+        sd_notifyf(0, "READY=1\nSTATUS=cprkit: serving, generation %" PRIu64,
+                   cprkit_generation(control->ctx));
     return 0;
 }
 

@@ -136,9 +136,9 @@ int main(int argc, char **argv)
         }
         if (strcmp(mode, "slow") == 0)
             usleep(300 * 1000);
-        if (cprkit_control_mark_serving(control) < 0)
-            die("mark serving: %s", cprkit_last_error(ctx));
     }
+    if (cprkit_control_mark_serving(control) < 0)
+        die("mark serving: %s", cprkit_last_error(ctx));
     if (lockdown &&
         cprkit_lockdown(ctx, CPRKIT_LOCKDOWN_CAPS | CPRKIT_LOCKDOWN_SECCOMP,
                         UINT64_C(1) << CAP_IPC_LOCK) < 0)

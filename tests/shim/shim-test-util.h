@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -46,6 +47,12 @@ static inline int try_connect(const char *path)
     return fd;
 }
 
+/* The app dies with the test, even when an assertion aborts it. */
+static inline void die_with_parent(gpointer unused)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* Starts `cpr-exec run --socket DIR/ctl.sock -- cprtest-app EXTRA...`,
  * checks the path it prints, waits until the socket accepts. */
 static inline void app_start(struct app *a, const char *const *extra)
@@ -69,7 +76,7 @@ static inline void app_start(struct app *a, const char *const *extra)
         g_ptr_array_add(argv, (char *)*e);
     g_ptr_array_add(argv, NULL);
     g_assert_true(g_spawn_async_with_pipes(
-        NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+        NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent,
         NULL, &a->pid, NULL, &out_fd, NULL, &error));
     g_assert_no_error(error);
     out = fdopen(out_fd, "r");

@@ -388,8 +388,9 @@ int cprkit_control_dispatch(cprkit_control *control);
  * The blackout of the update is measured from the previous binary's
  * "suspend" timestamp to now, and the client that asked for the update is
  * answered: "committed", or "rolled-back" with the reason when this binary
- * was started by a rollback. Under systemd (NOTIFY_SOCKET) this sends
- * READY=1. Returns: 0, or -EBUSY before cprkit_commit().
+ * was started by a rollback. Call it on a normal start too: under systemd
+ * (NOTIFY_SOCKET set) it sends READY=1 in every case.
+ * Returns: 0, or -EBUSY before cprkit_commit().
  * Since: 0.2
  */
 int cprkit_control_mark_serving(cprkit_control *control);

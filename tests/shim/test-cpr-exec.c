@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cpr-exec, every verb and every exit code, against cprtest-app (which
+ * links libcprkit.so and preserves a memfd and an eventfd): usage errors,
+ * run, status, upgrade → committed / failed / rolled back / timeout,
+ * inspect (process, dumped blob, file), check, an unreachable socket, the
+ * systemd notifications, the example upgrade script and unit.
+ */
+#include "shim-test-util.h"
+
+#include <sys/stat.h>
+
+static struct app app;
+
+static JsonObject *status_of(struct app *a, JsonParser **p)
+{
+    struct cmd_result r = CPR_EXEC("status", "--json", "--socket", a->socket);
+    JsonObject *o;
+
+    g_assert_cmpint(r.code, ==, 0);
+    o = parse_object(r.out, p);
+    cmd_result_clear(&r);
+    g_assert_true(json_object_get_boolean_member(o, "ok"));
+    return o;
+}
+
+static gint64 generation_of(struct app *a)
+{
+    g_autoptr(JsonParser) p = NULL;
+
+    return json_object_get_int_member(status_of(a, &p), "generation");
+}
+
+static bool array_has_string(JsonArray *a, const char *s)
+{
+    for (guint i = 0; i < json_array_get_length(a); i++)
+        if (g_strcmp0(json_array_get_string_element(a, i), s) == 0)
+            return true;
+    return false;
+}
+
+static void test_usage(void)
+{
+    static const char *const verbs[] = {"run", "upgrade", "status", "inspect",
+                                        "check"};
+    struct cmd_result r;
+
+    r = cpr_exec_v((const char *const[]){NULL});
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("frobnicate");
+    g_assert_cmpint(r.code, ==, 2);
+    g_assert_nonnull(strstr(r.err, "unknown verb"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("--help");
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.out, "upgrade"));
+    cmd_result_clear(&r);
+    for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++) {
+        r = CPR_EXEC(verbs[i], "--help");
+        g_assert_cmpint(r.code, ==, 0);
+        g_assert_nonnull(strstr(r.out, "Usage:"));
+        g_assert_nonnull(strstr(r.out, "Exit status"));
+        cmd_result_clear(&r);
+        r = CPR_EXEC(verbs[i], "--no-such-option");
+        g_assert_cmpint(r.code, ==, 2);
+        cmd_result_clear(&r);
+    }
+    g_unsetenv("CPRKIT_CONTROL_SOCKET");
+    r = CPR_EXEC("upgrade", "--socket", "/tmp/x.sock");
+    g_assert_cmpint(r.code, ==, 2);
+    g_assert_nonnull(strstr(r.err, "--to"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("upgrade", "--to", "/bin/true");
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("status");
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("inspect");
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("inspect", "file", "--socket", "/tmp/x.sock");
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("run");
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+}
+
+/* A program that does not link libcprkit is refused, clearly. */
+static void test_run_refuses(void)
+{
+    struct cmd_result r = CPR_EXEC("run", "--socket", "/tmp/never.sock", "--",
+                                   "/bin/true");
+
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.err, "does not link libcprkit"));
+    g_assert_nonnull(strstr(r.err, "LD_PRELOAD shim"));
+    g_assert_cmpstr(r.out, ==, "");
+    cmd_result_clear(&r);
+    r = CPR_EXEC("run", "--", "/nonexistent/prog");
+    g_assert_cmpint(r.code, ==, 1);
+    cmd_result_clear(&r);
+}
+
+static void test_status(void)
+{
+    g_autoptr(JsonParser) p = NULL;
+    JsonObject *o = status_of(&app, &p);
+    JsonArray *fds = json_object_get_array_member(o, "fds");
+    struct cmd_result r;
+    bool memfd = false, eventfd = false, sock = false;
+
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, 0);
+    g_assert_cmpint(json_object_get_int_member(o, "format_major"), ==, 1);
+    g_assert_cmpstr(json_object_get_string_member(o, "binary"), ==,
+                    g_getenv("CPRTEST_APP"));
+    g_assert_true(json_object_get_boolean_member(o, "upgrade_enabled"));
+    g_assert_true(json_object_get_null_member(o, "last_update"));
+    for (guint i = 0; i < json_array_get_length(fds); i++) {
+        JsonObject *f = json_array_get_object_element(fds, i);
+        const char *name = json_object_get_string_member(f, "name");
+        const char *type = json_object_get_string_member(f, "type");
+
+        memfd |= !strcmp(name, "data") && !strcmp(type, "memfd");
+        eventfd |= !strcmp(name, "events") && !strcmp(type, "eventfd");
+        sock |= !strcmp(name, "cprkit-control") && !strcmp(type, "socket");
+    }
+    g_assert_true(memfd && eventfd && sock);
+
+    r = CPR_EXEC("status", "--socket", app.socket);
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.out, "generation 0"));
+    g_assert_nonnull(strstr(r.out, "last update: none"));
+    cmd_result_clear(&r);
+}
+
+static JsonObject *upgrade(struct app *a, int expect_code, JsonParser **p,
+                           const char *const *extra)
+{
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    struct cmd_result r;
+    JsonObject *o;
+
+    g_ptr_array_add(args, "upgrade");
+    g_ptr_array_add(args, "--json");
+    g_ptr_array_add(args, "--socket");
+    g_ptr_array_add(args, a->socket);
+    for (const char *const *e = extra; *e; e++)
+        g_ptr_array_add(args, (char *)*e);
+    g_ptr_array_add(args, NULL);
+    r = cpr_exec_v((const char *const *)args->pdata);
+    g_assert_cmpint(r.code, ==, expect_code);
+    o = parse_object(r.out, p);
+    g_assert_cmpint(json_object_get_int_member(o, "exit_code"), ==,
+                    expect_code);
+    cmd_result_clear(&r);
+    return o;
+}
+
+static void test_upgrade_committed(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    gint64 gen = generation_of(&app);
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    JsonObject *o, *last;
+    JsonArray *phases;
+
+    o = upgrade(&app, 0, &p, (const char *const[]){"--to", bin, NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "committed");
+    g_assert_true(json_object_get_boolean_member(o, "ok"));
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 1);
+    g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >, 0);
+    g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), <,
+                    10 * 1000 * 1000);
+    phases = json_object_get_array_member(o, "phases");
+    g_assert_true(array_has_string(phases, "blockers"));
+    g_assert_true(array_has_string(phases, "exec"));
+    g_assert_true(array_has_string(phases, "restoring"));
+
+    o = status_of(&app, &p2);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 1);
+    last = json_object_get_object_member(o, "last_update");
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "committed");
+    /* The client connection is not preserved any more. */
+    {
+        JsonArray *fds = json_object_get_array_member(o, "fds");
+
+        for (guint i = 0; i < json_array_get_length(fds); i++)
+            g_assert_cmpstr(json_object_get_string_member(
+                                json_array_get_object_element(fds, i), "name"),
+                            !=, "cprkit-control-client");
+    }
+
+    /* With arguments; "slow" marks serving 300 ms after commit, and the
+     * blackout includes that. */
+    o = upgrade(&app, 0, &p3,
+                (const char *const[]){"--to", bin, "--", "--mode", "slow",
+                                      NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "committed");
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 2);
+    g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >=, 300000);
+    g_assert_true(app_alive(&app));
+}
+
+static void test_upgrade_missing(void)
+{
+    gint64 gen = generation_of(&app);
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    JsonObject *o, *last;
+    struct cmd_result r;
+
+    o = upgrade(&app, 1, &p,
+                (const char *const[]){"--to", "/nonexistent/app-v9", NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "failed");
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==, "blockers");
+    g_assert_nonnull(
+        strstr(json_object_get_string_member(o, "error"), "/nonexistent"));
+    o = status_of(&app, &p2);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    last = json_object_get_object_member(o, "last_update");
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "failed");
+
+    /* Executable but not a program: execve itself fails, the old binary
+     * goes on. Human output names the phase. */
+    {
+        g_autofree char *junk = g_build_filename(app.dir, "junk-bin", NULL);
+
+        g_assert_true(g_file_set_contents(junk, "garbage\n", -1, NULL));
+        g_assert_cmpint(chmod(junk, 0755), ==, 0);
+        r = CPR_EXEC("upgrade", "--socket", app.socket, "--to", junk);
+        g_assert_cmpint(r.code, ==, 1);
+        g_assert_nonnull(strstr(r.out, "failed in phase exec, nothing changed"));
+        g_assert_nonnull(strstr(r.out, "Exec format error"));
+        cmd_result_clear(&r);
+        g_unlink(junk);
+    }
+    g_assert_cmpint(generation_of(&app), ==, gen);
+    g_assert_true(app_alive(&app));
+}
+
+static void test_upgrade_veto(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    gint64 gen = generation_of(&app);
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    JsonObject *o, *last;
+
+    o = upgrade(&app, 3, &p,
+                (const char *const[]){"--to", bin, "--arg", "--mode", "--arg",
+                                      "veto", NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "rolled-back");
+    g_assert_false(json_object_get_boolean_member(o, "ok"));
+    g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
+                            "health check failed (veto mode)"));
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
+    g_assert_true(
+        array_has_string(json_object_get_array_member(o, "phases"),
+                         "rolling-back"));
+
+    o = status_of(&app, &p2);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
+    last = json_object_get_object_member(o, "last_update");
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "rolled-back");
+    g_assert_true(app_alive(&app));
+
+    /* A binary that cannot read the state format hands everything back
+     * before it even listens. */
+    {
+        g_autoptr(JsonParser) p4 = NULL;
+
+        o = upgrade(&app, 3, &p4,
+                    (const char *const[]){"--to", g_getenv("CPRTEST_APP_V2"),
+                                          NULL});
+        g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                        "rolled-back");
+        g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
+                                "format major version 1"));
+        g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
+    }
+
+    /* And it still updates afterwards. */
+    {
+        g_autoptr(JsonParser) p3 = NULL;
+
+        o = upgrade(&app, 0, &p3, (const char *const[]){"--to", bin, NULL});
+        g_assert_cmpint(json_object_get_int_member(o, "generation"), ==,
+                        gen + 1);
+    }
+}
+
+static void test_inspect(void)
+{
+    g_autofree char *blob = g_build_filename(app.dir, "state.blob", NULL);
+    g_autofree char *junk = g_build_filename(app.dir, "junk", NULL);
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    struct cmd_result r;
+    JsonObject *o, *frame, *state, *rollback;
+
+    r = CPR_EXEC("inspect", "--json", "--socket", app.socket);
+    g_assert_cmpint(r.code, ==, 0);
+    o = parse_object(r.out, &p);
+    g_assert_cmpuint(
+        json_array_get_length(json_object_get_array_member(o, "fds")), ==, 3);
+    g_assert_true(json_object_has_member(o, "vfio"));
+    cmd_result_clear(&r);
+
+    r = CPR_EXEC("inspect", "--socket", app.socket, "--dump-blob", blob);
+    g_assert_cmpint(r.code, ==, 0);
+    cmd_result_clear(&r);
+    g_assert_true(g_file_test(blob, G_FILE_TEST_IS_REGULAR));
+
+    r = CPR_EXEC("inspect", blob);
+    g_assert_cmpint(r.code, ==, 0);
+    o = parse_object(r.out, &p2);
+    frame = json_object_get_object_member(o, "frame");
+    g_assert_cmpint(json_object_get_int_member(frame, "format_major"), ==, 1);
+    state = json_object_get_object_member(o, "state");
+    g_assert_cmpint(json_object_get_int_member(state, "writer_pid"), ==,
+                    app.pid);
+    g_assert_cmpuint(
+        json_array_get_length(json_object_get_array_member(state, "fds")), ==,
+        3);
+    rollback = json_object_get_object_member(o, "rollback");
+    g_assert_cmpstr(json_object_get_string_member(rollback, "path"), ==,
+                    g_getenv("CPRTEST_APP"));
+    cmd_result_clear(&r);
+
+    g_assert_true(g_file_set_contents(junk, "not a blob", -1, NULL));
+    r = CPR_EXEC("inspect", junk);
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.err, "not a cprkit state blob"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("inspect", "/nonexistent/blob");
+    g_assert_cmpint(r.code, ==, 1);
+    cmd_result_clear(&r);
+    g_unlink(blob);
+    g_unlink(junk);
+}
+
+static void test_check(void)
+{
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    struct cmd_result r;
+    JsonObject *o, *target;
+
+    r = CPR_EXEC("check", "--json", "--socket", app.socket, "--to",
+                 g_getenv("CPRTEST_APP"));
+    g_assert_cmpint(r.code, ==, 0);
+    o = parse_object(r.out, &p);
+    g_assert_true(json_object_get_boolean_member(o, "ok"));
+    target = json_object_get_object_member(o, "target");
+    g_assert_true(json_object_get_boolean_member(target, "compatible"));
+    g_assert_true(json_object_has_member(o, "kernel"));
+    g_assert_true(json_object_has_member(o, "seccomp"));
+    g_assert_true(json_object_get_boolean_member(
+        json_object_get_object_member(o, "process"), "ok"));
+    cmd_result_clear(&r);
+
+    /* A binary on the format-2 core cannot read this process's state. */
+    r = CPR_EXEC("check", "--json", "--socket", app.socket, "--to",
+                 g_getenv("CPRTEST_APP_V2"));
+    g_assert_cmpint(r.code, ==, 1);
+    o = parse_object(r.out, &p2);
+    target = json_object_get_object_member(o, "target");
+    g_assert_false(json_object_get_boolean_member(target, "compatible"));
+    g_assert_cmpint(json_array_get_int_element(
+                        json_object_get_array_member(target, "reads_formats"),
+                        0),
+                    ==, 2);
+    cmd_result_clear(&r);
+
+    r = CPR_EXEC("check", "--socket", app.socket, "--to", "/bin/true");
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.out, "does not use libcprkit"));
+    cmd_result_clear(&r);
+
+    /* No process: what the kernel and this user's limits say. */
+    g_unsetenv("CPRKIT_CONTROL_SOCKET");
+    r = CPR_EXEC("check", "--json");
+    g_assert_cmpint(r.code, ==, 0);
+    o = parse_object(r.out, &p3);
+    g_assert_true(json_object_has_member(o, "memlock"));
+    g_assert_true(json_object_has_member(
+        json_object_get_object_member(o, "kernel"), "vfio"));
+    cmd_result_clear(&r);
+}
+
+static void test_unreachable(void)
+{
+    g_autoptr(JsonParser) p = NULL;
+    struct cmd_result r = CPR_EXEC("status", "--socket", "/nonexistent.sock");
+    JsonObject *o;
+
+    g_assert_cmpint(r.code, ==, 5);
+    cmd_result_clear(&r);
+    r = CPR_EXEC("upgrade", "--json", "--socket", "/nonexistent.sock", "--to",
+                 "/bin/true");
+    g_assert_cmpint(r.code, ==, 5);
+    o = parse_object(r.out, &p);
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "connection-lost");
+    cmd_result_clear(&r);
+}
+
+/* The new binary never commits: the client gives up after --timeout. */
+static void test_timeout(void)
+{
+    struct app hung;
+    g_autoptr(JsonParser) p = NULL;
+    JsonObject *o;
+
+    app_start(&hung, NULL);
+    o = upgrade(&hung, 4, &p,
+                (const char *const[]){"--timeout", "2", "--to",
+                                      g_getenv("CPRTEST_APP"), "--", "--mode",
+                                      "hang", NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "timeout");
+    g_assert_true(app_alive(&hung));
+    app_stop(&hung, false);
+}
+
+/* NOTIFY_SOCKET: READY=1 at start, RELOADING=1 + MONOTONIC_USEC, STATUS=
+ * per phase and READY=1 after the update. */
+static void test_sd_notify(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("cprkit-notify-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "notify", NULL);
+    g_autoptr(GString) all = g_string_new(NULL);
+    g_autoptr(JsonParser) p = NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    struct app a;
+    int fd;
+    const char *reloading, *ready2;
+
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memcpy(sa.sun_path, path, strlen(path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    g_setenv("NOTIFY_SOCKET", path, true);
+    app_start(&a, NULL);
+    g_unsetenv("NOTIFY_SOCKET");
+    upgrade(&a, 0, &p,
+            (const char *const[]){"--to", g_getenv("CPRTEST_APP"), NULL});
+    for (;;) {
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+
+        if (n <= 0)
+            break;
+        buf[n] = '\0';
+        g_string_append_printf(all, "%s\n--\n", buf);
+    }
+    g_test_message("notifications:\n%s", all->str);
+    g_assert_true(g_str_has_prefix(all->str, "READY=1\nSTATUS=cprkit: serving"));
+    reloading = strstr(all->str, "RELOADING=1\nMONOTONIC_USEC=");
+    g_assert_nonnull(reloading);
+    g_assert_nonnull(strstr(reloading, "STATUS=cprkit: exec "));
+    g_assert_nonnull(strstr(reloading, "STATUS=cprkit: restoring"));
+    ready2 = strstr(reloading, "READY=1\nSTATUS=cprkit: update committed, "
+                               "generation 1");
+    g_assert_nonnull(ready2);
+    app_stop(&a, true);
+    close(fd);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+static struct cmd_result run_script(const char *const *args)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_auto(GStrv) env = g_get_environ();
+    g_autoptr(GError) error = NULL;
+    struct cmd_result r = {0};
+    int status;
+
+    env = g_environ_setenv(env, "CPR_EXEC", g_getenv("CPR_EXEC"), true);
+    g_ptr_array_add(argv, "sh");
+    g_ptr_array_add(argv, (char *)env_or_fail("CPRKIT_UPGRADE_SCRIPT"));
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (char *)*a);
+    g_ptr_array_add(argv, NULL);
+    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, env,
+                               G_SPAWN_SEARCH_PATH, NULL, NULL, &r.out, &r.err,
+                               &status, &error));
+    g_assert_no_error(error);
+    g_assert_true(WIFEXITED(status));
+    r.code = WEXITSTATUS(status);
+    g_test_message("script -> %d\nstdout: %s\nstderr: %s", r.code, r.out,
+                   r.err);
+    return r;
+}
+
+static void assert_result_file(const char *path, const char *result)
+{
+    g_autofree char *text = NULL;
+    g_autoptr(JsonParser) p = NULL;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_assert_cmpstr(json_object_get_string_member(parse_object(text, &p),
+                                                  "result"),
+                    ==, result);
+}
+
+/* shim/examples/cprkit-upgrade, as automation would run it. */
+static void test_example_script(void)
+{
+    g_autofree char *out = g_build_filename(app.dir, "result.json", NULL);
+    const char *bin = g_getenv("CPRTEST_APP");
+    gint64 gen = generation_of(&app);
+    struct cmd_result r;
+
+    r = run_script((const char *const[]){"-s", app.socket, "-o", out, bin,
+                                         NULL});
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.err, "committed"));
+    assert_result_file(out, "committed");
+    cmd_result_clear(&r);
+    g_assert_cmpint(generation_of(&app), ==, gen + 1);
+
+    r = run_script((const char *const[]){"-s", app.socket, "-o", out, bin,
+                                         "--mode", "veto", NULL});
+    g_assert_cmpint(r.code, ==, 3);
+    g_assert_nonnull(strstr(r.err, "rolled back"));
+    assert_result_file(out, "rolled-back");
+    cmd_result_clear(&r);
+    g_assert_cmpint(generation_of(&app), ==, gen + 1);
+
+    /* The pre-flight stops an update that cannot work. */
+    r = run_script((const char *const[]){"-s", app.socket, "-o", out,
+                                         g_getenv("CPRTEST_APP_V2"), NULL});
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.err, "pre-flight failed"));
+    cmd_result_clear(&r);
+
+    r = run_script((const char *const[]){NULL});
+    g_assert_cmpint(r.code, ==, 2);
+    cmd_result_clear(&r);
+    g_unlink(out);
+    g_assert_true(app_alive(&app));
+}
+
+/* shim/examples/cprkit-example.service passes systemd-analyze verify with
+ * its programs pointed at the built ones. */
+static void test_example_unit(void)
+{
+    g_autofree char *analyze = g_find_program_in_path("systemd-analyze");
+    g_autofree char *text = NULL;
+    g_autofree char *dir = NULL;
+    g_autofree char *unit = NULL;
+    g_autoptr(GString) s = NULL;
+    struct cmd_result r = {0};
+    int status;
+
+    if (!analyze) {
+        g_test_skip("systemd-analyze is not installed");
+        return;
+    }
+    g_assert_true(g_file_get_contents(env_or_fail("CPRKIT_EXAMPLE_UNIT"),
+                                      &text, NULL, NULL));
+    s = g_string_new(text);
+    g_string_replace(s, "/usr/bin/cpr-exec", g_getenv("CPR_EXEC"), 0);
+    g_string_replace(s, "/usr/libexec/myapp", g_getenv("CPRTEST_APP"), 0);
+    g_assert_nonnull(strstr(s->str, "ExecReload="));
+    dir = g_dir_make_tmp("cprkit-unit-XXXXXX", NULL);
+    unit = g_build_filename(dir, "cprkit-example.service", NULL);
+    g_assert_true(g_file_set_contents(unit, s->str, -1, NULL));
+    const char *argv[] = {analyze, "verify", unit, NULL};
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT,
+                               NULL, NULL, &r.out, &r.err, &status, NULL));
+    g_test_message("systemd-analyze verify: %s %s", r.out, r.err);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    g_assert_null(strstr(r.err, "Unknown"));
+    cmd_result_clear(&r);
+    g_unlink(unit);
+    g_rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    int r;
+
+    g_test_init(&argc, &argv, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    g_test_add_func("/cpr-exec/usage", test_usage);
+    g_test_add_func("/cpr-exec/run-refuses", test_run_refuses);
+    g_test_add_func("/cpr-exec/status", test_status);
+    g_test_add_func("/cpr-exec/upgrade-committed", test_upgrade_committed);
+    g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
+    g_test_add_func("/cpr-exec/upgrade-veto", test_upgrade_veto);
+    g_test_add_func("/cpr-exec/inspect", test_inspect);
+    g_test_add_func("/cpr-exec/check", test_check);
+    g_test_add_func("/cpr-exec/unreachable", test_unreachable);
+    g_test_add_func("/cpr-exec/timeout", test_timeout);
+    g_test_add_func("/cpr-exec/sd-notify", test_sd_notify);
+    g_test_add_func("/cpr-exec/example-script", test_example_script);
+    g_test_add_func("/cpr-exec/example-unit", test_example_unit);
+    app_start(&app, NULL);
+    r = g_test_run();
+    app_stop(&app, true);
+    return r;
+}
