@@ -85,6 +85,10 @@ static int check_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
                         "(Linux >= 5.12 with vfio type1 is needed)",
                         c->id);
     c->has_update_vaddr = true;
+    /* Probed again here like UPDATE_VADDR, so the suspend strategy always
+     * matches what the kernel says now. */
+    c->has_unmap_all = vfio_ioctl(ctx, c->fd, VFIO_CHECK_EXTENSION,
+                                  (void *)(uintptr_t)VFIO_UNMAP_ALL) == 1;
     return 0;
 }
 
