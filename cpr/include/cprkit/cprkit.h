@@ -415,9 +415,11 @@ void cprkit_control_free(cprkit_control *control);
 /* A seccomp filter failing with EPERM the VFIO ioctls that attach groups,
  * set the IOMMU, get new device fds or reset devices
  * (VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU,
- * VFIO_GROUP_GET_DEVICE_FD, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_RESET,
- * VFIO_DEVICE_PCI_HOT_RESET). execve stays allowed; the filter and
- * no_new_privs are inherited by every later binary. */
+ * VFIO_GROUP_GET_DEVICE_FD, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_RESET),
+ * by request number on every fd. Not VFIO_DEVICE_PCI_HOT_RESET: it has
+ * the number of VFIO_IOMMU_MAP_DMA, which updates need. execve stays
+ * allowed; the filter and no_new_privs are inherited by every later
+ * binary. */
 #define CPRKIT_LOCKDOWN_SECCOMP (1u << 1)
 
 /* Returns: 0 or < 0 (-EINVAL unknown flags). Since: 0.2 */
