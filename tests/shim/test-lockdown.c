@@ -64,9 +64,17 @@ static int child_seccomp(void)
     cprkit_ctx *ctx;
     int fd = eventfd(0, EFD_CLOEXEC);
 
-    if (cprkit_new(&ctx) < 0 ||
-        cprkit_lockdown(ctx, CPRKIT_LOCKDOWN_SECCOMP, 0) < 0)
+    int r;
+
+    if (cprkit_new(&ctx) < 0)
         return 10;
+    r = cprkit_lockdown(ctx, CPRKIT_LOCKDOWN_SECCOMP, 0);
+    cprkit_free(ctx);
+    /* valgrind does not implement the seccomp syscall. */
+    if (r == -EOPNOTSUPP || r == -ENOSYS)
+        return 77;
+    if (r < 0)
+        return 11;
     for (size_t i = 0; i < lockdown_n_denied_ioctls; i++) {
         if (ioctl_errno(fd, lockdown_denied_ioctls[i]) != EPERM)
             return 20 + (int)i;
@@ -101,6 +109,7 @@ static int child_caps(void)
     if (cprkit_new(&ctx) < 0 ||
         cprkit_lockdown(ctx, CPRKIT_LOCKDOWN_CAPS, keep) < 0)
         return 10;
+    cprkit_free(ctx);
     if (status_caps("CapEff:") != keep || status_caps("CapPrm:") != keep)
         return 11;
     if (status_caps("CapBnd:") != keep)
@@ -133,7 +142,14 @@ static void test_baseline(void)
 
 static void test_seccomp(void)
 {
-    g_assert_cmpint(in_child(child_seccomp), ==, 7);
+    int r = in_child(child_seccomp);
+
+    if (r == 77 && g_getenv("LD_PRELOAD") &&
+        strstr(g_getenv("LD_PRELOAD"), "valgrind")) {
+        g_test_skip("valgrind does not implement seccomp()");
+        return;
+    }
+    g_assert_cmpint(r, ==, 7);
 }
 
 static void test_caps(void)
