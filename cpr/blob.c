@@ -31,6 +31,11 @@
 
 static const uint8_t blob_magic[8] = {0x89, 'C', 'P', 'R', 'K', 'I', 'T', '\n'};
 
+/* In .rodata of every binary or library that can read blobs; `cpr-exec
+ * check --to BINARY` looks for it (docs/operations.md). */
+__attribute__((used)) const char blob_format_marker[] =
+    CPRKIT_FORMAT_MARKER_PREFIX G_STRINGIFY(CPRKIT_BUILD_FORMAT_MAJOR) ";";
+
 #define BLOB_HEADER_SIZE 48u
 #define BLOB_FORMAT_MINOR 0u
 

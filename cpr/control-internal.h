@@ -16,11 +16,8 @@
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)
 
-/* Embedded in every build of the library (and of cpr-exec) so that
- * `cpr-exec check --to BINARY` can tell which state format a binary reads
- * without running it: "CPRKIT-FORMAT-READS=<major>;". */
-#define CONTROL_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
-extern const char control_format_marker[];
+/* The format marker lives with the blob reader (cpr/blob.c). */
+#define CONTROL_FORMAT_MARKER_PREFIX CPRKIT_FORMAT_MARKER_PREFIX
 
 /* state-json.c */
 JsonNode *state_to_json(const Cprkit__State *state);

@@ -23,10 +23,6 @@
 
 #include "control-internal.h"
 
-/* In .rodata of every build: `cpr-exec check --to BINARY` looks for it. */
-__attribute__((used)) const char control_format_marker[] =
-    CONTROL_FORMAT_MARKER_PREFIX G_STRINGIFY(CPRKIT_BUILD_FORMAT_MAJOR) ";";
-
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
 /* A client gets this long to take a reply off the socket. */

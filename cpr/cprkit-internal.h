@@ -30,6 +30,11 @@
 #define CPRKIT_BUILD_FORMAT_MAJOR CPRKIT_FORMAT_MAJOR
 #endif
 
+/* Embedded by the blob reader in every build (cpr/blob.c), so that
+ * `cpr-exec check --to BINARY` can tell which state format a binary reads
+ * without running it: "CPRKIT-FORMAT-READS=<major>;". */
+#define CPRKIT_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
+
 /* Environment variable set on a rollback exec, carrying the reason. */
 #define CPRKIT_ROLLBACK_REASON_ENV "CPRKIT_ROLLBACK_REASON"
 /* CLOCK_MONOTONIC ns at the execve call, for the phase breakdown. */
@@ -138,6 +143,7 @@ void app_section_free(struct app_section *s);
 struct app_section *section_lookup(cprkit_ctx *ctx, const char *name);
 
 /* blob.c: the frame around the payload. */
+extern const char blob_format_marker[];
 struct blob_frame {
     uint32_t major;
     uint32_t minor;
