@@ -3,9 +3,10 @@
  * cpr-exec run [--socket S] -- PROG ARGS...
  *
  * Execs PROG in place (same pid, so a service manager keeps tracking it)
- * with CPRKIT_CONTROL_SOCKET set, after printing the socket path. PROG must
- * link libcprkit and call cprkit_control_listen(): the LD_PRELOAD shim for
- * other programs does not exist yet, and such programs are refused.
+ * with CPRKIT_CONTROL_SOCKET set, after printing the socket path. A PROG
+ * that links libcprkit serves the control socket itself; any other PROG
+ * runs with the LD_PRELOAD shim (libcprkit-preload.so, shim/preload/),
+ * which serves it and maps the program's VFIO calls onto the library.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,24 @@
 #include <unistd.h>
 
 #include "cpr-exec.h"
+
+/* Where `ninja install` puts the shim; --preload or $CPRKIT_PRELOAD
+ * override it. */
+#ifndef CPRKIT_PRELOAD_PATH
+#define CPRKIT_PRELOAD_PATH "/usr/local/lib/x86_64-linux-gnu/cprkit/libcprkit-preload.so"
+#endif
+
+/* Prepends the shim to LD_PRELOAD (space or colon separated). */
+static int set_preload(const char *shim)
+{
+    const char *old = getenv("LD_PRELOAD");
+    g_autofree char *val = NULL;
+
+    if (strchr(shim, ' ') || strchr(shim, ':'))
+        return -EINVAL;
+    val = old && *old ? g_strdup_printf("%s:%s", shim, old) : g_strdup(shim);
+    return setenv("LD_PRELOAD", val, 1) < 0 ? -errno : 0;
+}
 
 /* Whether the file mentions cprkit_control_listen: in the dynamic symbol
  * table when it links libcprkit.so, in the symbol table when it links the
@@ -68,6 +87,7 @@ static char *default_socket_path(const char *prog)
 int verb_run(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
+    g_autofree char *arg_preload = NULL;
     gboolean arg_json = false, arg_no_check = false;
     GOptionEntry entries[] = {
         {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
@@ -77,14 +97,20 @@ int verb_run(int argc, char **argv)
         {"json", 0, 0, G_OPTION_ARG_NONE, &arg_json,
          "Print {\"socket\":..,\"pid\":..} instead of the bare path", NULL},
         {"no-check", 0, 0, G_OPTION_ARG_NONE, &arg_no_check,
-         "Do not check that PROG uses the control endpoint", NULL},
+         "Do not check whether PROG links libcprkit; never preload the shim",
+         NULL},
+        {"preload", 0, 0, G_OPTION_ARG_FILENAME, &arg_preload,
+         "The LD_PRELOAD shim for programs that do not link libcprkit "
+         "(default: $CPRKIT_PRELOAD, else " CPRKIT_PRELOAD_PATH ")",
+         "PATH"},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
          NULL},
         {NULL},
     };
     g_autofree char *prog = NULL;
     g_autofree char *path = NULL;
-    bool uses = false;
+    bool uses = false, preload = false;
+    const char *shim = NULL;
     int r;
 
     if (!parse_verb_options("run", "-- PROG [ARGS...]",
@@ -115,14 +141,18 @@ int verb_run(int argc, char **argv)
             return EXIT_FAILED;
         }
         if (!uses) {
-            log_msg(LOG_ERR,
-                    "run: %s does not link libcprkit (it never calls "
-                    "cprkit_control_listen), so cpr-exec cannot upgrade it. "
-                    "Programs that do not link the library need the "
-                    "LD_PRELOAD shim, which is not implemented yet; see "
-                    "docs/operations.md",
-                    prog);
-            return EXIT_FAILED;
+            shim = arg_preload           ? arg_preload
+                   : getenv("CPRKIT_PRELOAD") ? getenv("CPRKIT_PRELOAD")
+                                              : CPRKIT_PRELOAD_PATH;
+            if (access(shim, R_OK) < 0) {
+                log_msg(LOG_ERR,
+                        "run: %s does not link libcprkit, and the LD_PRELOAD "
+                        "shim that serves such programs is not at %s (%m); "
+                        "give it with --preload PATH",
+                        prog, shim);
+                return EXIT_FAILED;
+            }
+            preload = true;
         }
     }
 
@@ -138,6 +168,13 @@ int verb_run(int argc, char **argv)
         path = g_steal_pointer(&abs);
     }
     setenv("CPRKIT_CONTROL_SOCKET", path, 1);
+    if (preload) {
+        r = set_preload(shim);
+        if (r < 0) {
+            log_msg(LOG_ERR, "run: cannot preload %s: %s", shim, strerror(-r));
+            return EXIT_FAILED;
+        }
+    }
     if (arg_json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(JsonNode) root = NULL;
@@ -149,6 +186,11 @@ int verb_run(int argc, char **argv)
         json_builder_add_int_value(b, getpid());
         json_builder_set_member_name(b, "program");
         json_builder_add_string_value(b, prog);
+        json_builder_set_member_name(b, "preload");
+        if (preload)
+            json_builder_add_string_value(b, shim);
+        else
+            json_builder_add_null_value(b);
         json_builder_end_object(b);
         root = json_builder_get_root(b);
         print_json(root, false);
@@ -156,8 +198,9 @@ int verb_run(int argc, char **argv)
         printf("%s\n", path);
         fflush(stdout);
     }
-    log_msg(LOG_INFO, "running %s with control socket %s (pid %d)", prog, path,
-            (int)getpid());
+    log_msg(LOG_INFO, "running %s with control socket %s (pid %d)%s%s", prog,
+            path, (int)getpid(), preload ? " under the LD_PRELOAD shim " : "",
+            preload ? shim : "");
     execv(prog, argv + 1);
     log_msg(LOG_ERR, "run: execv %s: %m", prog);
     return EXIT_FAILED;
