@@ -5,6 +5,11 @@
  *   cprkit-workload [--tap] [--updates N] [--rounds N] [--containers 1|2]
  *                   [--inject FAULT[,FAULT...]] [--interposer-dir DIR]
  *                   [--v2-binary PATH] DEVICE...
+ *   cprkit-workload --control [--rounds N] [--containers 1|2] DEVICE...
+ *
+ * --control is the operator mode (control.c): started under
+ * `cpr-exec run`, it serves its devices until SIGTERM/SIGINT and is
+ * upgraded with `cpr-exec upgrade` (docs/operations.md, "Walk-through").
  *
  * DEVICE: edu-msi, edu-intx, nvme, e1000e (each at most once). Devices go
  * round-robin into the containers. Internal options, set by the workload
@@ -29,7 +34,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: cprkit-workload [--tap] [--updates N] [--rounds N] "
             "[--containers 1|2] [--inject FAULT,...] [--interposer-dir DIR] "
-            "[--v2-binary PATH] edu-msi|edu-intx|nvme|e1000e...\n");
+            "[--v2-binary PATH] edu-msi|edu-intx|nvme|e1000e...\n"
+            "       cprkit-workload --control [--rounds N] [--containers 1|2] "
+            "edu-msi|edu-intx|nvme|e1000e...\n");
     exit(2);
 }
 
@@ -75,7 +82,7 @@ static const struct engine_ops *engine_kind(const char *name)
 static void parse_options(struct workload *w, int argc, char **argv)
 {
     enum { O_UPDATES = 256, O_ROUNDS, O_CONTAINERS, O_INJECT, O_INTERPOSER,
-           O_V2, O_REMAINING, O_FAULT, O_TAP };
+           O_V2, O_REMAINING, O_FAULT, O_TAP, O_CONTROL };
     static const struct option opts[] = {
         { "tap", no_argument, NULL, O_TAP },
         { "updates", required_argument, NULL, O_UPDATES },
@@ -86,6 +93,7 @@ static void parse_options(struct workload *w, int argc, char **argv)
         { "v2-binary", required_argument, NULL, O_V2 },
         { "remaining", required_argument, NULL, O_REMAINING },
         { "fault", required_argument, NULL, O_FAULT },
+        { "control", no_argument, NULL, O_CONTROL },
         {}
     };
     bool have_remaining = false;
@@ -97,6 +105,7 @@ static void parse_options(struct workload *w, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_TAP: w->tap = true; break;
+        case O_CONTROL: w->control = true; break;
         case O_UPDATES: w->updates = parse_uint(optarg, 1000); break;
         case O_ROUNDS: w->rounds = parse_uint(optarg, 1000); break;
         case O_CONTAINERS:
@@ -139,6 +148,11 @@ static void parse_options(struct workload *w, int argc, char **argv)
         w->nengines++;
     }
     if (w->ncontainers > w->nengines)
+        usage();
+    /* Operator mode: updates come from the control socket, not a count,
+     * and faults only from the operator (--fail-health-check). */
+    if (w->control && (w->nfaults || (w->acting_fault != FAULT_NONE &&
+                                      w->acting_fault != FAULT_VETO)))
         usage();
 }
 
@@ -215,6 +229,8 @@ int main(int argc, char **argv)
     int r;
 
     w.main_started_ns = mono_ns();
+    w.argc = argc;
+    w.argv = argv;
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_options(&w, argc, argv);
     report_init(w.tap);
@@ -258,11 +274,21 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < w.nengines; i++)
             snprintf(devs + strlen(devs), sizeof(devs) - strlen(devs), "%s%s",
                      i ? " + " : "", w.dev_args[i]);
-        note("cprkit workload: %s, %u live update(s), %u container(s), "
-             "kernel %s", devs, w.updates, w.ncontainers, uts.release);
+        if (w.control)
+            note("cprkit workload: %s, operator mode (cpr-exec), %u "
+                 "container(s), kernel %s", devs, w.ncontainers, uts.release);
+        else
+            note("cprkit workload: %s, %u live update(s), %u container(s), "
+                 "kernel %s", devs, w.updates, w.ncontainers, uts.release);
     }
 
     open_engines(&w);
+    if (w.control) {
+        if (!wl_control_run)
+            fatal("--control: this build has no control endpoint (it is "
+                  "built without control.c and libcprkit-control)");
+        wl_control_run(&w); /* serves until stopped; never returns */
+    }
     if (w.incoming) {
         update_incoming(&w); /* commits, or rolls back a faulty image */
     } else {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "workload.h"
 
@@ -19,6 +20,34 @@ int proc_fd_count(void)
     while ((de = readdir(d)))
         if (de->d_name[0] != '.')
             n++;
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+int proc_fd_count_nosock(void)
+{
+    char path[300], target[64];
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+
+    d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while ((de = readdir(d))) {
+        ssize_t len;
+
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        len = readlink(path, target, sizeof(target) - 1);
+        if (len >= 0) {
+            target[len] = '\0';
+            if (!strncmp(target, "socket:", 7))
+                continue;
+        }
+        n++;
+    }
     closedir(d);
     return n - 1; /* the directory's own fd */
 }

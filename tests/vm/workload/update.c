@@ -92,7 +92,7 @@ void wl_free_argv(char **argv)
  * accident), plus
  * @preload if given. The report counters travel in WL_TAP_ENV.
  */
-static char **next_envp(const char *preload)
+char **wl_next_envp(const char *preload)
 {
     size_t n = 0, k = 0;
     char **envp;
@@ -108,6 +108,11 @@ static char **next_envp(const char *preload)
         envp[k++] = fmt("LD_PRELOAD=%s", preload);
     envp[k] = NULL;
     return envp;
+}
+
+int wl_fd_count(const struct workload *w)
+{
+    return w->control ? proc_fd_count_nosock() : proc_fd_count();
 }
 
 void wl_rollback(struct workload *w, const char *reason)
@@ -139,7 +144,7 @@ void update_once(struct workload *w, enum fault fault)
     snprintf(preload, sizeof(preload), "%s/corrupt-blob.so",
              w->interposer_dir ? w->interposer_dir : ".");
 
-    w->st.fd_count = (uint32_t)proc_fd_count();
+    w->st.fd_count = (uint32_t)wl_fd_count(w);
     w->st.vmlck_kb = (uint64_t)proc_vmlck_kb();
     w->st.exec_started_ns = mono_ns();
     save_sections(w, fault);
@@ -147,7 +152,7 @@ void update_once(struct workload *w, enum fault fault)
                         fault == FAULT_NONE ? w->remaining - 1 : w->remaining,
                         fault_is_new_side(fault) ? fault : FAULT_NONE);
     report_export();
-    envp = next_envp(fault == FAULT_CORRUPT_BLOB ? preload : NULL);
+    envp = wl_next_envp(fault == FAULT_CORRUPT_BLOB ? preload : NULL);
     opts.envp = envp;
 
     r = cprkit_exec(w->ctx, path, argv, &opts);
@@ -241,11 +246,11 @@ void update_incoming(struct workload *w)
     }
     from = suspend_phase(w, &t0);
 
-    fds = proc_fd_count();
+    fds = wl_fd_count(w);
     vmlck = proc_vmlck_kb();
     check(fds == (int)w->st.fd_count,
-          "fd count unchanged across the update (%u before, %d after)",
-          w->st.fd_count, fds);
+          "fd count unchanged across the update (%u before, %d after%s)",
+          w->st.fd_count, fds, w->control ? ", sockets not counted" : "");
     check(vmlck == (long)w->st.vmlck_kb,
           "VmLck unchanged across the update (%llu kB before, %ld kB after)",
           (unsigned long long)w->st.vmlck_kb, vmlck);
@@ -276,6 +281,17 @@ void update_incoming(struct workload *w)
              ms(t_first - t0), from, (unsigned long long)total.irqs,
              (unsigned long long)total.dma_bytes, detail,
              ok ? "OK" : "FAILED");
+    else if (w->control)
+        note("update %u (generation %llu, %s): blackout %.1f ms (%s -> "
+             "first IRQ/DMA serviced = %s); during blackout: %llu irq, "
+             "%llu B DMA, %u completion(s) [%s]; fds %u->%d, VmLck "
+             "%llu->%ld kB: %s",
+             w->st.updates_done, (unsigned long long)w->generation,
+             w->argv[0], ms(t_first - t0), from, split,
+             (unsigned long long)total.irqs,
+             (unsigned long long)total.dma_bytes, total.completions, detail,
+             w->st.fd_count, fds, (unsigned long long)w->st.vmlck_kb, vmlck,
+             ok ? "OK" : "FAILED");
     else
         note("update %u/%u (generation %llu): blackout %.1f ms (%s -> first "
              "IRQ/DMA serviced = %s); during blackout: %llu irq, %llu B DMA, "
@@ -287,6 +303,8 @@ void update_incoming(struct workload *w)
              w->st.fd_count, fds, (unsigned long long)w->st.vmlck_kb, vmlck,
              ok ? "OK" : "FAILED");
 
+    if (w->on_serving)
+        w->on_serving(w);
     /* Fresh work after the update: the device serves as before. */
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->serve(w, &w->engines[i], w->rounds);

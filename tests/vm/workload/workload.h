@@ -128,10 +128,18 @@ struct workload {
     enum fault faults[WL_MAX_FAULTS];
     unsigned nfaults;
     enum fault acting_fault; /* --fault: this image plays a faulty binary */
+    bool control;           /* --control: operator mode (control.c) */
+    /* Called by update_incoming() once the work of the blackout is
+     * serviced and checked, before fresh work: control.c tells the
+     * control endpoint it serves (the end of the blackout it reports). */
+    void (*on_serving)(struct workload *w);
+    void *control_endpoint;
     const char *interposer_dir;
     const char *v2_binary;
     const char *fault_env_base; /* CPRKIT_FAULT between injections */
     char *dev_args[WL_MAX_ENGINES];
+    int argc;               /* our own command line, as given */
+    char **argv;
     /* runtime */
     int containers[WL_MAX_CONTAINERS];
     struct engine engines[WL_MAX_ENGINES];
@@ -162,6 +170,9 @@ __attribute__((__noreturn__)) void report_finish(void);
 
 /* ---- procstat.c ------------------------------------------------------- */
 int proc_fd_count(void);
+/* The same without sockets: in control mode the number of control
+ * connections open at any moment is the operator's business. */
+int proc_fd_count_nosock(void);
 /* VmLck of this process in kB, or < 0. */
 long proc_vmlck_kb(void);
 uint64_t mono_ns(void);
@@ -225,3 +236,17 @@ __attribute__((__noreturn__)) void wl_rollback(struct workload *w,
 char **wl_next_argv(struct workload *w, const char *argv0,
                     unsigned remaining, enum fault acting);
 void wl_free_argv(char **argv);
+/* The next image's environment (see update.c); free() the array only. */
+char **wl_next_envp(const char *preload);
+/* fd count as the update checks compare it (no sockets in control mode). */
+int wl_fd_count(const struct workload *w);
+
+/* ---- control.c: operator mode (--control) -------------------------------- */
+/* After the engines are open or reclaimed: the control endpoint, commit of
+ * an incoming update, then service until SIGTERM/SIGINT. Never returns.
+ * Weak: a build of the workload without control.c (and without
+ * libcprkit-control) has no operator mode. */
+__attribute__((weak, __noreturn__)) void wl_control_run(struct workload *w);
+/* Upgrade argument the operator may pass: the new image fails its health
+ * check (to see a rollback). */
+#define WL_FAIL_HEALTH_CHECK "--fail-health-check"

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * VM test of the operator walk-through (docs/operations.md, "Walk-through:
+ * the reference workload"): the reference workload runs in operator mode
+ * (`cprkit-workload --control edu-msi nvme`) under `cpr-exec run`, and the
+ * example script shim/examples/cprkit-upgrade upgrades it:
+ *   1. to the same binary: committed (exit 0), generation 1, a blackout;
+ *   2. with --fail-health-check: the new image vetoes, rolled back (exit 3),
+ *      the reason names the health check, generation still 1;
+ *   3. to a binary that does not exist: failed at the blockers (exit 1),
+ *      nothing changed (script and `cpr-exec upgrade --json` directly);
+ * then `cpr-exec status`, SIGTERM, and the workload's own verdict: it
+ * checks every update itself (no reset, data intact, every interrupt of
+ * the blackout serviced, fd count and VmLck unchanged, fresh DMA + IRQ
+ * after the commit and after the rollback) and exits 0 only if all passed.
+ *
+ * One binary, several roles (the VM harness copies programs, not other
+ * files), chosen by the name it is called by:
+ *   ops-wl [driver]         the TAP test (run by run-vm)
+ *   ops-wl setup DIR        DIR/cpr-exec, DIR/cprkit-workload (symlinks to
+ *                           this binary) and DIR/cprkit-upgrade (the
+ *                           example script, embedded): the operator's kit
+ *                           in the VM shell
+ *   .../cpr-exec ...        cpr-exec (shim/ compiled in)
+ *   .../cprkit-workload ... the reference workload (tests/vm/workload/)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "ops-script.h"
+#include "tap.h"
+
+int cpr_exec_main(int argc, char **argv);
+int cprkit_workload_main(int argc, char **argv);
+
+#define DIR "/tmp/cprkit-ops-wl"
+#define SOCK DIR "/ctl.sock"
+#define LOG DIR "/workload.log"
+#define RESULT DIR "/result.json"
+
+/* DIR/cpr-exec, DIR/cprkit-workload, DIR/cprkit-upgrade. */
+static int setup(const char *dir)
+{
+    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+    const char *const links[] = {"cpr-exec", "cprkit-workload"};
+    g_autofree char *script = g_build_filename(dir, "cprkit-upgrade", NULL);
+
+    if (!self || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+        return -errno;
+    for (size_t i = 0; i < G_N_ELEMENTS(links); i++) {
+        g_autofree char *p = g_build_filename(dir, links[i], NULL);
+
+        unlink(p);
+        if (symlink(self, p) < 0)
+            return -errno;
+    }
+    if (!g_file_set_contents(script, (const char *)ops_script,
+                             (gssize)ops_script_len, NULL) ||
+        chmod(script, 0755) < 0)
+        return -EIO;
+    return 0;
+}
+
+/* Runs argv (PATH with DIR first, CPR_EXEC set); stdout captured if
+ * ret_out. Returns the exit code, or -1. */
+static int run(const char *const *argv, char **ret_out)
+{
+    g_auto(GStrv) env = g_get_environ();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = NULL;
+    int status;
+
+    path = g_strdup_printf("%s:%s", DIR,
+                           g_environ_getenv(env, "PATH") ?: "/bin:/usr/bin");
+    env = g_environ_setenv(env, "PATH", path, true);
+    env = g_environ_setenv(env, "CPR_EXEC", DIR "/cpr-exec", true);
+    if (!g_spawn_sync(NULL, (char **)argv, env, G_SPAWN_SEARCH_PATH, NULL,
+                      NULL, ret_out, NULL, &status, &error)) {
+        tap_diag("spawn %s: %s", argv[0], error->message);
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The socket accepts, or @pid exited. */
+static bool wait_for_socket(const char *path, pid_t pid)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    memcpy(sa.sun_path, path, strlen(path));
+    for (int i = 0; i < 3000; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+        close(fd);
+        if (ok)
+            return true;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
+        usleep(20000);
+    }
+    return false;
+}
+
+static const char *str(JsonObject *o, const char *member)
+{
+    return o ? json_object_get_string_member_with_default(o, member, "")
+             : "";
+}
+
+static gint64 num(JsonObject *o, const char *member)
+{
+    return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
+}
+
+/* Parses @text (or the file @path) as one JSON object. */
+static JsonObject *parse(JsonParser *p, const char *text, const char *path)
+{
+    bool ok = path ? json_parser_load_from_file(p, path, NULL)
+                   : text && json_parser_load_from_data(p, text, -1, NULL);
+
+    if (!ok || !json_parser_get_root(p) ||
+        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
+        return NULL;
+    return json_node_get_object(json_parser_get_root(p));
+}
+
+static void diag_file(const char *path)
+{
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        tap_diag("  %s", line);
+}
+
+/* The example script; returns its exit code, the result file in @p. */
+static int script(const char *to, const char *arg, JsonParser *p,
+                  JsonObject **ret)
+{
+    const char *const argv[] = {"sh", DIR "/cprkit-upgrade", "-s", SOCK,
+                                "-o", RESULT, to, arg, NULL};
+    g_autofree char *text = NULL;
+    int code;
+
+    unlink(RESULT);
+    code = run(argv, NULL);
+    *ret = parse(p, NULL, RESULT);
+    if (g_file_get_contents(RESULT, &text, NULL, NULL))
+        tap_diag("cprkit-upgrade %s%s%s -> exit %d: %s", to, arg ? " " : "",
+                 arg ? arg : "", code, g_strstrip(text));
+    else
+        tap_diag("cprkit-upgrade %s%s%s -> exit %d, no result file", to,
+                 arg ? " " : "", arg ? arg : "", code);
+    return code;
+}
+
+static int driver_main(void)
+{
+    g_autoptr(JsonParser) p1 = json_parser_new();
+    g_autoptr(JsonParser) p2 = json_parser_new();
+    g_autoptr(JsonParser) p3 = json_parser_new();
+    g_autoptr(JsonParser) p4 = json_parser_new();
+    g_autofree char *out = NULL, *log = NULL, *missing_out = NULL;
+    const char *const status_argv[] = {DIR "/cpr-exec", "status", "--json",
+                                       "--socket", SOCK, NULL};
+    const char *const missing_argv[] = {DIR "/cpr-exec", "upgrade", "--json",
+                                        "--socket", SOCK, "--to",
+                                        DIR "/missing", NULL};
+    JsonObject *o;
+    pid_t app;
+    int status, code;
+
+    tap_plan(24);
+    TAP_CHECK(setup(DIR));
+    unlink(SOCK);
+
+    app = fork();
+    TAP_CHECK(app < 0 ? -errno : 0);
+    if (app == 0) {
+        int log_fd = open(LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                          0600);
+
+        dup2(log_fd, STDOUT_FILENO);
+        dup2(log_fd, STDERR_FILENO);
+        execl(DIR "/cpr-exec", "cpr-exec", "run", "--socket", SOCK, "--",
+              DIR "/cprkit-workload", "--control", "edu-msi", "nvme",
+              (char *)NULL);
+        _exit(127);
+    }
+    tap_ok(wait_for_socket(SOCK, app),
+           "cprkit-workload --control edu-msi nvme runs under cpr-exec run");
+
+    /* 1. committed */
+    code = script(DIR "/cprkit-workload", NULL, p1, &o);
+    tap_ok(code == 0, "upgrade to the same binary: script exits 0 (%d)", code);
+    tap_ok(strcmp(str(o, "result"), "committed") == 0 &&
+               num(o, "exit_code") == 0,
+           "JSON: result committed, exit_code 0 (%s)", str(o, "result"));
+    tap_ok(num(o, "generation") == 1, "JSON: generation 1 (%" G_GINT64_FORMAT
+           ")", num(o, "generation"));
+    tap_ok(num(o, "blackout_us") > 0,
+           "JSON: blackout measured: %" G_GINT64_FORMAT " us",
+           num(o, "blackout_us"));
+    tap_ok(num(o, "pid") == app, "JSON: same pid %d", (int)app);
+
+    /* 2. broken new image: rolled back */
+    code = script(DIR "/cprkit-workload", "--fail-health-check", p2, &o);
+    tap_ok(code == 3, "upgrade to a new image that fails its health check: "
+           "script exits 3 (%d)", code);
+    tap_ok(strcmp(str(o, "result"), "rolled-back") == 0 &&
+               num(o, "exit_code") == 3,
+           "JSON: result rolled-back, exit_code 3 (%s)", str(o, "result"));
+    tap_ok(strstr(str(o, "reason"), "health check") != NULL,
+           "JSON: the reason names the health check: %s", str(o, "reason"));
+    tap_ok(num(o, "generation") == 1,
+           "JSON: generation still 1 (%" G_GINT64_FORMAT ")",
+           num(o, "generation"));
+    tap_ok(num(o, "blackout_us") > 0,
+           "JSON: rollback round trip measured: %" G_GINT64_FORMAT " us",
+           num(o, "blackout_us"));
+
+    /* 3. missing binary: nothing changed */
+    code = script(DIR "/missing", NULL, p3, &o);
+    tap_ok(code == 1 && o == NULL,
+           "upgrade to a missing binary: the script's pre-flight stops it, "
+           "exit 1 (%d), no upgrade sent", code);
+    code = run(missing_argv, &missing_out);
+    o = parse(p3, missing_out, NULL);
+    tap_diag("cpr-exec upgrade --json --to " DIR "/missing -> exit %d: %s",
+             code, missing_out ? g_strstrip(missing_out) : "");
+    tap_ok(code == 1 && strcmp(str(o, "result"), "failed") == 0 &&
+               strcmp(str(o, "phase"), "blockers") == 0,
+           "cpr-exec upgrade --json: exit 1, failed at the blockers (%d, %s, "
+           "%s)", code, str(o, "result"), str(o, "phase"));
+    tap_ok(strstr(str(o, "error"), DIR "/missing") != NULL,
+           "JSON: the error names the binary: %s", str(o, "error"));
+    tap_ok(num(o, "generation") == 1, "JSON: generation still 1");
+
+    /* The process after all this */
+    code = run(status_argv, &out);
+    o = parse(p4, out, NULL);
+    tap_ok(code == 0 && o, "cpr-exec status --json (exit %d)", code);
+    tap_ok(num(o, "pid") == app && num(o, "generation") == 1,
+           "status: pid %" G_GINT64_FORMAT ", generation %" G_GINT64_FORMAT,
+           num(o, "pid"), num(o, "generation"));
+    if (o && json_object_has_member(o, "vfio")) {
+        JsonObject *v = json_object_get_object_member(o, "vfio");
+        JsonArray *devs = v && json_object_has_member(v, "devices")
+                              ? json_object_get_array_member(v, "devices")
+                              : NULL;
+
+        tap_ok(devs && json_array_get_length(devs) == 2,
+               "status: 2 devices preserved");
+    } else {
+        tap_ok(false, "status: 2 devices preserved");
+    }
+
+    kill(app, SIGTERM);
+    tap_ok(waitpid(app, &status, 0) == app && WIFEXITED(status) &&
+               WEXITSTATUS(status) == 0,
+           "SIGTERM: the workload stops, exit 0 = every check of every "
+           "image passed (status 0x%x)", status);
+    tap_ok(access(SOCK, F_OK) < 0 && errno == ENOENT,
+           "the socket file is gone");
+
+    /* What the workload said about the updates (stdout). */
+    g_file_get_contents(LOG, &log, NULL, NULL);
+    tap_ok(log && strstr(log, "update 1 (generation 1") &&
+               strstr(strstr(log, "update 1 (generation 1"), ": OK"),
+           "workload: update 1 committed, its own checks OK");
+    tap_ok(log && strstr(log, "ROLLED BACK (health check failed") &&
+               strstr(strstr(log, "ROLLED BACK"), "OK"),
+           "workload: rollback seen by the old image, fresh DMA + IRQ OK");
+    tap_ok(log && strstr(log, "FAILED") == NULL,
+           "workload: no failed check");
+    tap_ok(log && strstr(log, "PASSED"), "workload: PASSED at exit");
+    tap_diag("workload output:");
+    diag_file(LOG);
+    unlink(DIR "/cpr-exec");
+    unlink(DIR "/cprkit-workload");
+    unlink(DIR "/cprkit-upgrade");
+    unlink(RESULT);
+    unlink(LOG);
+    tap_exit();
+}
+
+int main(int argc, char **argv)
+{
+    g_autofree char *name = g_path_get_basename(argv[0]);
+
+    if (strcmp(name, "cpr-exec") == 0)
+        return cpr_exec_main(argc, argv);
+    if (strcmp(name, "cprkit-workload") == 0)
+        return cprkit_workload_main(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "setup") == 0) {
+        int r = setup(argv[2]);
+
+        if (r < 0) {
+            fprintf(stderr, "ops-wl setup %s: %s\n", argv[2], strerror(-r));
+            return 1;
+        }
+        printf("%s/cpr-exec, %s/cprkit-workload, %s/cprkit-upgrade\n",
+               argv[2], argv[2], argv[2]);
+        return 0;
+    }
+    return driver_main();
+}

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Operator mode (--control): the workload as a service that an operator
+ * upgrades with `cpr-exec upgrade` (docs/operations.md, "Walk-through: the
+ * reference workload").
+ *
+ * Start-up (fresh or incoming) is main.c's; then this file opens the
+ * control endpoint (socket path from $CPRKIT_CONTROL_SOCKET, which
+ * `cpr-exec run` sets), commits an incoming update after the usual checks
+ * (update_incoming(): no reset, no corruption, no lost interrupt, fd count,
+ * VmLck), tells the endpoint it serves, and serves: a round of DMA and
+ * interrupts on every engine, then up to 100 ms waiting for a request,
+ * until SIGTERM or SIGINT.
+ *
+ * An upgrade request is handled by upgrade(): work in flight, sections,
+ * cprkit_exec() of the requested binary with the workload's own arguments
+ * plus --control. The only argument the operator may add is
+ * --fail-health-check: the new image then reclaims everything, fails its
+ * health check and rolls back. Arguments the running image already has
+ * are accepted and ignored (cpr-exec sends the current ones by default);
+ * anything else refuses the update before anything changes.
+ *
+ * Stopping: SIGTERM or SIGINT (read from a signalfd, so a signal never
+ * interrupts a DMA wait) ends the loop after the current round; the
+ * workload serves one last round, closes the endpoint (the socket file is
+ * removed) and exits 0 if every check of every image passed, else 1.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "workload.h"
+
+static bool own_argument(const struct workload *w, const char *arg)
+{
+    for (int i = 1; i < w->argc; i++)
+        if (!strcmp(w->argv[i], arg))
+            return true;
+    return false;
+}
+
+/* cprkit_upgrade_fn: returns only when the update did not happen. */
+static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
+                   char *const argv[])
+{
+    struct cprkit_exec_opts opts = { .size = sizeof(opts) };
+    struct workload *w = userdata;
+    enum fault acting = FAULT_NONE;
+    char **next_argv, **envp;
+    int n, r;
+
+    for (char *const *a = argv + 1; *a; a++) {
+        if (!strcmp(*a, WL_FAIL_HEALTH_CHECK))
+            acting = FAULT_VETO;
+        else if (!own_argument(w, *a)) {
+            note("upgrade to %s refused: unknown argument '%s' (only "
+                 WL_FAIL_HEALTH_CHECK " may be added)", binary, *a);
+            return -EINVAL;
+        }
+    }
+    note("upgrade to %s%s requested: work in flight, exec", binary,
+         acting == FAULT_VETO ? " (" WL_FAIL_HEALTH_CHECK ")" : "");
+
+    for (unsigned i = 0; i < w->nengines; i++)
+        w->engines[i].ops->start_inflight(w, &w->engines[i]);
+    w->st.fd_count = (uint32_t)wl_fd_count(w);
+    w->st.vmlck_kb = (uint64_t)proc_vmlck_kb();
+    w->st.exec_started_ns = mono_ns();
+    save_sections(w, acting);
+
+    next_argv = wl_next_argv(w, binary, 0, acting);
+    for (n = 0; next_argv[n]; n++)
+        ;
+    next_argv[n] = strdup("--control"); /* room: wl_next_argv allocates 32 */
+    next_argv[n + 1] = NULL;
+    report_export();
+    envp = wl_next_envp(NULL);
+    opts.envp = envp;
+
+    r = cprkit_exec(ctx, binary, next_argv, &opts);
+
+    /* Still here: nothing changed. Service what was put in flight, so the
+     * old image keeps serving with nothing lost. */
+    unsetenv(WL_TAP_ENV);
+    free(envp);
+    wl_free_argv(next_argv);
+    note("upgrade to %s did not happen (%d): %s; still serving generation "
+         "%llu", binary, r, cprkit_last_error(ctx),
+         (unsigned long long)cprkit_generation(ctx));
+    for (unsigned i = 0; i < w->nengines; i++) {
+        struct blackout b = {0};
+
+        w->engines[i].ops->finish_inflight(w, &w->engines[i], &b);
+    }
+    return r < 0 ? r : -EIO;
+}
+
+static void mark_serving(struct workload *w)
+{
+    int r = cprkit_control_mark_serving(w->control_endpoint);
+
+    check(r == 0, "serving, generation %llu (%d)",
+          (unsigned long long)cprkit_generation(w->ctx), r);
+}
+
+static int stop_signals(void)
+{
+    sigset_t set;
+    int fd;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return -errno;
+    fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+void wl_control_run(struct workload *w)
+{
+    cprkit_control *control;
+    struct signalfd_siginfo si;
+    uint64_t rounds = 0;
+    int sfd, r;
+
+    /* The blocked mask crosses exec: a signal sent during an update waits
+     * for the next image's signalfd. */
+    sfd = stop_signals();
+    if (sfd < 0)
+        fatal("signalfd: %s", strerror(-sfd));
+    r = cprkit_control_listen(w->ctx, NULL, &control);
+    if (!check(r == 0, "control endpoint %s at $" CPRKIT_CONTROL_SOCKET_ENV,
+               w->incoming ? "reclaimed" : "listening"))
+        fatal("cprkit_control_listen: %s (%s); run me under `cpr-exec run`",
+              strerror(-r), cprkit_last_error(w->ctx));
+    cprkit_control_set_upgrade_fn(control, upgrade, w);
+    w->control_endpoint = control;
+
+    if (w->incoming) {
+        /* Checks, commits, services the work of the blackout, then
+         * mark_serving() (the client gets "committed" or "rolled-back"
+         * with the blackout), then fresh work. A vetoing image rolls back
+         * in there and does not return. */
+        w->on_serving = mark_serving;
+        update_incoming(w);
+    } else {
+        for (unsigned i = 0; i < w->nengines; i++)
+            w->engines[i].ops->serve(w, &w->engines[i], w->rounds);
+        mark_serving(w);
+    }
+    note("generation %llu serving %u device(s) with DMA and interrupts, pid "
+         "%d, control socket %s%s", (unsigned long long)w->generation,
+         w->nengines, (int)getpid(), getenv(CPRKIT_CONTROL_SOCKET_ENV),
+         report_failures() ? " (FAILED checks)" : "");
+
+    for (;;) {
+        struct pollfd p[2] = {
+            { .fd = cprkit_control_fd(control), .events = POLLIN },
+            { .fd = sfd, .events = POLLIN },
+        };
+
+        for (unsigned i = 0; i < w->nengines; i++)
+            w->engines[i].ops->serve(w, &w->engines[i], 1);
+        rounds++;
+        if (poll(p, 2, 100) < 0 && errno != EINTR)
+            fatal("poll: %s", strerror(errno));
+        if (p[1].revents & POLLIN &&
+            read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            note("signal %u: stopping after %llu service round(s) in "
+                 "generation %llu", si.ssi_signo, (unsigned long long)rounds,
+                 (unsigned long long)cprkit_generation(w->ctx));
+            break;
+        }
+        if (p[0].revents & POLLIN) {
+            r = cprkit_control_dispatch(control);
+            if (r < 0)
+                check(false, "cprkit_control_dispatch: %s", strerror(-r));
+        }
+    }
+
+    for (unsigned i = 0; i < w->nengines; i++)
+        w->engines[i].ops->serve(w, &w->engines[i], 1);
+    cprkit_control_free(control);
+    close(sfd);
+    cprkit_free(w->ctx);
+    report_finish();
+}
