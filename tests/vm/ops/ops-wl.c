@@ -184,7 +184,7 @@ static int driver_main(void)
     pid_t app;
     int status, code;
 
-    tap_plan(24);
+    tap_plan(25);
     TAP_CHECK(setup(DIR));
     unlink(SOCK);
 
@@ -250,9 +250,30 @@ static int driver_main(void)
            "JSON: the error names the binary: %s", str(o, "error"));
     tap_ok(num(o, "generation") == 1, "JSON: generation still 1");
 
+    /* 4. an argument the workload does not take: refused before exec */
+    {
+        const char *const bogus_argv[] = {DIR "/cpr-exec", "upgrade",
+                                          "--json", "--socket", SOCK,
+                                          "--to", DIR "/cprkit-workload",
+                                          "--", "--bogus", NULL};
+        g_autoptr(JsonParser) p5 = json_parser_new();
+        g_autofree char *bogus_out = NULL;
+
+        code = run(bogus_argv, &bogus_out);
+        o = parse(p5, bogus_out, NULL);
+        tap_diag("cpr-exec upgrade --json --to cprkit-workload -- --bogus -> "
+                 "exit %d: %s", code, bogus_out ? g_strstrip(bogus_out) : "");
+        tap_ok(code == 1 && strcmp(str(o, "result"), "failed") == 0 &&
+                   num(o, "generation") == 1,
+               "unknown upgrade argument: exit 1, failed, generation still 1 "
+               "(%d, %s)", code, str(o, "result"));
+    }
+
     /* The process after all this */
     code = run(status_argv, &out);
     o = parse(p4, out, NULL);
+    tap_diag("cpr-exec status --json -> exit %d: %s", code,
+             out ? g_strstrip(out) : "");
     tap_ok(code == 0 && o, "cpr-exec status --json (exit %d)", code);
     tap_ok(num(o, "pid") == app && num(o, "generation") == 1,
            "status: pid %" G_GINT64_FORMAT ", generation %" G_GINT64_FORMAT,
@@ -285,8 +306,9 @@ static int driver_main(void)
     tap_ok(log && strstr(log, "ROLLED BACK (health check failed") &&
                strstr(strstr(log, "ROLLED BACK"), "OK"),
            "workload: rollback seen by the old image, fresh DMA + IRQ OK");
-    tap_ok(log && strstr(log, "FAILED") == NULL,
-           "workload: no failed check");
+    tap_ok(log && strstr(log, "FAILED") == NULL &&
+               strstr(log, "refused: unknown argument '--bogus'"),
+           "workload: no failed check, the bogus argument refused");
     tap_ok(log && strstr(log, "PASSED"), "workload: PASSED at exit");
     tap_diag("workload output:");
     diag_file(LOG);
