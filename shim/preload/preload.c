@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libcprkit-preload.so: runs a VFIO program that does not link libcprkit
- * under cprkit (see README.md in this directory and docs/operations.md,
+ * under cprkit (see shim/README.md and docs/operations.md,
  * "Programs that do not link libcprkit").
  *
  * It maps the program's raw VFIO calls onto libcprkit's find-or-create
@@ -530,14 +530,17 @@ static int group_set_container(struct group *g, int container_fd)
         plog(LOG_ERR, "VFIO group %d: %s", g->number, cprkit_last_error(ctx));
         return fd;
     }
-    if (dup3(fd, g->prog_fd, O_CLOEXEC) < 0) {
-        r = -errno;
-        plog(LOG_ERR, "VFIO group %d: dup3: %s", g->number, strerror(-r));
-        return r;
+    /* The library's open usually gets the number just closed. */
+    if (fd != g->prog_fd) {
+        if (dup3(fd, g->prog_fd, O_CLOEXEC) < 0) {
+            r = -errno;
+            plog(LOG_ERR, "VFIO group %d: dup3: %s", g->number, strerror(-r));
+            return r;
+        }
+        private_add(fd);
     }
     g->lib_fd = fd;
     g->container_id = c->id;
-    private_add(fd);
     item_add(&(struct preload_item){.kind = PRELOAD_ITEM_GROUP,
                                     .a = (uint64_t)g->number,
                                     .b = (uint64_t)c->id});
@@ -976,7 +979,7 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 }
 
 /* glibc's execv and execvp call its internal execve, not the exported
- * one: they are interposed too. (execl* are not; see README.md.) */
+ * one: they are interposed too (execl* are not: docs/limits.md). */
 EXPORT int execv(const char *path, char *const argv[])
 {
     extern char **environ;
