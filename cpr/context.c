@@ -101,6 +101,21 @@ int ctx_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
     return error;
 }
 
+CPRKIT_EXPORT int cprkit_set_error(cprkit_ctx *ctx, int error,
+                                   const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    free(ctx->last_error);
+    ctx->last_error = msg;
+    return error;
+}
+
 void ctx_clear_error(cprkit_ctx *ctx)
 {
     free(ctx->last_error);

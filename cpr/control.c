@@ -487,6 +487,9 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
     ctx_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
             binary, (int)cl->pid);
 
+    /* Whatever failed before this request must not be reported as the
+     * reason this one failed. */
+    ctx_clear_error(ctx);
     r = c->upgrade_fn(c->upgrade_userdata, ctx, binary, argv);
 
     /* Still here: the update did not happen. */

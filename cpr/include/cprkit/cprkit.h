@@ -74,6 +74,13 @@ void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority);
  * the next call on the context. */
 const char *cprkit_last_error(const cprkit_ctx *ctx);
 
+/* Sets the last-error message, for application code called by cprkit (an
+ * upgrade function that refuses: the control endpoint reports the message
+ * to the client). Returns: error, so `return cprkit_set_error(ctx, -EINVAL,
+ * "...")` reads naturally. */
+int cprkit_set_error(cprkit_ctx *ctx, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- incoming side ------------------------------------------------------ */
 
 /*

@@ -60,7 +60,11 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
         else if (!own_argument(w, *a)) {
             note("upgrade to %s refused: unknown argument '%s' (only "
                  WL_FAIL_HEALTH_CHECK " may be added)", binary, *a);
-            return -EINVAL;
+            /* The control endpoint reports this to the operator. */
+            return cprkit_set_error(ctx, -EINVAL,
+                                    "refused: unknown argument '%s' (only "
+                                    WL_FAIL_HEALTH_CHECK " may be added)",
+                                    *a);
         }
     }
     note("upgrade to %s%s requested: work in flight, exec", binary,
