@@ -1036,15 +1036,19 @@ static int upgrade_fn(void *userdata, cprkit_ctx *c, const char *binary,
     sigset_t old;
     int r;
 
+    /* The reasons go to the operator too, through the control endpoint. */
     if (tainted[0]) {
         plog(LOG_ERR, "update to %s refused: %s", binary, tainted);
-        return -EOPNOTSUPP;
+        return cprkit_set_error(c, -EOPNOTSUPP, "refused by the preload shim: %s",
+                                tainted);
     }
     if (incoming) {
         plog(LOG_ERR, "update to %s refused: the previous update is not "
                       "committed yet",
              binary);
-        return -EBUSY;
+        return cprkit_set_error(c, -EBUSY,
+                                "refused by the preload shim: the previous "
+                                "update is not committed yet");
     }
     r = save_section();
     if (r < 0)
