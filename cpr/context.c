@@ -82,22 +82,30 @@ void ctx_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Replaces the last-error message; NULL on allocation failure. */
+__attribute__((format(printf, 2, 0))) static void
+set_error_v(cprkit_ctx *ctx, const char *fmt, va_list ap)
+{
+    char *msg = NULL;
+
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    free(ctx->last_error);
+    ctx->last_error = msg;
+}
+
 /* Records why an operation failed and returns error (a negative errno), so
  * call sites read `return ctx_fail(ctx, -EINVAL, "...")`. The library does
  * not log errors as errors: the caller decides; we only pass it at debug. */
 int ctx_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
 {
     va_list ap;
-    char *msg = NULL;
 
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    set_error_v(ctx, fmt, ap);
     va_end(ap);
-    free(ctx->last_error);
-    ctx->last_error = msg;
-    if (msg)
-        ctx_log(ctx, LOG_DEBUG, "error: %s", msg);
+    if (ctx->last_error)
+        ctx_log(ctx, LOG_DEBUG, "error: %s", ctx->last_error);
     return error;
 }
 
@@ -105,14 +113,10 @@ CPRKIT_EXPORT int cprkit_set_error(cprkit_ctx *ctx, int error,
                                    const char *fmt, ...)
 {
     va_list ap;
-    char *msg = NULL;
 
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    set_error_v(ctx, fmt, ap);
     va_end(ap);
-    free(ctx->last_error);
-    ctx->last_error = msg;
     return error;
 }
 
