@@ -38,6 +38,7 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
     g_ptr_array_unref(ctx->timestamps);
     g_ptr_array_unref(ctx->update_timestamps);
     vfio_state_clear(&ctx->vfio);
+    vma_cache_drop(ctx);
     closep(&ctx->blob_fd);
     command_line_clear(&ctx->rescue);
     free(ctx->rollback_reason);

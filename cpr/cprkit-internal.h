@@ -103,6 +103,9 @@ struct cprkit_ctx {
     struct vfio_state vfio;
     /* Every VFIO ioctl goes through here; unit tests plug in a fake. */
     int (*ioctl_fn)(int fd, unsigned long request, void *arg);
+    /* The address-space table the remaps of the incoming phase share
+     * (restore/vaddr-remap.c); NULL outside of it. */
+    struct vma_table *vma_cache;
 };
 
 /* context.c */
@@ -199,12 +202,15 @@ struct vma_backing {
 };
 int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
 struct vma_table {
-    GArray *vmas; /* struct vma, by address */
+    GArray *vmas;  /* struct vma, by address */
+    bool no_query; /* the kernel has no PROCMAP_QUERY (before 6.11) */
 };
 int vma_table_load(struct vma_table *t);
 int vma_table_lookup(const struct vma_table *t, const void *vaddr,
                      uint64_t size, struct vma_backing *ret);
 void vma_table_clear(struct vma_table *t);
+int vma_backing_cached(struct vma_table *cache, const void *vaddr,
+                       uint64_t size, struct vma_backing *ret);
 const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
                                             uint64_t ino);
 int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
@@ -216,6 +222,7 @@ int vfio_suspend_for_rollback(cprkit_ctx *ctx);
 void vfio_undo_rollback_suspend(cprkit_ctx *ctx);
 int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
                         void *vaddr, uint32_t prot);
+void vma_cache_drop(cprkit_ctx *ctx);
 
 /* state.c: memory owned by a built State, freed by state_build_free(). */
 void *state_alloc(Cprkit__State *state, size_t size);

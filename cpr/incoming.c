@@ -226,6 +226,7 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
 
     closep(&ctx->blob_fd);
     ctx->blob_fd = -EBADF;
+    vma_cache_drop(ctx);
     command_line_clear(&ctx->rescue);
     ctx->have_rescue = false;
     ctx->incoming = false;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 
 #include "cprkit-internal.h"
@@ -129,13 +130,37 @@ static int query_covering(int maps_fd, uint64_t addr, struct vma *ret)
 struct vma_source {
     int maps_fd;                 /* >= 0: use PROCMAP_QUERY */
     const struct vma_table *table;
+    bool confirm;                /* the table may be stale: confirm */
 };
+
+/* A table entry read earlier still describes the process if a VMA with
+ * exactly these bounds maps the same file now: its map_files entry exists
+ * only then (one lookup in the kernel, no parsing). A remap of the same
+ * file at the same bounds with another offset since the table was read is
+ * the one change this cannot see. */
+static bool vma_still_there(const struct vma *v)
+{
+    char path[80];
+    struct stat st;
+
+    if (!v->ino)
+        return false;
+    snprintf(path, sizeof(path), "/proc/self/map_files/%" PRIx64 "-%" PRIx64,
+             v->start, v->end);
+    return stat(path, &st) == 0 && st.st_dev == v->dev && st.st_ino == v->ino;
+}
 
 static int source_covering(const struct vma_source *src, uint64_t addr,
                            struct vma *ret)
 {
-    return src->maps_fd >= 0 ? query_covering(src->maps_fd, addr, ret)
-                             : table_covering(src->table, addr, ret);
+    int r;
+
+    if (src->maps_fd >= 0)
+        return query_covering(src->maps_fd, addr, ret);
+    r = table_covering(src->table, addr, ret);
+    if (r == 0 && src->confirm && !vma_still_there(ret))
+        return -EAGAIN; /* stale: the caller reads the table again */
+    return r;
 }
 
 /*
@@ -189,25 +214,68 @@ int vma_table_lookup(const struct vma_table *t, const void *vaddr,
     return backing_from(&src, vaddr, size, ret);
 }
 
+/* Backing of a range through PROCMAP_QUERY; -ENOTTY or -EINVAL when the
+ * kernel does not have it (before 6.11). */
+static int query_backing(const void *vaddr, uint64_t size,
+                         struct vma_backing *ret)
+{
+    _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    struct vma_source src = {.maps_fd = fd};
+
+    if (fd < 0)
+        return -ENOTTY;
+    return backing_from(&src, vaddr, size, ret);
+}
+
+static bool query_unsupported(int r)
+{
+    return r == -ENOTTY || r == -EINVAL;
+}
+
 int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
 {
     struct vma_table t = {0};
-    _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    int r;
+    int r = query_backing(vaddr, size, ret);
 
-    if (fd >= 0) {
-        struct vma_source src = {.maps_fd = fd};
-
-        r = backing_from(&src, vaddr, size, ret);
-        /* ENOTTY/EINVAL: a kernel without PROCMAP_QUERY. */
-        if (r != -ENOTTY && r != -EINVAL)
-            return r;
-    }
+    if (!query_unsupported(r))
+        return r;
     r = vma_table_load(&t);
     if (r >= 0)
         r = vma_table_lookup(&t, vaddr, size, ret);
     vma_table_clear(&t);
     return r;
+}
+
+/*
+ * For the remap loop inside the blackout: the kernel query where there is
+ * one; else a table read once and kept in cache (every answer confirmed,
+ * the table read again when stale), so remapping thousands of ranges does
+ * not parse /proc/self/maps thousands of times.
+ */
+int vma_backing_cached(struct vma_table *cache, const void *vaddr,
+                       uint64_t size, struct vma_backing *ret)
+{
+    struct vma_source src = {.maps_fd = -1, .table = cache, .confirm = true};
+    int r;
+
+    if (!cache->no_query) {
+        r = query_backing(vaddr, size, ret);
+        if (!query_unsupported(r))
+            return r;
+        cache->no_query = true;
+    }
+    if (cache->vmas) {
+        r = backing_from(&src, vaddr, size, ret);
+        if (r != -EAGAIN && r != -EFAULT && r != -EXDEV)
+            return r;
+        /* Stale, or not covered by what was read: read again. */
+        vma_table_clear(cache);
+    }
+    r = vma_table_load(cache);
+    if (r < 0)
+        return r;
+    src.confirm = false;
+    return backing_from(&src, vaddr, size, ret);
 }
 
 static struct dma_mapping_rec *mapping_find(cprkit_ctx *ctx, int container_fd,

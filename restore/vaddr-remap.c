@@ -29,7 +29,9 @@ int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
         return ctx_fail(ctx, -EINVAL,
                         "iova 0x%" PRIx64 " was mapped with prot 0x%x, not 0x%x",
                         m->iova, m->prot, prot);
-    r = vma_backing_of(vaddr, m->size, &now);
+    if (!ctx->vma_cache)
+        ctx->vma_cache = g_new0(struct vma_table, 1);
+    r = vma_backing_cached(ctx->vma_cache, vaddr, m->size, &now);
     if (r < 0)
         return ctx_fail(ctx, -EXDEV,
                         "iova 0x%" PRIx64 ": new address %p is not one mapping "
@@ -56,4 +58,15 @@ int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
     m->suspended = false;
     m->preserved = false;
     return 0;
+}
+
+/* The incoming phase is over (commit, or the context goes away): the
+ * address space is the application's again, drop what was read of it. */
+void vma_cache_drop(cprkit_ctx *ctx)
+{
+    if (!ctx->vma_cache)
+        return;
+    vma_table_clear(ctx->vma_cache);
+    g_free(ctx->vma_cache);
+    ctx->vma_cache = NULL;
 }

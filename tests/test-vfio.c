@@ -203,6 +203,40 @@ static void test_vma_backing(void)
     close(fd);
 }
 
+/* The remap loop's cache on kernels without PROCMAP_QUERY: read once,
+ * every answer confirmed, a replaced mapping noticed. */
+static void test_vma_cache(void)
+{
+    int a = memfd_create("a", MFD_CLOEXEC), b = memfd_create("b", MFD_CLOEXEC);
+    struct vma_table cache = {.no_query = true};
+    struct vma_backing got;
+    struct stat sa, sb;
+    uint8_t *p;
+
+    g_assert_cmpint(ftruncate(a, 0x2000), ==, 0);
+    g_assert_cmpint(ftruncate(b, 0x2000), ==, 0);
+    g_assert_cmpint(fstat(a, &sa), ==, 0);
+    g_assert_cmpint(fstat(b, &sb), ==, 0);
+    p = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, a, 0);
+    g_assert_cmpint(vma_backing_cached(&cache, p, 0x2000, &got), ==, 0);
+    g_assert_nonnull(cache.vmas);
+    g_assert_cmpuint(got.ino, ==, sa.st_ino);
+    /* Same answer from the cache. */
+    g_assert_cmpint(vma_backing_cached(&cache, p + 0x1000, 0x1000, &got), ==, 0);
+    g_assert_cmphex(got.offset, ==, 0x1000);
+    /* Another file at the same address: the cached entry is stale and must
+     * not be believed. */
+    g_assert_true(mmap(p, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                       b, 0) == p);
+    g_assert_cmpint(vma_backing_cached(&cache, p, 0x2000, &got), ==, 0);
+    g_assert_cmpuint(got.ino, ==, sb.st_ino);
+    munmap(p, 0x2000);
+    g_assert_cmpint(vma_backing_cached(&cache, p, 0x2000, &got), ==, -EFAULT);
+    vma_table_clear(&cache);
+    close(a);
+    close(b);
+}
+
 static void test_suspend_unmap_all(void)
 {
     struct setup s;
@@ -413,6 +447,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/vfio/vma-backing", test_vma_backing);
+    g_test_add_func("/vfio/vma-cache", test_vma_cache);
     g_test_add_func("/vfio/suspend-unmap-all", test_suspend_unmap_all);
     g_test_add_func("/vfio/suspend-fails-halfway", test_suspend_fails_halfway);
     g_test_add_func("/vfio/suspend-unmap-all-fails", test_suspend_unmap_all_fails);
