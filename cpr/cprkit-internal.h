@@ -128,7 +128,6 @@ uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t size);
 int fd_identify(int fd, struct fd_identity *ret);
 bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b);
 int fd_set_cloexec(int fd, bool cloexec);
-int fd_get_cloexec(int fd);
 
 /* fdreg.c */
 struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id);
@@ -187,8 +186,6 @@ int vfio_container_get(cprkit_ctx *ctx, int fd, struct vfio_container_rec **ret)
 int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret);
 char *vfio_device_fd_name(const char *bdf);
 const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
-int fdreg_claim(cprkit_ctx *ctx, const char *name, int id,
-                enum cprkit_fd_type type, int *ret_fd);
 int vfio_check_blockers(cprkit_ctx *ctx);
 int vfio_suspend_vaddrs(cprkit_ctx *ctx);
 int vfio_resume_vaddrs(cprkit_ctx *ctx);

@@ -116,15 +116,6 @@ bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b)
            a->rdev == b->rdev && a->mode_type == b->mode_type;
 }
 
-int fd_get_cloexec(int fd)
-{
-    int flags = fcntl(fd, F_GETFD);
-
-    if (flags < 0)
-        return -errno;
-    return !!(flags & FD_CLOEXEC);
-}
-
 int fd_set_cloexec(int fd, bool cloexec)
 {
     int flags = fcntl(fd, F_GETFD);

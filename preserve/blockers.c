@@ -84,9 +84,9 @@ static int check_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
                         "this kernel cannot keep DMA mappings across exec "
                         "(Linux >= 5.12 with vfio type1 is needed)",
                         c->id);
-    c->has_update_vaddr = true;
-    /* Probed again here like UPDATE_VADDR, so the suspend strategy always
-     * matches what the kernel says now. */
+    /* The suspend that follows the blockers uses one UNMAP_ALL ioctl when
+     * the kernel has it. Both are read only after VFIO_SET_IOMMU (before,
+     * the kernel reports 0), which iommu_type above guarantees. */
     c->has_unmap_all = vfio_ioctl(ctx, c->fd, VFIO_CHECK_EXTENSION,
                                   (void *)(uintptr_t)VFIO_UNMAP_ALL) == 1;
     return 0;

@@ -73,18 +73,6 @@ struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd)
     return NULL;
 }
 
-/* VFIO_UPDATE_VADDR and VFIO_UNMAP_ALL are reported only once the
- * container has an IOMMU (both kernels say 0 before VFIO_SET_IOMMU). */
-static void container_probe_extensions(cprkit_ctx *ctx,
-                                       struct vfio_container_rec *c)
-{
-    c->has_update_vaddr =
-        vfio_ioctl(ctx, c->fd, VFIO_CHECK_EXTENSION,
-                   (void *)(uintptr_t)VFIO_UPDATE_VADDR) == 1;
-    c->has_unmap_all = vfio_ioctl(ctx, c->fd, VFIO_CHECK_EXTENSION,
-                                  (void *)(uintptr_t)VFIO_UNMAP_ALL) == 1;
-}
-
 CPRKIT_EXPORT int cprkit_vfio_container_open(cprkit_ctx *ctx, int id,
                                              bool *ret_reclaimed)
 {
@@ -99,7 +87,6 @@ CPRKIT_EXPORT int cprkit_vfio_container_open(cprkit_ctx *ctx, int id,
             return r;
         c->preserved = false;
         c->reclaimed = true;
-        container_probe_extensions(ctx, c);
         if (ret_reclaimed)
             *ret_reclaimed = true;
         ctx_log(ctx, LOG_DEBUG, "reclaimed VFIO container %d (fd %d)", id, c->fd);
@@ -153,7 +140,6 @@ static int container_set_iommu(cprkit_ctx *ctx, struct vfio_container_rec *c)
         return ctx_fail(ctx, r, "VFIO_SET_IOMMU on container %d: %s", c->id,
                         strerror(-r));
     c->iommu_type = VFIO_TYPE1v2_IOMMU;
-    container_probe_extensions(ctx, c);
     return 0;
 }
 

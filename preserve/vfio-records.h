@@ -21,8 +21,7 @@ struct vfio_container_rec {
     int fd;
     int id;
     uint32_t iommu_type;   /* 0 until VFIO_SET_IOMMU */
-    bool has_update_vaddr; /* probed after VFIO_SET_IOMMU */
-    bool has_unmap_all;
+    bool has_unmap_all;    /* probed by the blockers of every update */
     bool preserved; /* incoming: from the blob, not yet reclaimed */
     bool reclaimed; /* handed back from the previous binary */
 };

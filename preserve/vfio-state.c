@@ -83,18 +83,3 @@ const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
     return NULL;
 }
 
-/* Incoming side: claims the preserved fd (name, id) of the given type.
- * Returns 1 and the fd if it was preserved, 0 if not. */
-int fdreg_claim(cprkit_ctx *ctx, const char *name, int id,
-                enum cprkit_fd_type type, int *ret_fd)
-{
-    int fd;
-
-    if (!ctx->incoming || !fdreg_lookup(ctx, name, id))
-        return 0;
-    fd = cprkit_fd_find(ctx, name, id, type);
-    if (fd < 0)
-        return fd;
-    *ret_fd = fd;
-    return 1;
-}
