@@ -38,6 +38,7 @@
 
 #include "edu.h"
 #include "ops-script.h"
+#include "ops-util.h"
 #include "tap.h"
 #include "vfio-util.h"
 
@@ -174,47 +175,6 @@ static char *self_path(void)
     return g_file_read_link("/proc/self/exe", NULL);
 }
 
-/* Runs argv with env additions; stdout captured. Returns the exit code. */
-static int run(const char *const *argv, char **ret_out)
-{
-    g_auto(GStrv) env = g_get_environ();
-    g_autoptr(GError) error = NULL;
-    int status;
-
-    env = g_environ_setenv(env, "CPR_EXEC", DIR "/cpr-exec", true);
-    if (!g_spawn_sync(NULL, (char **)argv, env, G_SPAWN_SEARCH_PATH, NULL,
-                      NULL, ret_out, NULL, &status, &error)) {
-        tap_diag("spawn %s: %s", argv[0], error->message);
-        return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static JsonObject *read_json_file(const char *path, JsonParser *p)
-{
-    if (!json_parser_load_from_file(p, path, NULL) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
-        return NULL;
-    return json_node_get_object(json_parser_get_root(p));
-}
-
-static bool wait_for_socket(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-    memcpy(sa.sun_path, path, strlen(path));
-    for (int i = 0; i < 1000; i++) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-
-        close(fd);
-        if (ok)
-            return true;
-        usleep(20000);
-    }
-    return false;
-}
-
 static void script_upgrade(const char *self, const char *const *extra,
                            int expect_code, const char *expect_result,
                            gint64 expect_generation)
@@ -235,10 +195,10 @@ static void script_upgrade(const char *self, const char *const *extra,
         g_ptr_array_add(argv, (char *)*e);
     g_ptr_array_add(argv, NULL);
     unlink(DIR "/result.json");
-    code = run((const char *const *)argv->pdata, NULL);
+    code = ops_run(DIR, (const char *const *)argv->pdata, NULL);
     tap_ok(code == expect_code, "example script exits %d (%s)", code,
            expect_result);
-    o = read_json_file(DIR "/result.json", p);
+    o = ops_parse_json(p, NULL, DIR "/result.json");
     if (!tap_ok(o != NULL, "result JSON written"))
         return;
     tap_ok(g_strcmp0(json_object_get_string_member_with_default(o, "result",
@@ -289,7 +249,7 @@ static int driver_main(void)
               DIR "/ctl.sock", "--", self, "app", (char *)NULL);
         _exit(127);
     }
-    tap_ok(wait_for_socket(DIR "/ctl.sock"),
+    tap_ok(ops_wait_for_socket(DIR "/ctl.sock", 0, 20),
            "edu program runs under cpr-exec run, socket accepts");
 
     script_upgrade(self, (const char *const[]){"app", NULL}, 0, "committed", 1);
@@ -297,7 +257,7 @@ static int driver_main(void)
                    3, "rolled-back", 1);
     script_upgrade(self, (const char *const[]){"app", NULL}, 0, "committed", 2);
 
-    tap_ok(run(status_argv, &out) == 0, "cpr-exec status");
+    tap_ok(ops_run(DIR, status_argv, &out) == 0, "cpr-exec status");
     o = out && json_parser_load_from_data(p, out, -1, NULL)
             ? json_node_get_object(json_parser_get_root(p))
             : NULL;

@@ -40,6 +40,7 @@
 #include <json-glib/json-glib.h>
 
 #include "ops-script.h"
+#include "ops-util.h"
 #include "tap.h"
 
 int cpr_exec_main(int argc, char **argv);
@@ -73,47 +74,6 @@ static int setup(const char *dir)
     return 0;
 }
 
-/* Runs argv (PATH with DIR first, CPR_EXEC set); stdout captured if
- * ret_out. Returns the exit code, or -1. */
-static int run(const char *const *argv, char **ret_out)
-{
-    g_auto(GStrv) env = g_get_environ();
-    g_autoptr(GError) error = NULL;
-    g_autofree char *path = NULL;
-    int status;
-
-    path = g_strdup_printf("%s:%s", DIR,
-                           g_environ_getenv(env, "PATH") ?: "/bin:/usr/bin");
-    env = g_environ_setenv(env, "PATH", path, true);
-    env = g_environ_setenv(env, "CPR_EXEC", DIR "/cpr-exec", true);
-    if (!g_spawn_sync(NULL, (char **)argv, env, G_SPAWN_SEARCH_PATH, NULL,
-                      NULL, ret_out, NULL, &status, &error)) {
-        tap_diag("spawn %s: %s", argv[0], error->message);
-        return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* The socket accepts, or @pid exited. */
-static bool wait_for_socket(const char *path, pid_t pid)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-    memcpy(sa.sun_path, path, strlen(path));
-    for (int i = 0; i < 3000; i++) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-
-        close(fd);
-        if (ok)
-            return true;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return false;
-        usleep(20000);
-    }
-    return false;
-}
-
 static const char *str(JsonObject *o, const char *member)
 {
     return o ? json_object_get_string_member_with_default(o, member, "")
@@ -123,18 +83,6 @@ static const char *str(JsonObject *o, const char *member)
 static gint64 num(JsonObject *o, const char *member)
 {
     return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
-}
-
-/* Parses @text (or the file @path) as one JSON object. */
-static JsonObject *parse(JsonParser *p, const char *text, const char *path)
-{
-    bool ok = path ? json_parser_load_from_file(p, path, NULL)
-                   : text && json_parser_load_from_data(p, text, -1, NULL);
-
-    if (!ok || !json_parser_get_root(p) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
-        return NULL;
-    return json_node_get_object(json_parser_get_root(p));
 }
 
 static void diag_file(const char *path)
@@ -157,8 +105,8 @@ static int script(const char *to, const char *arg, JsonParser *p,
     int code;
 
     unlink(RESULT);
-    code = run(argv, NULL);
-    *ret = parse(p, NULL, RESULT);
+    code = ops_run(DIR, argv, NULL);
+    *ret = ops_parse_json(p, NULL, RESULT);
     if (g_file_get_contents(RESULT, &text, NULL, NULL))
         tap_diag("cprkit-upgrade %s%s%s -> exit %d: %s", to, arg ? " " : "",
                  arg ? arg : "", code, g_strstrip(text));
@@ -201,7 +149,7 @@ static int driver_main(void)
               (char *)NULL);
         _exit(127);
     }
-    tap_ok(wait_for_socket(SOCK, app),
+    tap_ok(ops_wait_for_socket(SOCK, app, 60),
            "cprkit-workload --control edu-msi nvme runs under cpr-exec run");
 
     /* 1. committed */
@@ -238,8 +186,8 @@ static int driver_main(void)
     tap_ok(code == 1 && o == NULL,
            "upgrade to a missing binary: the script's pre-flight stops it, "
            "exit 1 (%d), no upgrade sent", code);
-    code = run(missing_argv, &missing_out);
-    o = parse(p3, missing_out, NULL);
+    code = ops_run(DIR, missing_argv, &missing_out);
+    o = ops_parse_json(p3, missing_out, NULL);
     tap_diag("cpr-exec upgrade --json --to " DIR "/missing -> exit %d: %s",
              code, missing_out ? g_strstrip(missing_out) : "");
     tap_ok(code == 1 && strcmp(str(o, "result"), "failed") == 0 &&
@@ -259,8 +207,8 @@ static int driver_main(void)
         g_autoptr(JsonParser) p5 = json_parser_new();
         g_autofree char *bogus_out = NULL;
 
-        code = run(bogus_argv, &bogus_out);
-        o = parse(p5, bogus_out, NULL);
+        code = ops_run(DIR, bogus_argv, &bogus_out);
+        o = ops_parse_json(p5, bogus_out, NULL);
         tap_diag("cpr-exec upgrade --json --to cprkit-workload -- --bogus -> "
                  "exit %d: %s", code, bogus_out ? g_strstrip(bogus_out) : "");
         tap_ok(code == 1 && strcmp(str(o, "result"), "failed") == 0 &&
@@ -270,8 +218,8 @@ static int driver_main(void)
     }
 
     /* The process after all this */
-    code = run(status_argv, &out);
-    o = parse(p4, out, NULL);
+    code = ops_run(DIR, status_argv, &out);
+    o = ops_parse_json(p4, out, NULL);
     tap_diag("cpr-exec status --json -> exit %d: %s", code,
              out ? g_strstrip(out) : "");
     tap_ok(code == 0 && o, "cpr-exec status --json (exit %d)", code);

@@ -144,9 +144,9 @@ static int e1000e_open(struct workload *w, struct engine *e)
     if (r < 0)
         return r;
     if (e->reclaimed) {
-        r = wl_section_load(w, e, &d->st, sizeof(d->st));
-        if (r < 0 || d->st.version != E1000E_STATE_VERSION)
-            return r < 0 ? r : -EPROTO;
+        r = wl_section_load(w, e, &d->st, sizeof(d->st), E1000E_STATE_VERSION);
+        if (r < 0)
+            return r;
     } else {
         d->st.version = E1000E_STATE_VERSION;
         r = cprkit_vfio_device_reset(w->ctx, e->device);

@@ -259,9 +259,9 @@ static int edu_open(struct workload *w, struct engine *e, bool intx)
     if (r < 0)
         return r;
     if (e->reclaimed) {
-        r = wl_section_load(w, e, &d->st, sizeof(d->st));
-        if (r < 0 || d->st.version != EDU_STATE_VERSION)
-            return r < 0 ? r : -EPROTO;
+        r = wl_section_load(w, e, &d->st, sizeof(d->st), EDU_STATE_VERSION);
+        if (r < 0)
+            return r;
     } else {
         d->st.version = EDU_STATE_VERSION;
         r = edu_quiesce(e);

@@ -515,9 +515,9 @@ static int nvme_open(struct workload *w, struct engine *e)
     if (e->device >= 0)
         n->db_stride = 4u << ((bar_read64(&e->bar, NVME_REG_CAP) >> 32) & 0xf);
     if (e->reclaimed) {
-        r = wl_section_load(w, e, &n->st, sizeof(n->st));
-        if (r < 0 || n->st.version != NVME_STATE_VERSION)
-            return r < 0 ? r : -EPROTO;
+        r = wl_section_load(w, e, &n->st, sizeof(n->st), NVME_STATE_VERSION);
+        if (r < 0)
+            return r;
     } else {
         n->st.version = NVME_STATE_VERSION;
         /* What any driver does on a fresh start; skipped on reclaim. */

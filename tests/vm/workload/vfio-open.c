@@ -122,17 +122,22 @@ int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
 }
 
 int wl_section_load(struct workload *w, const struct engine *e, void *buf,
-                    size_t size)
+                    size_t size, uint32_t version)
 {
     const void *data;
+    uint32_t got;
     size_t len;
     int r;
 
     r = cprkit_section_get(w->ctx, e->name, &data, &len);
     if (r < 0)
         return r;
-    if (len != size)
+    if (len != size || size < sizeof(got))
         return -EBADMSG;
+    /* Every engine state starts with its format version. */
+    memcpy(&got, data, sizeof(got));
+    if (got != version)
+        return -EPROTO;
     memcpy(buf, data, size);
     return 0;
 }

@@ -196,9 +196,10 @@ extern const struct engine_ops edu_msi_ops, edu_intx_ops, nvme_ops,
 /* cprkit_vfio_dma_map() and remember the mapping. */
 int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
                uint64_t size, void *vaddr);
-/* Load an engine's section into @buf (exactly @size bytes). */
+/* Load an engine's section into @buf (exactly @size bytes, starting with
+ * the uint32_t format @version). */
 int wl_section_load(struct workload *w, const struct engine *e, void *buf,
-                    size_t size);
+                    size_t size, uint32_t version);
 /* For FAULT_ANON_DMA: an IOVA no engine uses. */
 #define WL_IOVA_ANON 0x8000000ull
 

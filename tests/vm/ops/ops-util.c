@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "ops-util.h"
+#include "tap.h"
+
+int ops_run(const char *dir, const char *const *argv, char **ret_out)
+{
+    g_auto(GStrv) env = g_get_environ();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *cpr_exec = g_strdup_printf("%s/cpr-exec", dir);
+    int status;
+
+    path = g_strdup_printf("%s:%s", dir,
+                           g_environ_getenv(env, "PATH") ?: "/bin:/usr/bin");
+    env = g_environ_setenv(env, "PATH", path, true);
+    env = g_environ_setenv(env, "CPR_EXEC", cpr_exec, true);
+    if (!g_spawn_sync(NULL, (char **)argv, env, G_SPAWN_SEARCH_PATH, NULL,
+                      NULL, ret_out, NULL, &status, &error)) {
+        tap_diag("spawn %s: %s", argv[0], error->message);
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool ops_wait_for_socket(const char *path, pid_t pid, int seconds)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return false;
+    memcpy(sa.sun_path, path, strlen(path));
+    for (int i = 0; i < seconds * 50; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+        close(fd);
+        if (ok)
+            return true;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
+        usleep(20000);
+    }
+    return false;
+}
+
+JsonObject *ops_parse_json(JsonParser *p, const char *text, const char *path)
+{
+    bool ok = path ? json_parser_load_from_file(p, path, NULL)
+                   : text && json_parser_load_from_data(p, text, -1, NULL);
+
+    if (!ok || !json_parser_get_root(p) ||
+        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
+        return NULL;
+    return json_node_get_object(json_parser_get_root(p));
+}

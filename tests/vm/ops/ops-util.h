@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers the operator-path VM drivers (ops-vm.c, ops-wl.c) share. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <json-glib/json-glib.h>
+
+/* Runs argv with @dir first in PATH and CPR_EXEC=@dir/cpr-exec; stdout
+ * captured if ret_out. Returns the exit code, or -1. */
+int ops_run(const char *dir, const char *const *argv, char **ret_out);
+
+/* True once the UNIX socket at @path accepts; false after ~@seconds, or
+ * as soon as @pid (if > 0) has exited. */
+bool ops_wait_for_socket(const char *path, pid_t pid, int seconds);
+
+/* Parses @text, or the file @path when given, as one JSON object (owned by
+ * @p); NULL if it is not one. */
+JsonObject *ops_parse_json(JsonParser *p, const char *text, const char *path);
