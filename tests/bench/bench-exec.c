@@ -113,7 +113,8 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--list") == 0) {
             list = true;
-        } else if (eq && n_targets < (int)(sizeof(targets) / sizeof(*targets))) {
+        } else if (eq &&
+                   n_targets < (int)(sizeof(targets) / sizeof(*targets))) {
             *eq = '\0';
             targets[n_targets++] = (struct target){argv[i], eq + 1, NULL, 0};
         } else {
@@ -152,7 +153,8 @@ int main(int argc, char **argv)
     }
 
     printf("exec -> main() on the host, %d runs each, microseconds, "
-           "median (min-max)\n", runs);
+           "median (min-max)\n",
+           runs);
     printf("%-10s %8s %10s %22s %10s\n", "program", "objects", "median",
            "min-max", "/ core");
     for (int t = 0; t < n_targets; t++) {
