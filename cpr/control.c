@@ -19,9 +19,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "control-internal.h"
+#include "sd-notify.h"
 
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
@@ -435,8 +434,8 @@ static void upgrade_failed(cprkit_control *c, struct control_client *cl,
     json_builder_end_object(b);
     write_json(cl->fd, b);
     /* Still the old version, serving. */
-    sd_notifyf(0, "READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
-               binary, phase, error);
+    sdnotify_sendf("READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
+                   binary, phase, error);
 }
 
 static void handle_upgrade(cprkit_control *c, struct control_client *cl,
@@ -467,9 +466,9 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
         return;
     }
 
-    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64
-                  "\nSTATUS=cprkit: update to %s: checking blockers",
-               monotonic_now_ns() / 1000, binary);
+    sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
+                   "\nSTATUS=cprkit: update to %s: checking blockers",
+                   monotonic_now_ns() / 1000, binary);
     send_phase(cl->fd, "blockers", binary);
     r = cprkit_check_update(ctx, binary);
     if (r < 0) {
@@ -483,7 +482,7 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
         return;
     }
     send_phase(cl->fd, "exec", binary);
-    sd_notifyf(0, "STATUS=cprkit: exec %s", binary);
+    sdnotify_sendf("STATUS=cprkit: exec %s", binary);
     ctx_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
             binary, (int)cl->pid);
 
@@ -703,13 +702,13 @@ static void finish_update(cprkit_control *c, uint64_t serving_ns)
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
     }
     if (rolled_back)
-        sd_notifyf(0, "READY=1\nSTATUS=cprkit: update rolled back, "
-                      "generation %" PRIu64 " serving: %s",
-                   cprkit_generation(ctx), reason ? reason : "");
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: update rolled back, "
+                       "generation %" PRIu64 " serving: %s",
+                       cprkit_generation(ctx), reason ? reason : "");
     else
-        sd_notifyf(0, "READY=1\nSTATUS=cprkit: update committed, generation "
-                      "%" PRIu64 ", blackout %" PRIu64 " us",
-                   cprkit_generation(ctx), blackout / 1000);
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: update committed, "
+                       "generation %" PRIu64 ", blackout %" PRIu64 " us",
+                       cprkit_generation(ctx), blackout / 1000);
     ctx_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
             c->last_result, blackout / 1000);
 }
@@ -852,9 +851,9 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         }
     }
     if (c->update_pending)
-        sd_notifyf(0, "STATUS=cprkit: %s, generation %" PRIu64,
-                   cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
-                   cprkit_generation(ctx));
+        sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
+                       cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
+                       cprkit_generation(ctx));
     ctx_log(ctx, LOG_INFO, "control: %s %s", reclaimed_path ? "reclaimed"
                                                             : "listening on",
             c->path);
@@ -883,8 +882,8 @@ CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
     if (control->update_pending)
         finish_update(control, monotonic_now_ns());
     else
-        sd_notifyf(0, "READY=1\nSTATUS=cprkit: serving, generation %" PRIu64,
-                   cprkit_generation(control->ctx));
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: serving, generation %" PRIu64,
+                       cprkit_generation(control->ctx));
     return 0;
 }
 
