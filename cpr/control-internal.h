@@ -4,8 +4,6 @@
  * tests. Not installed. */
 #pragma once
 
-#include <json-glib/json-glib.h>
-
 #include "cprkit-internal.h"
 
 /* Preserved fd names of the control endpoint. */
@@ -19,15 +17,14 @@
 /* The format marker lives with the blob reader (cpr/blob.c). */
 #define CONTROL_FORMAT_MARKER_PREFIX CPRKIT_FORMAT_MARKER_PREFIX
 
-/* state-json.c */
-JsonNode *state_to_json(const Cprkit__State *state);
-/* The whole blob: frame fields, rescue command line, and the payload as
- * state_to_json() (or "payload_error" when it cannot be decoded, e.g. a
- * format major this build does not read). Fails only if the frame itself
- * is invalid. */
+/* state-json.c: the whole blob as JSON text (compact, one line, to free()):
+ * frame fields, rescue command line, and the decoded payload (or
+ * "payload_error" when it cannot be decoded, e.g. a format major this build
+ * does not read). Fails only if the frame itself is invalid. Text rather
+ * than a JSON tree: the library writes JSON with jansson, cpr-exec and the
+ * tests read it with json-glib (see state-json.h). */
 int blob_to_json(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
-                 JsonNode **ret);
-char *json_to_string_line(JsonNode *node, bool pretty);
+                 char **ret_text);
 
 /* control.c: the blob this process would write now (for `inspect`). */
 int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size);

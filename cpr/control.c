@@ -21,6 +21,7 @@
 
 #include "control-internal.h"
 #include "sd-notify.h"
+#include "state-json.h"
 
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
@@ -97,33 +98,31 @@ static int write_line(int fd, const char *line)
     return 0;
 }
 
-static int write_json(int fd, JsonBuilder *b)
+/* One reply: compact JSON on one line, members in the order they were
+ * set (what json-glib wrote before, byte for byte). */
+static int write_json(int fd, const json_t *reply)
 {
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    g_autofree char *line = json_to_string_line(root, false);
+    _cleanup_free_ char *line = json_dumps(reply, JSON_COMPACT);
 
+    if (!line)
+        return -ENOMEM;
     return write_line(fd, line);
 }
 
-static void set_str(JsonBuilder *b, const char *member, const char *value)
+/* NULL is written as null. */
+static void set_str(json_t *o, const char *member, const char *value)
 {
-    json_builder_set_member_name(b, member);
-    if (value)
-        json_builder_add_string_value(b, value);
-    else
-        json_builder_add_null_value(b);
+    json_object_set_new(o, member, json_utf8_string(value));
 }
 
-static void set_int(JsonBuilder *b, const char *member, gint64 value)
+static void set_int(json_t *o, const char *member, json_int_t value)
 {
-    json_builder_set_member_name(b, member);
-    json_builder_add_int_value(b, value);
+    json_object_set_new(o, member, json_integer(value));
 }
 
-static void set_bool(JsonBuilder *b, const char *member, bool value)
+static void set_bool(json_t *o, const char *member, bool value)
 {
-    json_builder_set_member_name(b, member);
-    json_builder_add_boolean_value(b, value);
+    json_object_set_new(o, member, json_boolean(value));
 }
 
 /* {"ok":false,"result":"error","error":"..."} for requests that could not
@@ -132,33 +131,29 @@ static int reply_error(int fd, const char *result, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int reply_error(int fd, const char *result, const char *fmt, ...)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = json_object();
     g_autofree char *msg = NULL;
     va_list ap;
 
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    json_builder_begin_object(b);
-    set_bool(b, "ok", false);
-    set_str(b, "result", result);
-    set_str(b, "error", msg);
-    json_builder_end_object(b);
-    return write_json(fd, b);
+    set_bool(o, "ok", false);
+    set_str(o, "result", result);
+    set_str(o, "error", msg);
+    return write_json(fd, o);
 }
 
 static int send_phase(int fd, const char *phase, const char *binary)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = json_object();
 
-    json_builder_begin_object(b);
-    set_str(b, "event", "phase");
-    set_str(b, "phase", phase);
-    set_int(b, "pid", getpid());
+    set_str(o, "event", "phase");
+    set_str(o, "phase", phase);
+    set_int(o, "pid", getpid());
     if (binary)
-        set_str(b, "binary", binary);
-    json_builder_end_object(b);
-    return write_json(fd, b);
+        set_str(o, "binary", binary);
+    return write_json(fd, o);
 }
 
 /* ---- what the process is -------------------------------------------------- */
@@ -170,76 +165,73 @@ static char *self_exe(void)
     return exe ? exe : g_strdup("");
 }
 
-static void add_last_update(cprkit_control *c, JsonBuilder *b)
+static void add_last_update(cprkit_control *c, json_t *o)
 {
-    json_builder_set_member_name(b, "last_update");
+    json_t *u;
+
     if (!c->last_result) {
-        json_builder_add_null_value(b);
+        json_object_set_new(o, "last_update", json_null());
         return;
     }
-    json_builder_begin_object(b);
-    set_str(b, "result", c->last_result);
-    set_str(b, "phase", c->last_phase);
-    set_str(b, "error", c->last_error);
-    set_int(b, "generation", (gint64)c->last_generation);
-    set_int(b, "blackout_us", (gint64)(c->last_blackout_ns / 1000));
-    json_builder_end_object(b);
+    u = json_object();
+    set_str(u, "result", c->last_result);
+    set_str(u, "phase", c->last_phase);
+    set_str(u, "error", c->last_error);
+    set_int(u, "generation", (json_int_t)c->last_generation);
+    set_int(u, "blackout_us", (json_int_t)(c->last_blackout_ns / 1000));
+    json_object_set_new(o, "last_update", u);
 }
 
 static void handle_status(cprkit_control *c, struct control_client *cl)
 {
     cprkit_ctx *ctx = c->ctx;
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = json_object();
     g_autofree char *exe = self_exe();
     unsigned n_devices = ctx->vfio.devices->len;
+    json_t *fds, *vfio, *devices;
 
-    json_builder_begin_object(b);
-    set_bool(b, "ok", true);
-    set_str(b, "result", "status");
-    set_int(b, "pid", getpid());
-    set_str(b, "version", PROJECT_VERSION);
-    set_int(b, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
-    set_int(b, "generation", (gint64)cprkit_generation(ctx));
-    set_str(b, "binary", exe);
-    set_bool(b, "incoming", cprkit_is_incoming(ctx));
-    set_bool(b, "upgrade_enabled", c->upgrade_fn != NULL);
-    set_str(b, "socket", c->path);
+    set_bool(o, "ok", true);
+    set_str(o, "result", "status");
+    set_int(o, "pid", getpid());
+    set_str(o, "version", PROJECT_VERSION);
+    set_int(o, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(o, "generation", (json_int_t)cprkit_generation(ctx));
+    set_str(o, "binary", exe);
+    set_bool(o, "incoming", cprkit_is_incoming(ctx));
+    set_bool(o, "upgrade_enabled", c->upgrade_fn != NULL);
+    set_str(o, "socket", c->path);
 
-    json_builder_set_member_name(b, "fds");
-    json_builder_begin_array(b);
+    fds = json_array();
     for (guint i = 0; i < ctx->fds->len; i++) {
         const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+        json_t *f = json_object();
 
-        json_builder_begin_object(b);
-        set_str(b, "name", e->name);
-        set_int(b, "id", e->id);
-        set_int(b, "fd", e->fd);
-        set_str(b, "type", cprkit_fd_type_name(e->identity.type));
-        json_builder_end_object(b);
+        set_str(f, "name", e->name);
+        set_int(f, "id", e->id);
+        set_int(f, "fd", e->fd);
+        set_str(f, "type", cprkit_fd_type_name(e->identity.type));
+        json_array_append_new(fds, f);
     }
-    json_builder_end_array(b);
+    json_object_set_new(o, "fds", fds);
 
-    json_builder_set_member_name(b, "vfio");
-    json_builder_begin_object(b);
-    set_int(b, "containers", ctx->vfio.containers->len);
-    set_int(b, "groups", ctx->vfio.groups->len);
-    json_builder_set_member_name(b, "devices");
-    json_builder_begin_array(b);
+    vfio = json_object();
+    set_int(vfio, "containers", ctx->vfio.containers->len);
+    set_int(vfio, "groups", ctx->vfio.groups->len);
+    devices = json_array();
     for (unsigned i = 0; i < n_devices; i++) {
         const struct vfio_device_rec *d =
             g_ptr_array_index(ctx->vfio.devices, i);
-        json_builder_add_string_value(b, d->bdf ? d->bdf : "");
+        json_array_append_new(devices, json_utf8_string(d->bdf ? d->bdf : ""));
     }
-    json_builder_end_array(b);
-    set_int(b, "dma_mappings", ctx->vfio.mappings->len);
-    set_int(b, "mapped_bytes", (gint64)vfio_mapped_bytes(ctx));
-    set_int(b, "irq_indexes", ctx->vfio.irqs->len);
-    set_int(b, "ram_blocks", ctx->vfio.ram_blocks->len);
-    json_builder_end_object(b);
+    json_object_set_new(vfio, "devices", devices);
+    set_int(vfio, "dma_mappings", ctx->vfio.mappings->len);
+    set_int(vfio, "mapped_bytes", (json_int_t)vfio_mapped_bytes(ctx));
+    set_int(vfio, "irq_indexes", ctx->vfio.irqs->len);
+    set_int(vfio, "ram_blocks", ctx->vfio.ram_blocks->len);
+    json_object_set_new(o, "vfio", vfio);
 
-    add_last_update(c, b);
-    json_builder_end_object(b);
-    write_json(cl->fd, b);
+    add_last_update(c, o);
+    write_json(cl->fd, o);
 }
 
 int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size)
@@ -264,12 +256,11 @@ int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size)
 /* {"cmd":"inspect"}: the state an update would write now, as JSON;
  * with "blob":true also the encoded blob (base64) for `inspect FILE`. */
 static void handle_inspect(cprkit_control *c, struct control_client *cl,
-                           JsonObject *req)
+                           const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = NULL;
     Cprkit__State *state = NULL;
-    JsonNode *want_blob = json_object_get_member(req, "blob");
     int r;
 
     r = state_build(ctx, ctx->generation + 1, &state);
@@ -278,15 +269,12 @@ static void handle_inspect(cprkit_control *c, struct control_client *cl,
                     cprkit_last_error(ctx));
         return;
     }
-    json_builder_begin_object(b);
-    set_bool(b, "ok", true);
-    set_str(b, "result", "inspect");
-    json_builder_set_member_name(b, "state");
-    json_builder_add_value(b, state_to_json(state));
+    o = json_object();
+    set_bool(o, "ok", true);
+    set_str(o, "result", "inspect");
+    json_object_set_new(o, "state", state_to_json(state));
     state_build_free(state);
-    if (want_blob && JSON_NODE_HOLDS_VALUE(want_blob) &&
-        json_node_get_value_type(want_blob) == G_TYPE_BOOLEAN &&
-        json_node_get_boolean(want_blob)) {
+    if (json_is_true(json_object_get(req, "blob"))) {
         _cleanup_free_ uint8_t *blob = NULL;
         size_t size;
 
@@ -297,34 +285,33 @@ static void handle_inspect(cprkit_control *c, struct control_client *cl,
             return;
         }
         g_autofree char *b64 = g_base64_encode(blob, size);
-        set_str(b, "blob_base64", b64);
+        set_str(o, "blob_base64", b64);
     }
-    json_builder_end_object(b);
-    write_json(cl->fd, b);
+    write_json(cl->fd, o);
 }
 
 /* A string member, or NULL if absent; *ret_bad when present but not a
  * string. */
-static const char *get_string_member(JsonObject *obj, const char *name,
+static const char *get_string_member(const json_t *obj, const char *name,
                                      bool *ret_bad)
 {
-    JsonNode *n = json_object_get_member(obj, name);
+    const json_t *n = json_object_get(obj, name);
 
-    if (!n || JSON_NODE_HOLDS_NULL(n))
+    if (!n || json_is_null(n))
         return NULL;
-    if (!JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
+    if (!json_is_string(n)) {
         *ret_bad = true;
         return NULL;
     }
-    return json_node_get_string(n);
+    return json_string_value(n);
 }
 
 static void handle_check(cprkit_control *c, struct control_client *cl,
-                         JsonObject *req)
+                         const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = json_object();
+    json_t *memlock;
     g_autofree char *exe = self_exe();
     bool bad = false;
     const char *binary = get_string_member(req, "binary", &bad);
@@ -340,21 +327,20 @@ static void handle_check(cprkit_control *c, struct control_client *cl,
     r = cprkit_check_update(ctx, binary);
     getrlimit(RLIMIT_MEMLOCK, &rl);
 
-    json_builder_begin_object(b);
-    set_bool(b, "ok", r >= 0);
-    set_str(b, "result", r >= 0 ? "ok" : "blocked");
-    set_str(b, "binary", binary);
-    set_str(b, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
-    set_int(b, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
-    set_int(b, "pid", getpid());
-    set_int(b, "pinned_bytes", (gint64)vfio_mapped_bytes(ctx));
-    json_builder_set_member_name(b, "memlock");
-    json_builder_begin_object(b);
-    set_int(b, "soft", rl.rlim_cur == RLIM_INFINITY ? -1 : (gint64)rl.rlim_cur);
-    set_int(b, "hard", rl.rlim_max == RLIM_INFINITY ? -1 : (gint64)rl.rlim_max);
-    json_builder_end_object(b);
-    json_builder_end_object(b);
-    write_json(cl->fd, b);
+    set_bool(o, "ok", r >= 0);
+    set_str(o, "result", r >= 0 ? "ok" : "blocked");
+    set_str(o, "binary", binary);
+    set_str(o, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
+    set_int(o, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(o, "pid", getpid());
+    set_int(o, "pinned_bytes", (json_int_t)vfio_mapped_bytes(ctx));
+    memlock = json_object();
+    set_int(memlock, "soft",
+            rl.rlim_cur == RLIM_INFINITY ? -1 : (json_int_t)rl.rlim_cur);
+    set_int(memlock, "hard",
+            rl.rlim_max == RLIM_INFINITY ? -1 : (json_int_t)rl.rlim_max);
+    json_object_set_new(o, "memlock", memlock);
+    write_json(cl->fd, o);
 }
 
 /* ---- upgrade -------------------------------------------------------------- */
@@ -375,31 +361,27 @@ static void record_result(cprkit_control *c, const char *result,
 
 /* The argv for the new binary: binary, then "args" if the request has
  * them, else this process's own arguments. */
-static char **upgrade_argv(cprkit_ctx *ctx, const char *binary, JsonNode *args,
-                           const char **ret_error)
+static char **upgrade_argv(cprkit_ctx *ctx, const char *binary,
+                           const json_t *args, const char **ret_error)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
 
     g_ptr_array_add(argv, g_strdup(binary));
-    if (args && !JSON_NODE_HOLDS_NULL(args)) {
-        JsonArray *a;
-
-        if (!JSON_NODE_HOLDS_ARRAY(args)) {
+    if (args && !json_is_null(args)) {
+        if (!json_is_array(args)) {
             *ret_error = "\"args\" must be an array of strings";
             g_ptr_array_unref(argv);
             return NULL;
         }
-        a = json_node_get_array(args);
-        for (guint i = 0; i < json_array_get_length(a); i++) {
-            JsonNode *n = json_array_get_element(a, i);
+        for (size_t i = 0; i < json_array_size(args); i++) {
+            const json_t *n = json_array_get(args, i);
 
-            if (!JSON_NODE_HOLDS_VALUE(n) ||
-                json_node_get_value_type(n) != G_TYPE_STRING) {
+            if (!json_is_string(n)) {
                 *ret_error = "\"args\" must be an array of strings";
                 g_ptr_array_unref(argv);
                 return NULL;
             }
-            g_ptr_array_add(argv, g_strdup(json_node_get_string(n)));
+            g_ptr_array_add(argv, g_strdup(json_string_value(n)));
         }
     } else {
         struct command_line self = {0};
@@ -420,26 +402,24 @@ static void upgrade_failed(cprkit_control *c, struct control_client *cl,
                            const char *phase, const char *binary,
                            const char *error)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_auto_t *o = json_object();
 
     record_result(c, "failed", phase, error, 0);
-    json_builder_begin_object(b);
-    set_bool(b, "ok", false);
-    set_str(b, "result", "failed");
-    set_str(b, "phase", phase);
-    set_str(b, "binary", binary);
-    set_str(b, "error", error);
-    set_int(b, "pid", getpid());
-    set_int(b, "generation", (gint64)cprkit_generation(c->ctx));
-    json_builder_end_object(b);
-    write_json(cl->fd, b);
+    set_bool(o, "ok", false);
+    set_str(o, "result", "failed");
+    set_str(o, "phase", phase);
+    set_str(o, "binary", binary);
+    set_str(o, "error", error);
+    set_int(o, "pid", getpid());
+    set_int(o, "generation", (json_int_t)cprkit_generation(c->ctx));
+    write_json(cl->fd, o);
     /* Still the old version, serving. */
     sdnotify_sendf("READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
                    binary, phase, error);
 }
 
 static void handle_upgrade(cprkit_control *c, struct control_client *cl,
-                           JsonObject *req)
+                           const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
     bool bad = false;
@@ -453,8 +433,7 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
                     "\"upgrade\" needs \"binary\": an absolute path");
         return;
     }
-    argv = upgrade_argv(ctx, binary, json_object_get_member(req, "args"),
-                        &argv_error);
+    argv = upgrade_argv(ctx, binary, json_object_get(req, "args"), &argv_error);
     if (!argv) {
         reply_error(cl->fd, "error", "%s", argv_error);
         return;
@@ -512,10 +491,8 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
 static void handle_request(cprkit_control *c, struct control_client *cl,
                            const char *line, size_t len)
 {
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) error = NULL;
-    JsonNode *root;
-    JsonObject *req;
+    json_auto_t *req = NULL;
+    json_error_t error;
     bool bad = false;
     const char *cmd;
 
@@ -527,16 +504,17 @@ static void handle_request(cprkit_control *c, struct control_client *cl,
         reply_error(cl->fd, "error", "request is not valid UTF-8");
         return;
     }
-    if (!json_parser_load_from_data(parser, line, (gssize)len, &error)) {
-        reply_error(cl->fd, "error", "request is not JSON: %s", error->message);
+    /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
+    req = json_loadb(line, len, JSON_DECODE_ANY, &error);
+    if (!req) {
+        reply_error(cl->fd, "error", "request is not JSON: %d:%d: %s",
+                    error.line, error.column, error.text);
         return;
     }
-    root = json_parser_get_root(parser);
-    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+    if (!json_is_object(req)) {
         reply_error(cl->fd, "error", "request must be a JSON object");
         return;
     }
-    req = json_node_get_object(root);
     cmd = get_string_member(req, "cmd", &bad);
     if (!cmd) {
         reply_error(cl->fd, "error", "request has no \"cmd\" string");
@@ -682,21 +660,19 @@ static void finish_update(cprkit_control *c, uint64_t serving_ns)
     record_result(c, rolled_back ? "rolled-back" : "committed",
                   rolled_back ? "restore" : "commit", reason, blackout);
     if (c->pending_fd >= 0) {
-        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_auto_t *o = json_object();
 
-        json_builder_begin_object(b);
-        set_bool(b, "ok", !rolled_back);
-        set_str(b, "result", c->last_result);
-        set_int(b, "pid", getpid());
-        set_str(b, "binary", exe);
-        set_str(b, "version", PROJECT_VERSION);
-        set_int(b, "generation", (gint64)cprkit_generation(ctx));
-        set_int(b, "blackout_us", (gint64)(blackout / 1000));
-        set_int(b, "blackout_ns", (gint64)blackout);
+        set_bool(o, "ok", !rolled_back);
+        set_str(o, "result", c->last_result);
+        set_int(o, "pid", getpid());
+        set_str(o, "binary", exe);
+        set_str(o, "version", PROJECT_VERSION);
+        set_int(o, "generation", (json_int_t)cprkit_generation(ctx));
+        set_int(o, "blackout_us", (json_int_t)(blackout / 1000));
+        set_int(o, "blackout_ns", (json_int_t)blackout);
         if (rolled_back)
-            set_str(b, "reason", reason);
-        json_builder_end_object(b);
-        write_json(c->pending_fd, b);
+            set_str(o, "reason", reason);
+        write_json(c->pending_fd, o);
         closep(&c->pending_fd);
         c->pending_fd = -1;
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);

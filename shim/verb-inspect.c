@@ -21,6 +21,7 @@ static int inspect_file(const char *path, bool pretty)
     g_autofree char *data = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonNode) json = NULL;
+    _cleanup_free_ char *text = NULL;
     cprkit_ctx *ctx;
     gsize size;
     int r;
@@ -31,7 +32,7 @@ static int inspect_file(const char *path, bool pretty)
     }
     if (cprkit_new(&ctx) < 0)
         return EXIT_FAILED;
-    r = blob_to_json(ctx, (const uint8_t *)data, size, &json);
+    r = blob_to_json(ctx, (const uint8_t *)data, size, &text);
     if (r < 0) {
         log_msg(LOG_ERR, "inspect: %s is not a cprkit state blob: %s", path,
                 cprkit_last_error(ctx));
@@ -39,6 +40,13 @@ static int inspect_file(const char *path, bool pretty)
         return EXIT_FAILED;
     }
     cprkit_free(ctx);
+    /* The library writes compact JSON; read back, it is printed like every
+     * other answer of cpr-exec. */
+    json = json_from_string(text, &error);
+    if (!json) {
+        log_msg(LOG_ERR, "inspect: %s", error->message);
+        return EXIT_FAILED;
+    }
     print_json(json, pretty);
     return EXIT_OK;
 }
