@@ -131,6 +131,9 @@ int fd_set_cloexec(int fd, bool cloexec);
 
 /* fdreg.c */
 struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id);
+const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
+const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
+                                            uint64_t ino);
 int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
               const struct fd_identity *identity, bool claimed);
 void fd_entry_free(struct fd_entry *e);
@@ -185,7 +188,6 @@ struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd);
 int vfio_container_get(cprkit_ctx *ctx, int fd, struct vfio_container_rec **ret);
 int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret);
 char *vfio_device_fd_name(const char *bdf);
-const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
 int vfio_check_blockers(cprkit_ctx *ctx);
 int vfio_suspend_vaddrs(cprkit_ctx *ctx);
 int vfio_resume_vaddrs(cprkit_ctx *ctx);
@@ -208,8 +210,6 @@ int vma_table_lookup(const struct vma_table *t, const void *vaddr,
 void vma_table_clear(struct vma_table *t);
 int vma_backing_cached(struct vma_table *cache, const void *vaddr,
                        uint64_t size, struct vma_backing *ret);
-const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
-                                            uint64_t ino);
 int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
 
 /* restore/: VFIO records from the blob, remap, commit, rollback. */

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Lifecycle of the VFIO records, the ioctl seam, and registry helpers the
- * VFIO hooks share. */
+/* Lifecycle of the VFIO records and the ioctl seam. */
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -55,31 +54,3 @@ int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg)
 
     return r < 0 ? -errno : r;
 }
-
-const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd)
-{
-    for (guint i = 0; i < ctx->fds->len; i++) {
-        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
-
-        if (e->fd == fd)
-            return e;
-    }
-    return NULL;
-}
-
-/* The registered memfd or shared file with this identity: what a DMA
- * mapping's memory must come from for the new binary to map it again. */
-const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
-                                            uint64_t ino)
-{
-    for (guint i = 0; i < ctx->fds->len; i++) {
-        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
-
-        if ((e->identity.type == CPRKIT_FD_MEMFD ||
-             e->identity.type == CPRKIT_FD_REGULAR_FILE) &&
-            e->identity.dev == dev && e->identity.ino == ino)
-            return e;
-    }
-    return NULL;
-}
-
