@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "control-internal.h"
+#include "vfio-internal.h"
 
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
@@ -192,7 +193,7 @@ static void handle_status(cprkit_control *c, struct control_client *cl)
     cprkit_ctx *ctx = c->ctx;
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autofree char *exe = self_exe();
-    unsigned n_devices = ctx->vfio.devices->len;
+    unsigned n_devices = vfio_of(ctx)->devices->len;
 
     json_builder_begin_object(b);
     set_bool(b, "ok", true);
@@ -222,20 +223,20 @@ static void handle_status(cprkit_control *c, struct control_client *cl)
 
     json_builder_set_member_name(b, "vfio");
     json_builder_begin_object(b);
-    set_int(b, "containers", ctx->vfio.containers->len);
-    set_int(b, "groups", ctx->vfio.groups->len);
+    set_int(b, "containers", vfio_of(ctx)->containers->len);
+    set_int(b, "groups", vfio_of(ctx)->groups->len);
     json_builder_set_member_name(b, "devices");
     json_builder_begin_array(b);
     for (unsigned i = 0; i < n_devices; i++) {
         const struct vfio_device_rec *d =
-            g_ptr_array_index(ctx->vfio.devices, i);
+            g_ptr_array_index(vfio_of(ctx)->devices, i);
         json_builder_add_string_value(b, d->bdf ? d->bdf : "");
     }
     json_builder_end_array(b);
-    set_int(b, "dma_mappings", ctx->vfio.mappings->len);
+    set_int(b, "dma_mappings", vfio_of(ctx)->mappings->len);
     set_int(b, "mapped_bytes", (gint64)vfio_mapped_bytes(ctx));
-    set_int(b, "irq_indexes", ctx->vfio.irqs->len);
-    set_int(b, "ram_blocks", ctx->vfio.ram_blocks->len);
+    set_int(b, "irq_indexes", vfio_of(ctx)->irqs->len);
+    set_int(b, "ram_blocks", vfio_of(ctx)->ram_blocks->len);
     json_builder_end_object(b);
 
     add_last_update(c, b);

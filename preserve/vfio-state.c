@@ -3,7 +3,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 static void device_rec_free(struct vfio_device_rec *d)
 {
@@ -49,8 +49,8 @@ void vfio_state_clear(struct vfio_state *vfio)
 /* Returns the ioctl's non-negative result or -errno. */
 int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg)
 {
-    int r = ctx->ioctl_fn ? ctx->ioctl_fn(fd, request, arg)
-                          : ioctl(fd, request, arg);
+    int (*fn)(int, unsigned long, void *) = vfio_of(ctx)->ioctl_fn;
+    int r = fn ? fn(fd, request, arg) : ioctl(fd, request, arg);
 
     return r < 0 ? -errno : r;
 }
