@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The pre-flight of an update (cprkit_check_update(), `cpr-exec check`):
- * the generic blockers here — no update pending, the new binary can be
- * exec'd, every preserved fd is still the object saved, seccomp allows
- * execve — and each participant's own (check_blockers). Nothing changes.
+ * the generic blockers here — no update pending, none registered, the new
+ * binary can be exec'd, every preserved fd is still the object saved,
+ * seccomp allows execve — and each participant's own (check_blockers).
+ * Nothing changes.
  */
 #include <string.h>
 #include <sys/syscall.h>
@@ -56,6 +57,81 @@ static int check_seccomp_allows_exec(cprkit_ctx *ctx, const char *path)
                     "the update cannot exec the new binary");
 }
 
+void update_blocker_free(struct update_blocker *b)
+{
+    if (!b)
+        return;
+    g_free(b->owner);
+    g_free(b->reason);
+    g_free(b);
+}
+
+static struct update_blocker *blocker_find(cprkit_ctx *ctx, const char *owner,
+                                           const char *reason, guint *ret_i)
+{
+    for (guint i = 0; i < ctx->blockers->len; i++) {
+        struct update_blocker *b = g_ptr_array_index(ctx->blockers, i);
+
+        if (strcmp(b->owner, owner) == 0 &&
+            (!reason || strcmp(b->reason, reason) == 0)) {
+            *ret_i = i;
+            return b;
+        }
+    }
+    return NULL;
+}
+
+int ctx_add_blocker(cprkit_ctx *ctx, const char *owner, const char *reason)
+{
+    struct update_blocker *b;
+    guint i;
+
+    if (!name_is_valid(owner) || !reason || !*reason)
+        return ctx_fail(ctx, -EINVAL, "a blocker needs an owner and a reason");
+    if (blocker_find(ctx, owner, reason, &i))
+        return ctx_fail(ctx, -EEXIST, "blocker already registered: %s: %s",
+                        owner, reason);
+    b = g_new0(struct update_blocker, 1);
+    b->owner = g_strdup(owner);
+    b->reason = g_strdup(reason);
+    g_ptr_array_add(ctx->blockers, b);
+    return 0;
+}
+
+/* Removes owner's blocker with this reason, or all of owner's when reason
+ * is NULL. Returns how many were removed, or -ENOENT for none. */
+int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner, const char *reason)
+{
+    int n = 0;
+    guint i;
+
+    while (owner && blocker_find(ctx, owner, reason, &i)) {
+        g_ptr_array_remove_index(ctx->blockers, i);
+        n++;
+    }
+    if (n == 0)
+        return ctx_fail(ctx, -ENOENT, "no blocker of '%s' to remove",
+                        owner ? owner : "(null)");
+    return n;
+}
+
+/* All of them in one message: the operator fixes everything at once. */
+static int check_registered_blockers(cprkit_ctx *ctx)
+{
+    g_autoptr(GString) msg = NULL;
+
+    if (ctx->blockers->len == 0)
+        return 0;
+    msg = g_string_new(NULL);
+    for (guint i = 0; i < ctx->blockers->len; i++) {
+        const struct update_blocker *b = g_ptr_array_index(ctx->blockers, i);
+
+        g_string_append_printf(msg, "%s%s: %s", i ? "; " : "", b->owner,
+                               b->reason);
+    }
+    return ctx_fail(ctx, -EOPNOTSUPP, "the update is blocked: %s", msg->str);
+}
+
 CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
 {
     int r;
@@ -64,6 +140,9 @@ CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
         return ctx_fail(ctx, -EBUSY,
                         "an incoming update is not committed yet: commit or "
                         "roll back before starting another");
+    r = check_registered_blockers(ctx);
+    if (r < 0)
+        return r;
     r = exec_check_target(ctx, path);
     if (r < 0)
         return r;

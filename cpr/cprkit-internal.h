@@ -102,6 +102,9 @@ struct cprkit_ctx {
     struct command_line rescue;
     bool have_rescue;
 
+    /* struct update_blocker *: why no update may start now (check.c). */
+    GPtrArray *blockers;
+
     /* Private state of every participant, in priority order
      * (cpr/participant.c). */
     struct participant_slot *participants;
@@ -191,3 +194,15 @@ int exec_check_target(cprkit_ctx *ctx, const char *path);
 
 /* check.c: the pre-flight (cprkit_check_update()). */
 char *proc_status_field(const char *field);
+/* Registered blockers, as QEMU's migrate_add_blocker(): a part of the
+ * program that knows, when it sets something up, that this cannot cross an
+ * update says so with why; every check and update is refused, listing
+ * them, until it is removed. */
+struct update_blocker {
+    char *owner;  /* who registered it, e.g. a participant's name */
+    char *reason; /* for the operator: what, and what to do about it */
+};
+void update_blocker_free(struct update_blocker *b);
+int ctx_add_blocker(cprkit_ctx *ctx, const char *owner, const char *reason);
+int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner,
+                       const char *reason);
