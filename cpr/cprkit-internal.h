@@ -204,5 +204,4 @@ struct update_blocker {
 };
 void update_blocker_free(struct update_blocker *b);
 int ctx_add_blocker(cprkit_ctx *ctx, const char *owner, const char *reason);
-int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner,
-                       const char *reason);
+int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner, const char *reason);

@@ -32,8 +32,8 @@ void participant_register(const struct participant *p)
     if (n_registered == PARTICIPANTS_MAX)
         abort();
     /* Insertion keeps the order stable among equal priorities. */
-    for (i = n_registered;
-         i > 0 && registry[i - 1]->priority > p->priority; i--)
+    for (i = n_registered; i > 0 && registry[i - 1]->priority > p->priority;
+         i--)
         registry[i] = registry[i - 1];
     registry[i] = p;
     n_registered++;
@@ -145,8 +145,8 @@ int participants_resume(cprkit_ctx *ctx)
 
         if (r < 0 && !first_error) {
             first_error = r;
-            first_msg = g_strdup_printf("%s: %s", p->name,
-                                        cprkit_last_error(ctx));
+            first_msg =
+                g_strdup_printf("%s: %s", p->name, cprkit_last_error(ctx));
         }
     }
     if (first_error)

@@ -86,11 +86,11 @@ struct participant {
  * in one (shim/preload/preload.c). */
 void participant_register(const struct participant *p);
 #define PARTICIPANT_CONSTRUCTOR_PRIORITY 101
-#define PARTICIPANT_REGISTER(p)                                               \
-    __attribute__((constructor(PARTICIPANT_CONSTRUCTOR_PRIORITY))) static    \
-    void register_##p(void)                                                  \
-    {                                                                         \
-        participant_register(&(p));                                           \
+#define PARTICIPANT_REGISTER(p)                                                \
+    __attribute__((constructor(                                                \
+        PARTICIPANT_CONSTRUCTOR_PRIORITY))) static void register_##p(void)     \
+    {                                                                          \
+        participant_register(&(p));                                            \
     }
 
 /* p's private state in ctx. p must have been registered. */

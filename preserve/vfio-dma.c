@@ -407,8 +407,8 @@ uint64_t vfio_mapped_bytes(cprkit_ctx *ctx)
     uint64_t total = 0;
 
     for (guint i = 0; i < mappings->len; i++)
-        total += ((struct dma_mapping_rec *)g_ptr_array_index(mappings, i))
-                     ->size;
+        total +=
+            ((struct dma_mapping_rec *)g_ptr_array_index(mappings, i))->size;
     return total;
 }
 

@@ -60,8 +60,8 @@ int vma_backing_cached(struct vma_table *cache, const void *vaddr,
 
 /* preserve/vaddr-remap.c: the checked remap, shared by the map hook
  * (preserve/vfio-dma.c) and the rollback (restore/vfio-commit.c). */
-int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
-                        void *vaddr, uint32_t prot);
+int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m, void *vaddr,
+                        uint32_t prot);
 void vma_cache_drop(cprkit_ctx *ctx);
 
 /* preserve/vfio-save.c */

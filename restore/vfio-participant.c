@@ -19,8 +19,7 @@ static void vfio_clear(cprkit_ctx *ctx)
     vfio_state_clear(vfio_of(ctx));
 }
 
-static void vfio_stats(cprkit_ctx *ctx, participant_stat_fn add,
-                       void *userdata)
+static void vfio_stats(cprkit_ctx *ctx, participant_stat_fn add, void *userdata)
 {
     struct vfio_state *v = vfio_of(ctx);
 

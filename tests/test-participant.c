@@ -56,7 +56,7 @@ static void record(int i, const char *what)
     {                                                                          \
         record(i, "suspend");                                                  \
         if (fakes[i].fail_suspend)                                             \
-            return ctx_fail(ctx, fakes[i].fail_suspend, "%s cannot suspend",  \
+            return ctx_fail(ctx, fakes[i].fail_suspend, "%s cannot suspend",   \
                             fakes[i].name);                                    \
         return 0;                                                              \
     }                                                                          \
@@ -111,12 +111,10 @@ static void record(int i, const char *what)
 
 #define FAKE_PARTICIPANT(i, p, prio)                                           \
     {                                                                          \
-        .name = #p, .priority = prio,                                          \
-        .state_size = sizeof(struct fake_state), .init = init_##i,             \
-        .clear = clear_##i, .check_blockers = check_##i,                       \
+        .name = #p, .priority = prio, .state_size = sizeof(struct fake_state), \
+        .init = init_##i, .clear = clear_##i, .check_blockers = check_##i,     \
         .suspend = suspend_##i, .resume = resume_##i, .save = save_##i,        \
-        .load = load_##i, .pending = pending_##i,                              \
-        .committed = committed_##i,                                            \
+        .load = load_##i, .pending = pending_##i, .committed = committed_##i,  \
         .rollback_prepare = rollback_prepare_##i,                              \
         .rollback_abort = rollback_abort_##i, .stats = stats_##i,              \
     }
@@ -193,8 +191,7 @@ static void test_suspend_failure(void)
 
     fakes[1].fail_suspend = -EIO;
     g_assert_cmpint(participants_suspend(ctx), ==, -EIO);
-    g_assert_cmpstr(trace->str, ==,
-                    "early:suspend late:suspend early:resume");
+    g_assert_cmpstr(trace->str, ==, "early:suspend late:suspend early:resume");
     g_assert_cmpstr(cprkit_last_error(ctx), ==, "late cannot suspend");
     cprkit_free(ctx);
 }
@@ -255,8 +252,8 @@ static void test_save_load(void)
     g_string_truncate(trace, 0);
     g_assert_cmpint(state_load(loaded, state), ==, 0);
     g_assert_cmpstr(trace->str, ==, "early:load late:load later:load");
-    g_assert_true(((struct fake_state *)participant_state(loaded, &later))
-                      ->loaded);
+    g_assert_true(
+        ((struct fake_state *)participant_state(loaded, &later))->loaded);
 
     g_string_truncate(trace, 0);
     fakes[1].fail_load = -EBADMSG;
@@ -265,8 +262,8 @@ static void test_save_load(void)
                     "early:load late:load "
                     "later:clear late:clear early:clear "
                     "early:init late:init later:init");
-    g_assert_false(((struct fake_state *)participant_state(loaded, &early))
-                       ->loaded);
+    g_assert_false(
+        ((struct fake_state *)participant_state(loaded, &early))->loaded);
     g_assert_cmpint(
         ((struct fake_state *)participant_state(loaded, &early))->inits, ==, 2);
 
