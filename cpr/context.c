@@ -21,9 +21,11 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
         g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
     ctx->update_timestamps =
         g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
-    vfio_state_init(&ctx->vfio);
+    ctx->blockers =
+        g_ptr_array_new_with_free_func((GDestroyNotify)update_blocker_free);
     ctx->log_max_priority = LOG_INFO;
     ctx->blob_fd = -EBADF;
+    participants_init(ctx);
     *ret_ctx = ctx;
     return 0;
 }
@@ -37,8 +39,8 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
     g_ptr_array_unref(ctx->sections);
     g_ptr_array_unref(ctx->timestamps);
     g_ptr_array_unref(ctx->update_timestamps);
-    vfio_state_clear(&ctx->vfio);
-    vma_cache_drop(ctx);
+    participants_clear(ctx);
+    g_ptr_array_unref(ctx->blockers);
     closep(&ctx->blob_fd);
     command_line_clear(&ctx->rescue);
     free(ctx->rollback_reason);

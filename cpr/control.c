@@ -22,6 +22,7 @@
 #include "control-internal.h"
 #include "sd-notify.h"
 #include "state-json.h"
+#include "vfio-internal.h"
 
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
@@ -187,7 +188,7 @@ static void handle_status(cprkit_control *c, struct control_client *cl)
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = json_object();
     g_autofree char *exe = self_exe();
-    unsigned n_devices = ctx->vfio.devices->len;
+    unsigned n_devices = vfio_of(ctx)->devices->len;
     json_t *fds, *vfio, *devices;
 
     set_bool(o, "ok", true);
@@ -215,19 +216,19 @@ static void handle_status(cprkit_control *c, struct control_client *cl)
     json_object_set_new(o, "fds", fds);
 
     vfio = json_object();
-    set_int(vfio, "containers", ctx->vfio.containers->len);
-    set_int(vfio, "groups", ctx->vfio.groups->len);
+    set_int(vfio, "containers", vfio_of(ctx)->containers->len);
+    set_int(vfio, "groups", vfio_of(ctx)->groups->len);
     devices = json_array();
     for (unsigned i = 0; i < n_devices; i++) {
         const struct vfio_device_rec *d =
-            g_ptr_array_index(ctx->vfio.devices, i);
+            g_ptr_array_index(vfio_of(ctx)->devices, i);
         json_array_append_new(devices, json_utf8_string(d->bdf ? d->bdf : ""));
     }
     json_object_set_new(vfio, "devices", devices);
-    set_int(vfio, "dma_mappings", ctx->vfio.mappings->len);
+    set_int(vfio, "dma_mappings", vfio_of(ctx)->mappings->len);
     set_int(vfio, "mapped_bytes", (json_int_t)vfio_mapped_bytes(ctx));
-    set_int(vfio, "irq_indexes", ctx->vfio.irqs->len);
-    set_int(vfio, "ram_blocks", ctx->vfio.ram_blocks->len);
+    set_int(vfio, "irq_indexes", vfio_of(ctx)->irqs->len);
+    set_int(vfio, "ram_blocks", vfio_of(ctx)->ram_blocks->len);
     json_object_set_new(o, "vfio", vfio);
 
     add_last_update(c, o);

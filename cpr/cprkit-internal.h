@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Internal interfaces of libcprkit, shared by cpr/, preserve/, restore/,
- * shim/ and the unit tests. Not installed. */
+/* Internal interfaces of the libcprkit core (cpr/), shared with the
+ * participants (preserve/ and restore/: VFIO, see preserve/vfio-internal.h),
+ * the control library, shim/ and the unit tests. Not installed. The core
+ * never includes a participant's header: it reaches them through
+ * participant.h only. */
 #pragma once
 
 #include <inttypes.h>
@@ -14,7 +17,7 @@
 #include "cprkit/cprkit.h"
 #include "cprkit-state.pb-c.h"
 #include "macros.h"
-#include "vfio-records.h"
+#include "participant.h"
 
 /* Refuse blobs bigger than this: a corrupt length must not make us allocate
  * gigabytes. 64 MiB holds millions of fd entries. */
@@ -99,13 +102,13 @@ struct cprkit_ctx {
     struct command_line rescue;
     bool have_rescue;
 
-    /* VFIO records (preserve/, restore/). */
-    struct vfio_state vfio;
-    /* Every VFIO ioctl goes through here; unit tests plug in a fake. */
-    int (*ioctl_fn)(int fd, unsigned long request, void *arg);
-    /* The address-space table the remaps of the incoming phase share
-     * (restore/vaddr-remap.c); NULL outside of it. */
-    struct vma_table *vma_cache;
+    /* struct update_blocker *: why no update may start now (check.c). */
+    GPtrArray *blockers;
+
+    /* Private state of every participant, in priority order
+     * (cpr/participant.c). */
+    struct participant_slot *participants;
+    unsigned n_participants;
 };
 
 /* context.c */
@@ -131,6 +134,9 @@ int fd_set_cloexec(int fd, bool cloexec);
 
 /* fdreg.c */
 struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id);
+const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
+const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
+                                            uint64_t ino);
 int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
               const struct fd_identity *identity, bool claimed);
 void fd_entry_free(struct fd_entry *e);
@@ -176,51 +182,6 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 
-/* preserve/: VFIO records, hooks, blockers, vaddr suspend. */
-void vfio_state_init(struct vfio_state *vfio);
-void vfio_state_clear(struct vfio_state *vfio);
-int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg);
-struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd);
-struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd);
-int vfio_container_get(cprkit_ctx *ctx, int fd, struct vfio_container_rec **ret);
-int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret);
-char *vfio_device_fd_name(const char *bdf);
-const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd);
-int vfio_check_blockers(cprkit_ctx *ctx);
-int vfio_suspend_vaddrs(cprkit_ctx *ctx);
-int vfio_resume_vaddrs(cprkit_ctx *ctx);
-uint64_t vfio_mapped_bytes(cprkit_ctx *ctx);
-struct vma_backing {
-    uint64_t dev;
-    uint64_t ino;
-    uint64_t offset; /* file offset of the first byte */
-    bool shared;
-    bool file_backed; /* has an inode (not anonymous memory) */
-};
-int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
-struct vma_table {
-    GArray *vmas;  /* struct vma, by address */
-    bool no_query; /* the kernel has no PROCMAP_QUERY (before 6.11) */
-};
-int vma_table_load(struct vma_table *t);
-int vma_table_lookup(const struct vma_table *t, const void *vaddr,
-                     uint64_t size, struct vma_backing *ret);
-void vma_table_clear(struct vma_table *t);
-int vma_backing_cached(struct vma_table *cache, const void *vaddr,
-                       uint64_t size, struct vma_backing *ret);
-const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
-                                            uint64_t ino);
-int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
-
-/* restore/: VFIO records from the blob, remap, commit, rollback. */
-int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state);
-unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out);
-int vfio_suspend_for_rollback(cprkit_ctx *ctx);
-void vfio_undo_rollback_suspend(cprkit_ctx *ctx);
-int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
-                        void *vaddr, uint32_t prot);
-void vma_cache_drop(cprkit_ctx *ctx);
-
 /* state.c: memory owned by a built State, freed by state_build_free(). */
 void *state_alloc(Cprkit__State *state, size_t size);
 
@@ -230,3 +191,17 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                    bool skip_missing_fds);
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);
 int exec_check_target(cprkit_ctx *ctx, const char *path);
+
+/* check.c: the pre-flight (cprkit_check_update()). */
+char *proc_status_field(const char *field);
+/* Registered blockers, as QEMU's migrate_add_blocker(): a part of the
+ * program that knows, when it sets something up, that this cannot cross an
+ * update says so with why; every check and update is refused, listing
+ * them, until it is removed. */
+struct update_blocker {
+    char *owner;  /* who registered it, e.g. a participant's name */
+    char *reason; /* for the operator: what, and what to do about it */
+};
+void update_blocker_free(struct update_blocker *b);
+int ctx_add_blocker(cprkit_ctx *ctx, const char *owner, const char *reason);
+int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner, const char *reason);

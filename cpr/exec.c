@@ -142,6 +142,12 @@ int exec_check_target(cprkit_ctx *ctx, const char *path)
     return 0;
 }
 
+/* ", dma_mappings 3" for the exec log line. */
+static void append_stat(void *userdata, const char *key, uint64_t value)
+{
+    g_string_append_printf(userdata, ", %s %" PRIu64, key, value);
+}
+
 static int rollback_command_line(cprkit_ctx *ctx,
                                  const struct cprkit_exec_opts *opts,
                                  struct command_line *ret)
@@ -183,17 +189,19 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     if (r < 0)
         return r;
 
-    /* 2. The blackout starts: DMA keeps running, but this process's
-     * addresses are no longer valid to the kernel. */
+    /* 2. The blackout starts: the participants suspend (VFIO: DMA keeps
+     * running, but this process's addresses are no longer valid to the
+     * kernel). */
     timestamps_set(ctx->update_timestamps, "suspend", monotonic_now_ns());
-    r = vfio_suspend_vaddrs(ctx);
+    r = participants_suspend(ctx);
     if (r < 0) {
         command_line_clear(&rescue);
         return r;
     }
     timestamps_set(ctx->update_timestamps, "suspended", monotonic_now_ns());
 
-    /* 3. The blob records the mappings as suspended. */
+    /* 3. Written after the suspend, the blob says what is true at exec
+     * (VFIO: the mappings as suspended). */
     timestamps_set(ctx->update_timestamps, "exec", monotonic_now_ns());
     r = state_build(ctx, ctx->generation + 1, &state);
     if (r >= 0)
@@ -205,10 +213,16 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     if (r < 0)
         goto resume;
 
-    ctx_log(ctx, LOG_INFO, "exec %s (generation %" PRIu64 ", %u fds, %u DMA "
-                           "mappings, %zu byte state)",
-            path, ctx->generation + 1, ctx->fds->len,
-            ctx->vfio.mappings->len, blob_size);
+    /* Inside the blackout: format the figures only for a listener. */
+    if (ctx->log_fn && ctx->log_max_priority >= LOG_INFO) {
+        g_autoptr(GString) stats = g_string_new(NULL);
+
+        participants_stats(ctx, append_stat, stats);
+        ctx_log(ctx, LOG_INFO,
+                "exec %s (generation %" PRIu64 ", %u fds, %zu byte state%s)",
+                path, ctx->generation + 1, ctx->fds->len, blob_size,
+                stats->str);
+    }
     /* 4. Returns only on failure; blob_fd is closed by cleanup. */
     r = exec_with_blob(ctx, path, argv, opts ? opts->envp : NULL, blob_fd,
                        NULL, false);
@@ -218,10 +232,9 @@ resume:
     {
         g_autofree char *why = g_strdup(cprkit_last_error(ctx));
 
-        if (vfio_resume_vaddrs(ctx) < 0)
-            return ctx_fail(ctx, r, "%s; and resuming the DMA vaddrs "
-                                    "failed: %s",
-                            why, cprkit_last_error(ctx));
+        if (participants_resume(ctx) < 0)
+            return ctx_fail(ctx, r, "%s; and resuming failed: %s", why,
+                            cprkit_last_error(ctx));
         ctx_fail(ctx, r, "%s", why);
     }
     return r;

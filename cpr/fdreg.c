@@ -40,6 +40,36 @@ struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id)
     return g_hash_table_lookup(ctx->fd_index, &key);
 }
 
+/* The entry holding this fd number, or NULL. Linear: used by the
+ * participants outside the blackout and to resolve references. */
+const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if (e->fd == fd)
+            return e;
+    }
+    return NULL;
+}
+
+/* The registered memfd or regular file with this identity: what memory
+ * shared with a device must come from for the new binary to map it again
+ * (the backing of a DMA mapping). */
+const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
+                                            uint64_t ino)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        if ((e->identity.type == CPRKIT_FD_MEMFD ||
+             e->identity.type == CPRKIT_FD_REGULAR_FILE) &&
+            e->identity.dev == dev && e->identity.ino == ino)
+            return e;
+    }
+    return NULL;
+}
+
 void fdreg_clear(cprkit_ctx *ctx)
 {
     g_hash_table_remove_all(ctx->fd_index);

@@ -187,8 +187,8 @@ CPRKIT_EXPORT uint64_t cprkit_generation(const cprkit_ctx *ctx)
 CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
 {
     g_autoptr(GString) unclaimed = g_string_new(NULL);
-    g_autoptr(GString) unremapped = g_string_new(NULL);
-    unsigned n_unclaimed = 0, n_unremapped;
+    g_autoptr(GString) pending = g_string_new(NULL);
+    unsigned n_unclaimed = 0, n_pending;
 
     if (!ctx->incoming)
         return ctx_fail(ctx, -EINVAL, "nothing to commit: no incoming update");
@@ -202,9 +202,9 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
                                cprkit_fd_type_name(e->identity.type));
         n_unclaimed++;
     }
-    n_unremapped = vfio_list_unremapped(ctx, unremapped);
+    n_pending = participants_pending(ctx, pending);
     /* Everything that was left, in one message. */
-    if (n_unclaimed || n_unremapped) {
+    if (n_unclaimed || n_pending) {
         g_autoptr(GString) msg = g_string_new("cannot commit: ");
 
         if (n_unclaimed)
@@ -212,21 +212,15 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
                                    n_unclaimed,
                                    n_unclaimed == 1 ? " was" : "s were",
                                    unclaimed->str);
-        if (n_unclaimed && n_unremapped)
+        if (n_unclaimed && n_pending)
             g_string_append(msg, "; ");
-        if (n_unremapped)
-            g_string_append_printf(msg,
-                                   "%u preserved DMA mapping%s not remapped "
-                                   "with cprkit_vfio_dma_map(): %s",
-                                   n_unremapped,
-                                   n_unremapped == 1 ? " was" : "s were",
-                                   unremapped->str);
+        g_string_append(msg, pending->str);
         return ctx_fail(ctx, -EBUSY, "%s", msg->str);
     }
 
     closep(&ctx->blob_fd);
     ctx->blob_fd = -EBADF;
-    vma_cache_drop(ctx);
+    participants_committed(ctx);
     command_line_clear(&ctx->rescue);
     ctx->have_rescue = false;
     ctx->incoming = false;
@@ -257,15 +251,16 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
                         "rollback command line");
 
     ctx_log(ctx, LOG_WARNING, "rolling back to %s: %s", ctx->rescue.path, why);
-    /* What this binary remapped is suspended again, so the previous one
-     * finds every mapping as it left it. */
-    r = vfio_suspend_for_rollback(ctx);
+    /* The participants put back what this binary changed (VFIO: what it
+     * remapped is suspended again), so the previous one finds everything
+     * as it left it. */
+    r = participants_rollback_prepare(ctx);
     if (r < 0)
         return r;
     /* The same sealed blob goes back: it describes the fds exactly as the
      * previous binary left them, and nothing here has changed them. */
     r = exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
                        ctx->blob_fd, why, true);
-    vfio_undo_rollback_suspend(ctx);
+    participants_rollback_abort(ctx);
     return r;
 }

@@ -23,7 +23,7 @@ struct built_state {
     struct fd_entry_msgs *fd_msgs;
     Cprkit__AppSection *section_msgs;
     Cprkit__Timestamp *ts_msgs;
-    GPtrArray *allocs; /* anything else, e.g. VFIO records */
+    GPtrArray *allocs; /* anything else: the participants' records */
 };
 
 void *state_alloc(Cprkit__State *state, size_t size)
@@ -115,7 +115,8 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     state->writer_pid = (uint32_t)getpid();
     state->writer_version = (char *)PROJECT_VERSION;
 
-    r = vfio_state_build(ctx, state);
+    /* The participants' own fields (see cprkit-state.proto). */
+    r = participants_save(ctx, state);
     if (r < 0) {
         state_build_free(state);
         return r;
@@ -208,7 +209,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         if (name_is_valid(m->phase) && m->has_monotonic_ns)
             timestamps_set(ctx->timestamps, m->phase, m->monotonic_ns);
     }
-    r = vfio_state_load(ctx, state);
+    r = participants_load(ctx, state);
     if (r < 0)
         goto fail;
     ctx->generation = state->generation;
@@ -216,8 +217,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     return 0;
 
 fail:
-    vfio_state_clear(&ctx->vfio);
-    vfio_state_init(&ctx->vfio);
+    participants_reset(ctx);
     fdreg_clear(ctx);
     g_ptr_array_set_size(ctx->sections, 0);
     g_ptr_array_set_size(ctx->timestamps, 0);

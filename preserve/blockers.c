@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Blockers: everything that would make an update fail half-way, checked
- * before anything changes, each with a message naming the culprit. Found
- * here, an update costs nothing; found after the vaddr suspend, it costs a
- * blackout and a recovery.
+ * The VFIO blockers (the participant's check_blockers): everything about
+ * containers, groups, DMA mappings and pinned memory that would make an
+ * update fail half-way, checked before anything changes, each with a
+ * message naming the culprit. Found here, an update costs nothing; found
+ * after the vaddr suspend, it costs a blackout and a recovery. The generic
+ * ones (target binary, fds, seccomp) are the core's: cpr/check.c.
  */
 #include <dirent.h>
 #include <linux/vfio.h>
@@ -11,63 +13,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 #define CAP_IPC_LOCK_BIT 14
 
-/* A field of /proc/self/status such as "CapEff" or "Seccomp". */
-static char *status_field(const char *field)
-{
-    g_autofree char *status = NULL;
-    g_auto(GStrv) lines = NULL;
-    size_t len = strlen(field);
-
-    if (!g_file_get_contents("/proc/self/status", &status, NULL, NULL))
-        return NULL;
-    lines = g_strsplit(status, "\n", -1);
-    for (char **l = lines; *l; l++)
-        if (strncmp(*l, field, len) == 0 && (*l)[len] == ':')
-            return g_strstrip(g_strdup(*l + len + 1));
-    return NULL;
-}
-
 static bool has_cap_ipc_lock(void)
 {
-    g_autofree char *cap_eff = status_field("CapEff");
+    g_autofree char *cap_eff = proc_status_field("CapEff");
 
     return cap_eff &&
            (g_ascii_strtoull(cap_eff, NULL, 16) >> CAP_IPC_LOCK_BIT) & 1;
-}
-
-/* Under a seccomp filter, ask a child whether execve is allowed: with an
- * invalid argv pointer an allowed execve fails with EFAULT before running
- * anything, a filtered one fails otherwise or kills the child. */
-static int check_seccomp_allows_exec(cprkit_ctx *ctx, const char *path)
-{
-    g_autofree char *mode = status_field("Seccomp");
-    int status;
-    pid_t pid;
-
-    if (!mode || strcmp(mode, "2") != 0)
-        return 0;
-    pid = fork();
-    if (pid < 0)
-        return ctx_fail(ctx, -errno, "fork for the seccomp probe: %m");
-    if (pid == 0) {
-        long r = syscall(SYS_execve, path, (char **)1, NULL);
-
-        _exit(r < 0 && errno == EFAULT ? 0 : 1);
-    }
-    if (waitpid(pid, &status, 0) != pid)
-        return ctx_fail(ctx, -errno, "waitpid for the seccomp probe: %m");
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    return ctx_fail(ctx, -EPERM,
-                    "this process's seccomp filter does not allow execve: "
-                    "the update cannot exec the new binary");
 }
 
 static int check_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
@@ -178,49 +134,29 @@ static int check_memlock(cprkit_ctx *ctx)
 
 int vfio_check_blockers(cprkit_ctx *ctx)
 {
+    struct vfio_state *v = vfio_of(ctx);
     int r;
 
-    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
-        r = check_container(ctx, g_ptr_array_index(ctx->vfio.containers, i));
+    for (guint i = 0; i < v->containers->len; i++) {
+        r = check_container(ctx, g_ptr_array_index(v->containers, i));
         if (r < 0)
             return r;
     }
-    for (guint i = 0; i < ctx->vfio.groups->len; i++) {
-        r = check_group(ctx, g_ptr_array_index(ctx->vfio.groups, i));
+    for (guint i = 0; i < v->groups->len; i++) {
+        r = check_group(ctx, g_ptr_array_index(v->groups, i));
         if (r < 0)
             return r;
     }
-    if (ctx->vfio.mappings->len) {
+    if (v->mappings->len) {
         struct vma_table vmas = {0};
 
         r = vma_table_load(&vmas);
-        for (guint i = 0; r >= 0 && i < ctx->vfio.mappings->len; i++)
-            r = check_mapping(ctx, &vmas,
-                              g_ptr_array_index(ctx->vfio.mappings, i));
+        for (guint i = 0; r >= 0 && i < v->mappings->len; i++)
+            r = check_mapping(ctx, &vmas, g_ptr_array_index(v->mappings, i));
         vma_table_clear(&vmas);
         if (r < 0)
             return r == -EIO ? ctx_fail(ctx, r, "cannot read /proc/self/maps")
                              : r;
     }
     return check_memlock(ctx);
-}
-
-CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
-{
-    int r;
-
-    if (ctx->incoming)
-        return ctx_fail(ctx, -EBUSY,
-                        "an incoming update is not committed yet: commit or "
-                        "roll back before starting another");
-    r = exec_check_target(ctx, path);
-    if (r < 0)
-        return r;
-    r = fdreg_check_unchanged(ctx);
-    if (r < 0)
-        return r;
-    r = vfio_check_blockers(ctx);
-    if (r < 0)
-        return r;
-    return check_seccomp_allows_exec(ctx, path);
 }

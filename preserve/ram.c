@@ -5,13 +5,14 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 CPRKIT_EXPORT int cprkit_ram_open(cprkit_ctx *ctx, const char *name,
                                   uint64_t size, bool *ret_reclaimed)
 {
     g_autofree char *fd_name = NULL;
     _cleanup_close_ int fd = -EBADF;
+    GPtrArray *blocks = vfio_of(ctx)->ram_blocks;
     struct ram_block_rec *ram;
     struct stat st;
     int r;
@@ -22,8 +23,8 @@ CPRKIT_EXPORT int cprkit_ram_open(cprkit_ctx *ctx, const char *name,
         return ctx_fail(ctx, -EINVAL, "RAM block '%s' of size 0", name);
     fd_name = g_strdup_printf("ram:%s", name);
 
-    for (guint i = 0; i < ctx->vfio.ram_blocks->len; i++) {
-        ram = g_ptr_array_index(ctx->vfio.ram_blocks, i);
+    for (guint i = 0; i < blocks->len; i++) {
+        ram = g_ptr_array_index(blocks, i);
         if (strcmp(ram->name, name) != 0)
             continue;
         if (!ram->preserved)
@@ -64,7 +65,7 @@ CPRKIT_EXPORT int cprkit_ram_open(cprkit_ctx *ctx, const char *name,
     ram->name = g_strdup(name);
     ram->fd = fd;
     ram->size = size;
-    g_ptr_array_add(ctx->vfio.ram_blocks, ram);
+    g_ptr_array_add(blocks, ram);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return TAKE_FD(fd);

@@ -11,15 +11,17 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 #define CONTAINER_FD_NAME "vfio-container"
 #define GROUP_FD_NAME "vfio-group"
 
 struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd)
 {
-    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
-        struct vfio_container_rec *c = g_ptr_array_index(ctx->vfio.containers, i);
+    GPtrArray *containers = vfio_of(ctx)->containers;
+
+    for (guint i = 0; i < containers->len; i++) {
+        struct vfio_container_rec *c = g_ptr_array_index(containers, i);
 
         if (c->fd == fd)
             return c;
@@ -29,8 +31,10 @@ struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd)
 
 static struct vfio_container_rec *container_by_id(cprkit_ctx *ctx, int id)
 {
-    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
-        struct vfio_container_rec *c = g_ptr_array_index(ctx->vfio.containers, i);
+    GPtrArray *containers = vfio_of(ctx)->containers;
+
+    for (guint i = 0; i < containers->len; i++) {
+        struct vfio_container_rec *c = g_ptr_array_index(containers, i);
 
         if (c->id == id)
             return c;
@@ -64,8 +68,10 @@ int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret)
 
 struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd)
 {
-    for (guint i = 0; i < ctx->vfio.devices->len; i++) {
-        struct vfio_device_rec *d = g_ptr_array_index(ctx->vfio.devices, i);
+    GPtrArray *devices = vfio_of(ctx)->devices;
+
+    for (guint i = 0; i < devices->len; i++) {
+        struct vfio_device_rec *d = g_ptr_array_index(devices, i);
 
         if (d->fd == fd)
             return d;
@@ -115,7 +121,7 @@ CPRKIT_EXPORT int cprkit_vfio_container_open(cprkit_ctx *ctx, int id,
     c = g_new0(struct vfio_container_rec, 1);
     c->fd = fd;
     c->id = id;
-    g_ptr_array_add(ctx->vfio.containers, c);
+    g_ptr_array_add(vfio_of(ctx)->containers, c);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return TAKE_FD(fd);
@@ -145,8 +151,10 @@ static int container_set_iommu(cprkit_ctx *ctx, struct vfio_container_rec *c)
 
 static struct vfio_group_rec *group_by_number(cprkit_ctx *ctx, unsigned number)
 {
-    for (guint i = 0; i < ctx->vfio.groups->len; i++) {
-        struct vfio_group_rec *g = g_ptr_array_index(ctx->vfio.groups, i);
+    GPtrArray *groups = vfio_of(ctx)->groups;
+
+    for (guint i = 0; i < groups->len; i++) {
+        struct vfio_group_rec *g = g_ptr_array_index(groups, i);
 
         if (g->number == number)
             return g;
@@ -219,7 +227,7 @@ CPRKIT_EXPORT int cprkit_vfio_group_open(cprkit_ctx *ctx, int container_fd,
     g->fd = fd;
     g->number = group_number;
     g->container_fd = container_fd;
-    g_ptr_array_add(ctx->vfio.groups, g);
+    g_ptr_array_add(vfio_of(ctx)->groups, g);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return TAKE_FD(fd);
@@ -244,6 +252,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
 {
     g_autofree char *name = NULL;
     const struct fd_entry *group_entry = fdreg_lookup_fd(ctx, group_fd);
+    GPtrArray *devices = vfio_of(ctx)->devices;
     struct vfio_device_rec *d;
     int fd, r;
 
@@ -257,8 +266,8 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
                         "cprkit_vfio_group_open()",
                         group_fd);
     name = vfio_device_fd_name(bdf);
-    for (guint i = 0; i < ctx->vfio.devices->len; i++) {
-        d = g_ptr_array_index(ctx->vfio.devices, i);
+    for (guint i = 0; i < devices->len; i++) {
+        d = g_ptr_array_index(devices, i);
         if (strcmp(d->bdf, bdf) != 0)
             continue;
         if (!d->preserved)
@@ -299,7 +308,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
     d->fd = fd;
     d->bdf = g_strdup(bdf);
     d->group_number = (unsigned)group_entry->id;
-    g_ptr_array_add(ctx->vfio.devices, d);
+    g_ptr_array_add(devices, d);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return fd;

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 /* One line of /proc/self/maps. */
 struct vma {
@@ -281,8 +281,10 @@ int vma_backing_cached(struct vma_table *cache, const void *vaddr,
 static struct dma_mapping_rec *mapping_find(cprkit_ctx *ctx, int container_fd,
                                             uint64_t iova, uint64_t size)
 {
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
+
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
         if (m->container_fd == container_fd && m->iova == iova &&
             m->size == size)
@@ -373,7 +375,7 @@ CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
     m->backing_ino = backing.ino;
     m->backing_offset = backing.offset;
     m->backing_shared = backing.shared && backing.file_backed;
-    g_ptr_array_add(ctx->vfio.mappings, m);
+    g_ptr_array_add(vfio_of(ctx)->mappings, m);
     return 0;
 }
 
@@ -395,18 +397,18 @@ CPRKIT_EXPORT int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd,
     if (r < 0)
         return ctx_fail(ctx, r, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 ": %s",
                         iova, strerror(-r));
-    g_ptr_array_remove(ctx->vfio.mappings, m);
+    g_ptr_array_remove(vfio_of(ctx)->mappings, m);
     return 0;
 }
 
 uint64_t vfio_mapped_bytes(cprkit_ctx *ctx)
 {
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
     uint64_t total = 0;
 
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++)
-        total += ((struct dma_mapping_rec *)g_ptr_array_index(
-                      ctx->vfio.mappings, i))
-                     ->size;
+    for (guint i = 0; i < mappings->len; i++)
+        total +=
+            ((struct dma_mapping_rec *)g_ptr_array_index(mappings, i))->size;
     return total;
 }
 
@@ -415,10 +417,11 @@ uint64_t vfio_mapped_bytes(cprkit_ctx *ctx)
  * returns the first error. */
 int vfio_resume_vaddrs(cprkit_ctx *ctx)
 {
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
     int first_error = 0;
 
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
         int r;
 
         if (!m->suspended)
@@ -438,12 +441,13 @@ int vfio_resume_vaddrs(cprkit_ctx *ctx)
 
 static int suspend_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
 {
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
     uint64_t expected = 0, suspended = 0;
     unsigned n = 0;
     int r;
 
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
         if (m->container_fd == c->fd) {
             expected += m->size;
@@ -464,8 +468,8 @@ static int suspend_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
                             "suspending the DMA vaddrs of container %d "
                             "(UNMAP_DMA VADDR|ALL): %s",
                             c->id, strerror(-r));
-        for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-            struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+        for (guint i = 0; i < mappings->len; i++) {
+            struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
             if (m->container_fd == c->fd)
                 m->suspended = true;
@@ -479,8 +483,8 @@ static int suspend_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
                     c->id, suspended, expected);
         return 0;
     }
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
         if (m->container_fd != c->fd)
             continue;
@@ -500,9 +504,10 @@ static int suspend_container(cprkit_ctx *ctx, struct vfio_container_rec *c)
  * the caller sees all-or-nothing. */
 int vfio_suspend_vaddrs(cprkit_ctx *ctx)
 {
-    for (guint i = 0; i < ctx->vfio.containers->len; i++) {
-        int r = suspend_container(ctx,
-                                  g_ptr_array_index(ctx->vfio.containers, i));
+    GPtrArray *containers = vfio_of(ctx)->containers;
+
+    for (guint i = 0; i < containers->len; i++) {
+        int r = suspend_container(ctx, g_ptr_array_index(containers, i));
 
         if (r < 0) {
             g_autofree char *why = g_strdup(cprkit_last_error(ctx));

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 static const char *const irq_index_names[] = {
     [VFIO_PCI_INTX_IRQ_INDEX] = "intx",
@@ -32,8 +32,10 @@ static char *unmask_fd_name(const char *bdf)
 static struct irq_index_rec *irq_rec_find(cprkit_ctx *ctx, int device_fd,
                                    unsigned index)
 {
-    for (guint i = 0; i < ctx->vfio.irqs->len; i++) {
-        struct irq_index_rec *irq = g_ptr_array_index(ctx->vfio.irqs, i);
+    GPtrArray *irqs = vfio_of(ctx)->irqs;
+
+    for (guint i = 0; i < irqs->len; i++) {
+        struct irq_index_rec *irq = g_ptr_array_index(irqs, i);
 
         if (irq->device_fd == device_fd && irq->index == index)
             return irq;
@@ -186,7 +188,7 @@ CPRKIT_EXPORT int cprkit_vfio_irq_enable(cprkit_ctx *ctx, int device_fd,
     irq->count = count;
     irq->eventfds = g_memdup2(fds, sizeof(int) * count);
     irq->unmask_fd = unmask_fd;
-    g_ptr_array_add(ctx->vfio.irqs, irq);
+    g_ptr_array_add(vfio_of(ctx)->irqs, irq);
     memcpy(ret_eventfds, fds, sizeof(int) * count);
     return 0;
 
@@ -240,6 +242,6 @@ CPRKIT_EXPORT int cprkit_vfio_irq_disable(cprkit_ctx *ctx, int device_fd,
         cprkit_fd_remove(ctx, unmask, 0);
         close(irq->unmask_fd);
     }
-    g_ptr_array_remove(ctx->vfio.irqs, irq);
+    g_ptr_array_remove(vfio_of(ctx)->irqs, irq);
     return 0;
 }

@@ -76,6 +76,9 @@ struct ram_block_rec {
     bool reclaimed;
 };
 
+struct vma_table;
+
+/* The VFIO participant's private state in a context (vfio_of()). */
 struct vfio_state {
     GPtrArray *containers; /* struct vfio_container_rec * */
     GPtrArray *groups;     /* struct vfio_group_rec * */
@@ -83,4 +86,11 @@ struct vfio_state {
     GPtrArray *mappings;   /* struct dma_mapping_rec * */
     GPtrArray *irqs;       /* struct irq_index_rec * */
     GPtrArray *ram_blocks; /* struct ram_block_rec * */
+
+    /* Every VFIO ioctl goes through here; unit tests plug in a fake. Not
+     * touched by vfio_state_init/clear: it outlives a failed load. */
+    int (*ioctl_fn)(int fd, unsigned long request, void *arg);
+    /* The address-space table the remaps of the incoming phase share
+     * (preserve/vaddr-remap.c); NULL outside of it. */
+    struct vma_table *vma_cache;
 };

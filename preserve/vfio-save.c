@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <linux/vfio.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 static int fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
                   const char *what, Cprkit__FdRef **ret)
@@ -104,7 +104,7 @@ static int build_mapping(cprkit_ctx *ctx, Cprkit__State *state,
 
 int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
 {
-    struct vfio_state *v = &ctx->vfio;
+    struct vfio_state *v = vfio_of(ctx);
     int r;
 
     state->n_vfio_containers = v->containers->len;

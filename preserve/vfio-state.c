@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Lifecycle of the VFIO records, the ioctl seam, and registry helpers the
- * VFIO hooks share. */
+/* Lifecycle of the VFIO records and the ioctl seam. */
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 static void device_rec_free(struct vfio_device_rec *d)
 {
@@ -50,36 +49,8 @@ void vfio_state_clear(struct vfio_state *vfio)
 /* Returns the ioctl's non-negative result or -errno. */
 int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg)
 {
-    int r = ctx->ioctl_fn ? ctx->ioctl_fn(fd, request, arg)
-                          : ioctl(fd, request, arg);
+    int (*fn)(int, unsigned long, void *) = vfio_of(ctx)->ioctl_fn;
+    int r = fn ? fn(fd, request, arg) : ioctl(fd, request, arg);
 
     return r < 0 ? -errno : r;
 }
-
-const struct fd_entry *fdreg_lookup_fd(cprkit_ctx *ctx, int fd)
-{
-    for (guint i = 0; i < ctx->fds->len; i++) {
-        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
-
-        if (e->fd == fd)
-            return e;
-    }
-    return NULL;
-}
-
-/* The registered memfd or shared file with this identity: what a DMA
- * mapping's memory must come from for the new binary to map it again. */
-const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
-                                            uint64_t ino)
-{
-    for (guint i = 0; i < ctx->fds->len; i++) {
-        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
-
-        if ((e->identity.type == CPRKIT_FD_MEMFD ||
-             e->identity.type == CPRKIT_FD_REGULAR_FILE) &&
-            e->identity.dev == dev && e->identity.ino == ino)
-            return e;
-    }
-    return NULL;
-}
-

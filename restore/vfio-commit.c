@@ -8,25 +8,32 @@
 #include <linux/vfio.h>
 #include <string.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
-/* Appends the preserved mappings nobody remapped to out; returns how
- * many. Fds (containers, groups, devices, eventfds, RAM) are covered by
- * the registry's claim check; mappings have no fd of their own. */
+/* Appends to out the clause of commit's message for the preserved
+ * mappings nobody remapped; returns how many. Fds (containers, groups,
+ * devices, eventfds, RAM) are covered by the registry's claim check;
+ * mappings have no fd of their own. */
 unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out)
 {
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
+    g_autoptr(GString) list = g_string_new(NULL);
     unsigned n = 0;
 
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        const struct dma_mapping_rec *m =
-            g_ptr_array_index(ctx->vfio.mappings, i);
+    for (guint i = 0; i < mappings->len; i++) {
+        const struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
         if (!m->preserved)
             continue;
-        g_string_append_printf(out, "%siova 0x%" PRIx64 "+0x%" PRIx64,
+        g_string_append_printf(list, "%siova 0x%" PRIx64 "+0x%" PRIx64,
                                n ? ", " : "", m->iova, m->size);
         n++;
     }
+    if (n)
+        g_string_append_printf(out,
+                               "%u preserved DMA mapping%s not remapped "
+                               "with cprkit_vfio_dma_map(): %s",
+                               n, n == 1 ? " was" : "s were", list->str);
     return n;
 }
 
@@ -34,8 +41,10 @@ unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out)
  * suspended must not be touched (type1 refuses to suspend twice). */
 int vfio_suspend_for_rollback(cprkit_ctx *ctx)
 {
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
+
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
         struct vfio_iommu_type1_dma_unmap unmap = {
             .argsz = sizeof(unmap),
             .flags = VFIO_DMA_UNMAP_FLAG_VADDR,
@@ -63,8 +72,10 @@ int vfio_suspend_for_rollback(cprkit_ctx *ctx)
  * remapped. */
 void vfio_undo_rollback_suspend(cprkit_ctx *ctx)
 {
-    for (guint i = 0; i < ctx->vfio.mappings->len; i++) {
-        struct dma_mapping_rec *m = g_ptr_array_index(ctx->vfio.mappings, i);
+    GPtrArray *mappings = vfio_of(ctx)->mappings;
+
+    for (guint i = 0; i < mappings->len; i++) {
+        struct dma_mapping_rec *m = g_ptr_array_index(mappings, i);
 
         if (m->suspended && m->vaddr && m->preserved)
             dma_remap_preserved(ctx, m, m->vaddr, m->prot);

@@ -8,7 +8,7 @@
 #include <inttypes.h>
 #include <linux/vfio.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 static int resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
                    enum cprkit_fd_type type, const char *what, int *ret_fd)
@@ -80,7 +80,7 @@ static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
         }
     }
     irq->preserved = true;
-    g_ptr_array_add(ctx->vfio.irqs, TAKE_PTR(irq));
+    g_ptr_array_add(vfio_of(ctx)->irqs, TAKE_PTR(irq));
     return 0;
 }
 
@@ -116,13 +116,13 @@ static int load_mapping(cprkit_ctx *ctx, const Cprkit__DmaMapping *m)
     dm->backing_shared = true;
     dm->suspended = true;
     dm->preserved = true;
-    g_ptr_array_add(ctx->vfio.mappings, TAKE_PTR(dm));
+    g_ptr_array_add(vfio_of(ctx)->mappings, TAKE_PTR(dm));
     return 0;
 }
 
 int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
 {
-    struct vfio_state *v = &ctx->vfio;
+    struct vfio_state *v = vfio_of(ctx);
     int r;
 
     for (size_t i = 0; i < state->n_vfio_containers; i++) {

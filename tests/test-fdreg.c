@@ -304,6 +304,52 @@ static void test_exec_refuses(void)
     preserved_clear(&p);
 }
 
+/* Registered blockers refuse the check and the exec before anything
+ * happens, all listed in one message, until removed. */
+static void test_registered_blockers(void)
+{
+    struct preserved p;
+    char *argv[] = {"true", NULL};
+    int fds_before;
+
+    preserved_init(&p);
+    g_assert_cmpint(cprkit_check_update(p.ctx, "/bin/true"), ==, 0);
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "vfio",
+                                    "device 0000:00:03.0 is "
+                                    "an mdev"),
+                    ==, 0);
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "app", "a migration is running"), ==,
+                    0);
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "app", "a migration is running"), ==,
+                    -EEXIST);
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "", "x"), ==, -EINVAL);
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "app", ""), ==, -EINVAL);
+
+    g_assert_cmpint(cprkit_check_update(p.ctx, "/bin/true"), ==, -EOPNOTSUPP);
+    g_assert_cmpstr(cprkit_last_error(p.ctx), ==,
+                    "the update is blocked: vfio: device 0000:00:03.0 is an "
+                    "mdev; app: a migration is running");
+    fds_before = count_open_fds();
+    g_assert_cmpint(cprkit_exec(p.ctx, "/bin/true", argv, NULL), ==,
+                    -EOPNOTSUPP);
+    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    preserved_assert_intact(&p);
+
+    g_assert_cmpint(ctx_remove_blocker(p.ctx, "vfio", "other"), ==, -ENOENT);
+    g_assert_cmpint(ctx_remove_blocker(p.ctx, "vfio",
+                                       "device 0000:00:03.0 "
+                                       "is an mdev"),
+                    ==, 1);
+    g_assert_cmpint(cprkit_check_update(p.ctx, "/bin/true"), ==, -EOPNOTSUPP);
+    g_assert_cmpstr(cprkit_last_error(p.ctx), ==,
+                    "the update is blocked: app: a migration is running");
+    g_assert_cmpint(ctx_add_blocker(p.ctx, "app", "second"), ==, 0);
+    g_assert_cmpint(ctx_remove_blocker(p.ctx, "app", NULL), ==, 2);
+    g_assert_cmpint(ctx_remove_blocker(p.ctx, "app", NULL), ==, -ENOENT);
+    g_assert_cmpint(cprkit_check_update(p.ctx, "/bin/true"), ==, 0);
+    preserved_clear(&p);
+}
+
 static void test_command_line_of_self(void)
 {
     cprkit_ctx *ctx = new_ctx();
@@ -329,6 +375,7 @@ int main(int argc, char **argv)
     g_test_add_func("/exec/not-executable", test_exec_not_executable);
     g_test_add_func("/exec/fails-in-execve", test_exec_fails_in_execve);
     g_test_add_func("/exec/refuses", test_exec_refuses);
+    g_test_add_func("/exec/registered-blockers", test_registered_blockers);
     g_test_add_func("/exec/command-line-of-self", test_command_line_of_self);
     return g_test_run();
 }

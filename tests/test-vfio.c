@@ -7,7 +7,7 @@
 #include <linux/vfio.h>
 #include <sys/stat.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 #include "test-util.h"
 
 /* ---- the fake kernel ---------------------------------------------------- */
@@ -99,14 +99,14 @@ static void setup_init(struct setup *s, bool unmap_all)
 
     fake_reset();
     g_assert_cmpint(cprkit_new(&s->ctx), ==, 0);
-    s->ctx->ioctl_fn = fake_ioctl;
+    vfio_of(s->ctx)->ioctl_fn = fake_ioctl;
     g_assert_cmpint(fdreg_add(s->ctx, "vfio-container", 0, FAKE_CONTAINER_FD,
                               &container_id, true), ==, 0);
     s->container = g_new0(struct vfio_container_rec, 1);
     s->container->fd = FAKE_CONTAINER_FD;
     s->container->iommu_type = VFIO_TYPE1v2_IOMMU;
     s->container->has_unmap_all = unmap_all;
-    g_ptr_array_add(s->ctx->vfio.containers, s->container);
+    g_ptr_array_add(vfio_of(s->ctx)->containers, s->container);
 
     s->ram = memfd_create("ram", MFD_CLOEXEC);
     g_assert_cmpint(ftruncate(s->ram, RAM_SIZE), ==, 0);
@@ -127,7 +127,7 @@ static void setup_init(struct setup *s, bool unmap_all)
         m->backing_ino = b.ino;
         m->backing_offset = 0x1000 * (uint64_t)i;
         m->backing_shared = true;
-        g_ptr_array_add(s->ctx->vfio.mappings, m);
+        g_ptr_array_add(vfio_of(s->ctx)->mappings, m);
     }
 }
 
@@ -140,7 +140,7 @@ static void setup_clear(struct setup *s)
 
 static struct dma_mapping_rec *mapping(struct setup *s, guint i)
 {
-    return g_ptr_array_index(s->ctx->vfio.mappings, i);
+    return g_ptr_array_index(vfio_of(s->ctx)->mappings, i);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -375,6 +375,7 @@ static void test_records_roundtrip(void)
     Cprkit__State *state;
     g_autofree uint8_t *buf = NULL;
     cprkit_ctx *loaded;
+    struct vfio_state *lv;
     size_t size;
 
     setup_init(&s, true);
@@ -386,18 +387,18 @@ static void test_records_roundtrip(void)
     g->fd = 901;
     g->number = 7;
     g->container_fd = FAKE_CONTAINER_FD;
-    g_ptr_array_add(s.ctx->vfio.groups, g);
+    g_ptr_array_add(vfio_of(s.ctx)->groups, g);
     d->fd = 902;
     d->bdf = g_strdup("0000:00:03.0");
     d->group_number = 7;
-    g_ptr_array_add(s.ctx->vfio.devices, d);
+    g_ptr_array_add(vfio_of(s.ctx)->devices, d);
     irq->device_fd = 902;
     irq->index = VFIO_PCI_MSI_IRQ_INDEX;
     irq->count = 1;
     irq->eventfds = g_new(int, 1);
     irq->eventfds[0] = 903;
     irq->unmask_fd = -1;
-    g_ptr_array_add(s.ctx->vfio.irqs, irq);
+    g_ptr_array_add(vfio_of(s.ctx)->irqs, irq);
 
     /* The blob is written after the suspend. */
     g_assert_cmpint(vfio_suspend_vaddrs(s.ctx), ==, 0);
@@ -409,16 +410,17 @@ static void test_records_roundtrip(void)
     g_assert_cmpint(blob_decode(loaded, buf, size, &rescue, &state), ==, 0);
     g_assert_cmpint(state_load(loaded, state), ==, 0);
     cprkit__state__free_unpacked(state, NULL);
-    g_assert_cmpuint(loaded->vfio.containers->len, ==, 1);
-    g_assert_cmpuint(loaded->vfio.groups->len, ==, 1);
-    g_assert_cmpuint(loaded->vfio.devices->len, ==, 1);
-    g_assert_cmpuint(loaded->vfio.mappings->len, ==, 3);
-    g_assert_cmpuint(loaded->vfio.irqs->len, ==, 1);
+    lv = vfio_of(loaded);
+    g_assert_cmpuint(lv->containers->len, ==, 1);
+    g_assert_cmpuint(lv->groups->len, ==, 1);
+    g_assert_cmpuint(lv->devices->len, ==, 1);
+    g_assert_cmpuint(lv->mappings->len, ==, 3);
+    g_assert_cmpuint(lv->irqs->len, ==, 1);
     {
-        struct dma_mapping_rec *m = g_ptr_array_index(loaded->vfio.mappings, 2);
-        struct vfio_group_rec *lg = g_ptr_array_index(loaded->vfio.groups, 0);
-        struct vfio_device_rec *ld = g_ptr_array_index(loaded->vfio.devices, 0);
-        struct irq_index_rec *li = g_ptr_array_index(loaded->vfio.irqs, 0);
+        struct dma_mapping_rec *m = g_ptr_array_index(lv->mappings, 2);
+        struct vfio_group_rec *lg = g_ptr_array_index(lv->groups, 0);
+        struct vfio_device_rec *ld = g_ptr_array_index(lv->devices, 0);
+        struct irq_index_rec *li = g_ptr_array_index(lv->irqs, 0);
 
         g_assert_true(m->preserved && m->suspended);
         g_assert_cmphex(m->iova, ==, 0x102000);

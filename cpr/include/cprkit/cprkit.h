@@ -280,7 +280,8 @@ int cprkit_ram_open(cprkit_ctx *ctx, const char *name, uint64_t size,
  * group is backed by a real IOMMU group (not mdev / no-IOMMU), every DMA
  * mapping is a shared mapping of a preserved fd, RLIMIT_MEMLOCK covers the
  * pinned memory (or CAP_IPC_LOCK), path exists and is executable, every
- * preserved fd is still what was saved. Returns: 0 if an update to path
+ * preserved fd is still what was saved, no part of the program registered
+ * a blocker (-EOPNOTSUPP, all listed). Returns: 0 if an update to path
  * can proceed, else < 0 with the first blocker in cprkit_last_error(). */
 int cprkit_check_update(cprkit_ctx *ctx, const char *path);
 

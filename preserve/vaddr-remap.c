@@ -10,7 +10,7 @@
 #include <linux/vfio.h>
 #include <string.h>
 
-#include "cprkit-internal.h"
+#include "vfio-internal.h"
 
 int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
                         void *vaddr, uint32_t prot)
@@ -22,6 +22,7 @@ int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
         .iova = m->iova,
         .size = m->size,
     };
+    struct vfio_state *v = vfio_of(ctx);
     struct vma_backing now;
     int r;
 
@@ -29,9 +30,9 @@ int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
         return ctx_fail(ctx, -EINVAL,
                         "iova 0x%" PRIx64 " was mapped with prot 0x%x, not 0x%x",
                         m->iova, m->prot, prot);
-    if (!ctx->vma_cache)
-        ctx->vma_cache = g_new0(struct vma_table, 1);
-    r = vma_backing_cached(ctx->vma_cache, vaddr, m->size, &now);
+    if (!v->vma_cache)
+        v->vma_cache = g_new0(struct vma_table, 1);
+    r = vma_backing_cached(v->vma_cache, vaddr, m->size, &now);
     if (r < 0)
         return ctx_fail(ctx, -EXDEV,
                         "iova 0x%" PRIx64 ": new address %p is not one mapping "
@@ -64,9 +65,11 @@ int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m,
  * address space is the application's again, drop what was read of it. */
 void vma_cache_drop(cprkit_ctx *ctx)
 {
-    if (!ctx->vma_cache)
+    struct vfio_state *v = vfio_of(ctx);
+
+    if (!v->vma_cache)
         return;
-    vma_table_clear(ctx->vma_cache);
-    g_free(ctx->vma_cache);
-    ctx->vma_cache = NULL;
+    vma_table_clear(v->vma_cache);
+    g_free(v->vma_cache);
+    v->vma_cache = NULL;
 }

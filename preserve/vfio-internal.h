@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Internal interfaces of the VFIO type1 participant (preserve/ and
+ * restore/). The core (cpr/) never includes this header: it reaches VFIO
+ * only through the participant table (cpr/participant.h). Calls go one
+ * way inside the layer: restore/ uses preserve/, never the reverse.
+ */
+#pragma once
+
+#include "cprkit-internal.h"
+#include "vfio-records.h"
+
+/* restore/vfio-participant.c: the participant, and the VFIO state of a
+ * context (its private state). */
+extern const struct participant vfio_participant;
+static inline struct vfio_state *vfio_of(cprkit_ctx *ctx)
+{
+    return participant_state(ctx, &vfio_participant);
+}
+
+/* preserve/vfio-state.c: record lifecycle and the ioctl seam. */
+void vfio_state_init(struct vfio_state *vfio);
+void vfio_state_clear(struct vfio_state *vfio);
+int vfio_ioctl(cprkit_ctx *ctx, int fd, unsigned long request, void *arg);
+
+/* preserve/vfio-devices.c */
+struct vfio_container_rec *vfio_container_by_fd(cprkit_ctx *ctx, int fd);
+struct vfio_device_rec *vfio_device_by_fd(cprkit_ctx *ctx, int fd);
+int vfio_container_get(cprkit_ctx *ctx, int fd,
+                       struct vfio_container_rec **ret);
+int vfio_device_get(cprkit_ctx *ctx, int fd, struct vfio_device_rec **ret);
+char *vfio_device_fd_name(const char *bdf);
+
+/* preserve/blockers.c */
+int vfio_check_blockers(cprkit_ctx *ctx);
+
+/* preserve/vfio-dma.c: records of the mappings, suspend and resume, and
+ * what backs an address range. */
+int vfio_suspend_vaddrs(cprkit_ctx *ctx);
+int vfio_resume_vaddrs(cprkit_ctx *ctx);
+uint64_t vfio_mapped_bytes(cprkit_ctx *ctx);
+struct vma_backing {
+    uint64_t dev;
+    uint64_t ino;
+    uint64_t offset; /* file offset of the first byte */
+    bool shared;
+    bool file_backed; /* has an inode (not anonymous memory) */
+};
+int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
+struct vma_table {
+    GArray *vmas;  /* struct vma, by address */
+    bool no_query; /* the kernel has no PROCMAP_QUERY (before 6.11) */
+};
+int vma_table_load(struct vma_table *t);
+int vma_table_lookup(const struct vma_table *t, const void *vaddr,
+                     uint64_t size, struct vma_backing *ret);
+void vma_table_clear(struct vma_table *t);
+int vma_backing_cached(struct vma_table *cache, const void *vaddr,
+                       uint64_t size, struct vma_backing *ret);
+
+/* preserve/vaddr-remap.c: the checked remap, shared by the map hook
+ * (preserve/vfio-dma.c) and the rollback (restore/vfio-commit.c). */
+int dma_remap_preserved(cprkit_ctx *ctx, struct dma_mapping_rec *m, void *vaddr,
+                        uint32_t prot);
+void vma_cache_drop(cprkit_ctx *ctx);
+
+/* preserve/vfio-save.c */
+int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
+
+/* restore/: records from the blob, commit, rollback. */
+int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out);
+int vfio_suspend_for_rollback(cprkit_ctx *ctx);
+void vfio_undo_rollback_suspend(cprkit_ctx *ctx);
