@@ -8,6 +8,7 @@
 #pragma once
 
 #include "cprkit-internal.h"
+#include "cprkit/cprkit-vfio.h"
 #include "vfio-records.h"
 
 /* restore/vfio-participant.c: the participant, and the VFIO state of a

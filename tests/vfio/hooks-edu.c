@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-vfio.h>
 
 #include "edu.h"
 #include "tap.h"

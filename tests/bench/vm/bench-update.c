@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-vfio.h>
 
 #include "nvme.h"
 #include "vfio-util.h"

@@ -35,6 +35,7 @@
 #include <json-glib/json-glib.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-vfio.h>
 
 #include "edu.h"
 #include "ops-script.h"

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-vfio.h>
 
 #include "vfio-util.h"
 
