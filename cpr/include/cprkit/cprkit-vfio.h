@@ -40,28 +40,28 @@ extern "C" {
 
 /* Opens /dev/vfio/vfio, or reclaims the preserved container with this id
  * (an application-chosen number, 0 for the first container).
- * Returns: the container fd or < 0. */
+ * Returns: the container fd or < 0. Since: 0.1 */
 int cprkit_vfio_container_open(cprkit_ctx *ctx, int id, bool *ret_reclaimed);
 
 /* Opens /dev/vfio/<group_number>, checks it is viable, attaches it to the
  * container and, for the container's first group, sets the IOMMU type
  * (VFIO_TYPE1v2_IOMMU). Reclaim path: hands back the preserved group fd.
  * Returns: the group fd or < 0 (-EPERM: group not viable, i.e. not every
- * device in it is bound to vfio-pci). */
+ * device in it is bound to vfio-pci). Since: 0.1 */
 int cprkit_vfio_group_open(cprkit_ctx *ctx, int container_fd,
                            unsigned group_number, bool *ret_reclaimed);
 
 /* Gets the device fd for a PCI address such as "0000:00:03.0"
  * (VFIO_GROUP_GET_DEVICE_FD), or reclaims the preserved one. The preserved
  * device fd is never closed, which is what keeps vfio-pci from resetting
- * the device. Returns: the device fd or < 0. */
+ * the device. Returns: the device fd or < 0. Since: 0.1 */
 int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd, const char *bdf,
                             bool *ret_reclaimed);
 
 /* VFIO_DEVICE_RESET, except for a device reclaimed from the previous
  * binary before cprkit_commit(), where it does nothing and returns 0:
  * resetting would lose the device state the update exists to keep.
- * Returns: 0 or < 0. */
+ * Returns: 0 or < 0. Since: 0.1 */
 int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd);
 
 /*
@@ -77,11 +77,12 @@ int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd);
  * that vaddr maps the same fd at the same offset as before — the kernel does
  * not check this — and gives the mapping its new address with
  * VFIO_DMA_MAP_FLAG_VADDR. Returns: 0 or < 0 (-EXDEV: vaddr is backed by
- * other memory than the preserved mapping). */
+ * other memory than the preserved mapping). Since: 0.1 */
 int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd, uint64_t iova,
                         uint64_t size, void *vaddr, uint32_t prot);
 
-/* VFIO_IOMMU_UNMAP_DMA of exactly one recorded mapping. Returns: 0 or < 0. */
+/* VFIO_IOMMU_UNMAP_DMA of exactly one recorded mapping. Returns: 0 or < 0.
+ * Since: 0.1 */
 int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd, uint64_t iova,
                           uint64_t size);
 
@@ -97,17 +98,17 @@ int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd, uint64_t iova,
  * interrupts raised during the update wait in their counters. For INTx the
  * line is unmasked once, in case the previous binary exec'd between an
  * interrupt and its unmask (if the device still asserts it, it fires again).
- * Returns: 0 or < 0. */
+ * Returns: 0 or < 0. Since: 0.1 */
 int cprkit_vfio_irq_enable(cprkit_ctx *ctx, int device_fd, unsigned index,
                            unsigned count, int *ret_eventfds);
 
 /* The INTx unmask eventfd of a device whose INTx is enabled: write 1 to it
  * after handling an interrupt (INTx is masked automatically when it fires).
- * Returns: the fd or < 0. */
+ * Returns: the fd or < 0. Since: 0.1 */
 int cprkit_vfio_intx_unmask_fd(cprkit_ctx *ctx, int device_fd);
 
 /* VFIO_DEVICE_SET_IRQS with count 0 for the index; closes its eventfds.
- * Returns: 0 or < 0. */
+ * Returns: 0 or < 0. Since: 0.1 */
 int cprkit_vfio_irq_disable(cprkit_ctx *ctx, int device_fd, unsigned index);
 
 /* ---- RAM ----------------------------------------------------------------
@@ -119,7 +120,7 @@ int cprkit_vfio_irq_disable(cprkit_ctx *ctx, int device_fd, unsigned index);
 
 /* Creates a memfd of size bytes for guest RAM or DMA buffers under name,
  * or reclaims the preserved one (its size must match). Map it MAP_SHARED.
- * Returns: the fd or < 0. */
+ * Returns: the fd or < 0. Since: 0.1 */
 int cprkit_ram_open(cprkit_ctx *ctx, const char *name, uint64_t size,
                     bool *ret_reclaimed);
 

@@ -47,7 +47,7 @@ enum cprkit_fd_type {
     CPRKIT_FD_OTHER = 11,
 };
 
-/* Returns a static name such as "eventfd" for a type. */
+/* Returns a static name such as "eventfd" for a type. Since: 0.1 */
 const char *cprkit_fd_type_name(enum cprkit_fd_type type);
 
 /* ---- context ------------------------------------------------------------ */
@@ -58,28 +58,30 @@ const char *cprkit_fd_type_name(enum cprkit_fd_type type);
  * cprkit_load_incoming() early in start-up to pick up state from a previous
  * binary.
  * Returns: 0 on success or < 0 (-ENOMEM).
+ * Since: 0.1
  */
 int cprkit_new(cprkit_ctx **ret_ctx);
 
-/* Frees the context. Preserved fds stay open: they belong to the caller. */
+/* Frees the context. Preserved fds stay open: they belong to the caller.
+ * Since: 0.1 */
 void cprkit_free(cprkit_ctx *ctx);
 
 /* Log priorities are syslog's (LOG_ERR = 3 ... LOG_DEBUG = 7). */
 typedef void (*cprkit_log_fn)(void *userdata, int priority, const char *msg);
 
 /* Sets the log function (NULL: no logging) and the highest priority passed
- * to it (default LOG_INFO). */
+ * to it (default LOG_INFO). Since: 0.1 */
 void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn, void *userdata);
 void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority);
 
 /* Reason for the last failure on this context, or "" if none. Valid until
- * the next call on the context. */
+ * the next call on the context. Since: 0.1 */
 const char *cprkit_last_error(const cprkit_ctx *ctx);
 
 /* Sets the last-error message, for application code called by cprkit (an
  * upgrade function that refuses: the control endpoint reports the message
  * to the client). Returns: error, so `return cprkit_set_error(ctx, -EINVAL,
- * "...")` reads naturally. */
+ * "...")` reads naturally. Since: 0.1 */
 int cprkit_set_error(cprkit_ctx *ctx, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -99,19 +101,21 @@ int cprkit_set_error(cprkit_ctx *ctx, int error, const char *fmt, ...)
  * Returns: 1 if state was loaded, 0 if this process was not started by an
  * update, < 0 on failure (-EBADMSG corrupt blob, -EPROTONOSUPPORT unknown
  * format version, -EBADF/-ESTALE a recorded fd is missing or changed).
+ * Since: 0.1
  */
 int cprkit_load_incoming(cprkit_ctx *ctx);
 
-/* True after a successful cprkit_load_incoming() until cprkit_commit(). */
+/* True after a successful cprkit_load_incoming() until cprkit_commit().
+ * Since: 0.1 */
 bool cprkit_is_incoming(const cprkit_ctx *ctx);
 
 /* True if the loaded state was handed back by a newer binary that rolled
- * back. cprkit_rollback_reason() then says why. */
+ * back. cprkit_rollback_reason() then says why. Since: 0.1 */
 bool cprkit_is_rollback(const cprkit_ctx *ctx);
 const char *cprkit_rollback_reason(const cprkit_ctx *ctx);
 
 /* Number of completed forward updates of this process (0 in a process that
- * was started normally). */
+ * was started normally). Since: 0.1 */
 uint64_t cprkit_generation(const cprkit_ctx *ctx);
 
 /*
@@ -121,6 +125,7 @@ uint64_t cprkit_generation(const cprkit_ctx *ctx);
  * commit fails with -EBUSY and the message lists what was left. On success
  * the blob is discarded; claimed fds stay registered for the next update.
  * Returns: 0 on success or < 0.
+ * Since: 0.1
  */
 int cprkit_commit(cprkit_ctx *ctx);
 
@@ -129,6 +134,7 @@ int cprkit_commit(cprkit_ctx *ctx);
  * From the incoming side, before commit: hands the state back to the binary
  * that wrote it by exec'ing the rollback command line recorded in the blob.
  * Returns only on failure (< 0); the process keeps running then.
+ * Since: 0.1
  */
 int cprkit_rollback(cprkit_ctx *ctx, const char *reason);
 
@@ -137,7 +143,8 @@ int cprkit_rollback(cprkit_ctx *ctx, const char *reason);
  * "update-start" (before the blockers), "suspend" (DMA vaddrs about to be
  * suspended: the blackout starts), "suspended", "exec" (blob about to be
  * written), "execve" (the execve call), "loaded" (this binary finished
- * cprkit_load_incoming). Lets the new binary measure the blackout. */
+ * cprkit_load_incoming). Lets the new binary measure the blackout.
+ * Since: 0.1 */
 uint64_t cprkit_timestamp(const cprkit_ctx *ctx, const char *phase);
 
 /* ---- named fds ---------------------------------------------------------- */
@@ -148,6 +155,7 @@ uint64_t cprkit_timestamp(const cprkit_ctx *ctx, const char *phase);
  * fd keeps FD_CLOEXEC until the exec itself. Saving an existing (name, id)
  * replaces it.
  * Returns: 0 on success or < 0 (-EBADF fd not open, -EINVAL bad name).
+ * Since: 0.1
  */
 int cprkit_fd_save(cprkit_ctx *ctx, const char *name, int id, int fd);
 
@@ -157,25 +165,27 @@ int cprkit_fd_save(cprkit_ctx *ctx, const char *name, int id, int fd);
  * expected_type (CPRKIT_FD_ANY to skip) must match what was recorded.
  * Returns: the fd (>= 0), -ENOENT if not registered, -EMEDIUMTYPE if the
  * recorded type differs from expected_type.
+ * Since: 0.1
  */
 int cprkit_fd_find(cprkit_ctx *ctx, const char *name, int id,
                    enum cprkit_fd_type expected_type);
 
-/* Forgets (name, id); the fd itself is not closed. Returns 0 or -ENOENT. */
+/* Forgets (name, id); the fd itself is not closed. Returns 0 or -ENOENT.
+ * Since: 0.1 */
 int cprkit_fd_remove(cprkit_ctx *ctx, const char *name, int id);
 
-/* Number of registered fds. */
+/* Number of registered fds. Since: 0.1 */
 size_t cprkit_fd_count(const cprkit_ctx *ctx);
 
 /* ---- application sections ----------------------------------------------- */
 
 /* Stores a copy of data under name (replacing an existing section).
- * Returns: 0 or < 0. */
+ * Returns: 0 or < 0. Since: 0.1 */
 int cprkit_section_put(cprkit_ctx *ctx, const char *name, const void *data,
                        size_t size);
 
 /* Points *ret_data at the section's bytes (owned by ctx, valid until the
- * section is replaced or the ctx freed). Returns: 0 or -ENOENT. */
+ * section is replaced or the ctx freed). Returns: 0 or -ENOENT. Since: 0.1 */
 int cprkit_section_get(cprkit_ctx *ctx, const char *name,
                        const void **ret_data, size_t *ret_size);
 
@@ -190,7 +200,8 @@ int cprkit_section_get(cprkit_ctx *ctx, const char *name,
  * pinned memory (or CAP_IPC_LOCK), path exists and is executable, every
  * preserved fd is still what was saved, no part of the program registered
  * a blocker (-EOPNOTSUPP, all listed). Returns: 0 if an update to path
- * can proceed, else < 0 with the first blocker in cprkit_last_error(). */
+ * can proceed, else < 0 with the first blocker in cprkit_last_error().
+ * Since: 0.1 */
 int cprkit_check_update(cprkit_ctx *ctx, const char *path);
 
 struct cprkit_exec_opts {
@@ -219,6 +230,7 @@ struct cprkit_exec_opts {
  * with the old addresses), FD_CLOEXEC is set again, the blob is dropped and
  * the process keeps working as before.
  * Returns: only on failure, < 0.
+ * Since: 0.1
  */
 int cprkit_exec(cprkit_ctx *ctx, const char *path, char *const argv[],
                 const struct cprkit_exec_opts *opts);
