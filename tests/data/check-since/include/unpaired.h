@@ -1,0 +1,1 @@
+/* Problem 6: a header next to api.h that no --pair names. */
