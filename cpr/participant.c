@@ -240,3 +240,30 @@ void participants_stats(cprkit_ctx *ctx, participant_stat_fn add,
         if (ctx->participants[i].p->stats)
             ctx->participants[i].p->stats(ctx, add, userdata);
 }
+
+/* cprkit_participant_stats(): each participant's figures with its name. */
+struct named_stats {
+    const char *participant;
+    cprkit_stat_fn fn;
+    void *userdata;
+};
+
+static void add_named_stat(void *userdata, const char *key, uint64_t value,
+                           const char *const *names)
+{
+    struct named_stats *n = userdata;
+
+    n->fn(n->userdata, n->participant, key, value, names);
+}
+
+CPRKIT_EXPORT void cprkit_participant_stats(cprkit_ctx *ctx, cprkit_stat_fn fn,
+                                            void *userdata)
+{
+    for (unsigned i = 0; i < ctx->n_participants; i++) {
+        const struct participant *p = ctx->participants[i].p;
+        struct named_stats n = {p->name, fn, userdata};
+
+        if (p->stats)
+            p->stats(ctx, add_named_stat, &n);
+    }
+}

@@ -317,6 +317,84 @@ struct cprkit_exec_opts {
 int cprkit_exec(cprkit_ctx *ctx, const char *path, char *const argv[],
                 const struct cprkit_exec_opts *opts);
 
+/* ---- 0.2: for tools and the control library -----------------------------
+ *
+ * What libcprkit-control (and any other tool) needs to report on a
+ * context without reading its memory: the control library is built and
+ * upgraded separately, so it uses only these functions.
+ */
+
+/* Passes message (printf format) to the log function, like the library's
+ * own messages. Since: 0.2 */
+void cprkit_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Forgets the last-error message: cprkit_last_error() returns "" until the
+ * next failure. Since: 0.2 */
+void cprkit_clear_error(cprkit_ctx *ctx);
+
+/* Called once per registered fd, in save order. */
+typedef void (*cprkit_fd_fn)(void *userdata, const char *name, int id, int fd,
+                             enum cprkit_fd_type type);
+
+/* Calls fn for every registered fd; claims nothing (unlike
+ * cprkit_fd_find()). Since: 0.2 */
+void cprkit_fd_foreach(const cprkit_ctx *ctx, cprkit_fd_fn fn,
+                       void *userdata);
+
+/* A figure of a part of the library (participant: "vfio"), such as
+ * "containers" or "mapped_bytes". names is NULL, or a NULL-terminated list
+ * of value strings the figure counts (the PCI addresses of "devices"),
+ * valid during the call. */
+typedef void (*cprkit_stat_fn)(void *userdata, const char *participant,
+                               const char *key, uint64_t value,
+                               const char *const *names);
+
+/* Calls fn for every figure of every participant, participants in update
+ * order, figures in the order each participant gives them. Since: 0.2 */
+void cprkit_participant_stats(cprkit_ctx *ctx, cprkit_stat_fn fn,
+                              void *userdata);
+
+/*
+ * cprkit_state_encode:
+ * The state blob an update would write now (cprkit_exec() with default
+ * options), without changing anything: for inspection. *ret_buf is to
+ * free() by the caller.
+ * Returns: 0 or < 0.
+ * Since: 0.2
+ */
+int cprkit_state_encode(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size);
+
+/* Receives a decoded blob as a tree of named values, in the order of
+ * docs/state-format.md. name is NULL for the elements of an array. Every
+ * begin_object or begin_array is closed by one end. A string value may be
+ * NULL (no value) and need not be valid UTF-8. Integers that do not fit
+ * int64_t, and addresses, come as hex strings ("0x..."). */
+struct cprkit_blob_visitor {
+    /* Size of this struct, for future extension: set to sizeof(). */
+    size_t size;
+    void (*begin_object)(void *userdata, const char *name);
+    void (*begin_array)(void *userdata, const char *name);
+    void (*end)(void *userdata);
+    void (*integer)(void *userdata, const char *name, int64_t value);
+    void (*string)(void *userdata, const char *name, const char *value);
+    void (*boolean)(void *userdata, const char *name, bool value);
+};
+
+/*
+ * cprkit_blob_visit:
+ * Decodes a state blob (as written by cprkit_exec() or
+ * cprkit_state_encode()) and passes it to v: "frame" (format_major,
+ * format_minor, size, rescue_size, payload_size); "rollback" (null, or
+ * path and argv, or error); then "state" with every payload field, or
+ * "payload_error" when the payload cannot be decoded (a format major this
+ * library does not read). Touches no context state but the last error.
+ * Returns: 0, or < 0 when buf is not a blob at all (-EBADMSG).
+ * Since: 0.2
+ */
+int cprkit_blob_visit(cprkit_ctx *ctx, const void *buf, size_t size,
+                      const struct cprkit_blob_visitor *v, void *userdata);
+
 #ifdef __cplusplus
 }
 #endif
