@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cprkit-internal.h"
+#include "cprkit/cprkit-control.h"
 
 /* Preserved fd names of the control endpoint. */
 #define CONTROL_LISTEN_FD_NAME "cprkit-control"

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-control.h>
 
 #include "preload-util.h"
 
