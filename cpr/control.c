@@ -18,11 +18,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
-#include "control-internal.h"
 #include "sd-notify.h"
 #include "state-json.h"
-#include "vfio-internal.h"
 
 /* At most this many connections at once; more are answered "busy". */
 #define CONTROL_MAX_CLIENTS 32
@@ -183,19 +182,55 @@ static void add_last_update(cprkit_control *c, json_t *o)
     json_object_set_new(o, "last_update", u);
 }
 
+static void add_fd(void *userdata, const char *name, int id, int fd,
+                   enum cprkit_fd_type type)
+{
+    json_t *f = json_object();
+
+    set_str(f, "name", name);
+    set_int(f, "id", id);
+    set_int(f, "fd", fd);
+    set_str(f, "type", cprkit_fd_type_name(type));
+    json_array_append_new(userdata, f);
+}
+
+/* Every participant's figures as an object under its name ("vfio"): a
+ * figure with names (the devices' addresses) as the list of them, others
+ * as numbers. */
+static void add_participant_stat(void *userdata, const char *participant,
+                                 const char *key, uint64_t value,
+                                 const char *const *names)
+{
+    json_t *o = userdata;
+    json_t *p = json_object_get(o, participant);
+
+    if (!p) {
+        p = json_object();
+        json_object_set_new(o, participant, p);
+    }
+    if (names) {
+        json_t *a = json_array();
+
+        for (const char *const *n = names; *n; n++)
+            json_array_append_new(a, json_utf8_string(*n));
+        json_object_set_new(p, key, a);
+    } else {
+        set_int(p, key, (json_int_t)value);
+    }
+}
+
 static void handle_status(cprkit_control *c, struct control_client *cl)
 {
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = json_object();
     g_autofree char *exe = self_exe();
-    unsigned n_devices = vfio_of(ctx)->devices->len;
-    json_t *fds, *vfio, *devices;
+    json_t *fds;
 
     set_bool(o, "ok", true);
     set_str(o, "result", "status");
     set_int(o, "pid", getpid());
     set_str(o, "version", PROJECT_VERSION);
-    set_int(o, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(o, "format_major", CPRKIT_FORMAT_MAJOR);
     set_int(o, "generation", (json_int_t)cprkit_generation(ctx));
     set_str(o, "binary", exe);
     set_bool(o, "incoming", cprkit_is_incoming(ctx));
@@ -203,55 +238,12 @@ static void handle_status(cprkit_control *c, struct control_client *cl)
     set_str(o, "socket", c->path);
 
     fds = json_array();
-    for (guint i = 0; i < ctx->fds->len; i++) {
-        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
-        json_t *f = json_object();
-
-        set_str(f, "name", e->name);
-        set_int(f, "id", e->id);
-        set_int(f, "fd", e->fd);
-        set_str(f, "type", cprkit_fd_type_name(e->identity.type));
-        json_array_append_new(fds, f);
-    }
+    cprkit_fd_foreach(ctx, add_fd, fds);
     json_object_set_new(o, "fds", fds);
-
-    vfio = json_object();
-    set_int(vfio, "containers", vfio_of(ctx)->containers->len);
-    set_int(vfio, "groups", vfio_of(ctx)->groups->len);
-    devices = json_array();
-    for (unsigned i = 0; i < n_devices; i++) {
-        const struct vfio_device_rec *d =
-            g_ptr_array_index(vfio_of(ctx)->devices, i);
-        json_array_append_new(devices, json_utf8_string(d->bdf ? d->bdf : ""));
-    }
-    json_object_set_new(vfio, "devices", devices);
-    set_int(vfio, "dma_mappings", vfio_of(ctx)->mappings->len);
-    set_int(vfio, "mapped_bytes", (json_int_t)vfio_mapped_bytes(ctx));
-    set_int(vfio, "irq_indexes", vfio_of(ctx)->irqs->len);
-    set_int(vfio, "ram_blocks", vfio_of(ctx)->ram_blocks->len);
-    json_object_set_new(o, "vfio", vfio);
+    cprkit_participant_stats(ctx, add_participant_stat, o);
 
     add_last_update(c, o);
     write_json(cl->fd, o);
-}
-
-int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size)
-{
-    struct command_line self = {0};
-    Cprkit__State *state = NULL;
-    int r;
-
-    r = state_build(ctx, ctx->generation + 1, &state);
-    if (r < 0)
-        return r;
-    /* The rescue block as an update would write it; if this binary cannot
-     * be a rollback target (deleted on disk), the dump has none. */
-    if (command_line_of_self(ctx, &self) < 0)
-        ctx_clear_error(ctx);
-    r = blob_encode(ctx, state, &self, ret_buf, ret_size);
-    command_line_clear(&self);
-    state_build_free(state);
-    return r;
 }
 
 /* {"cmd":"inspect"}: the state an update would write now, as JSON;
@@ -261,10 +253,16 @@ static void handle_inspect(cprkit_control *c, struct control_client *cl,
 {
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = NULL;
-    Cprkit__State *state = NULL;
+    json_auto_t *decoded = NULL;
+    _cleanup_free_ uint8_t *blob = NULL;
+    size_t size;
     int r;
 
-    r = state_build(ctx, ctx->generation + 1, &state);
+    /* The state as libcprkit encodes it, read back through its decoder:
+     * the control library never sees the library's structures. */
+    r = cprkit_state_encode(ctx, &blob, &size);
+    if (r >= 0)
+        r = blob_to_json_tree(ctx, blob, size, &decoded);
     if (r < 0) {
         reply_error(cl->fd, "error", "cannot build the state: %s",
                     cprkit_last_error(ctx));
@@ -273,19 +271,10 @@ static void handle_inspect(cprkit_control *c, struct control_client *cl,
     o = json_object();
     set_bool(o, "ok", true);
     set_str(o, "result", "inspect");
-    json_object_set_new(o, "state", state_to_json(state));
-    state_build_free(state);
+    json_object_set(o, "state", json_object_get(decoded, "state"));
     if (json_is_true(json_object_get(req, "blob"))) {
-        _cleanup_free_ uint8_t *blob = NULL;
-        size_t size;
-
-        r = control_build_blob(ctx, &blob, &size);
-        if (r < 0) {
-            reply_error(cl->fd, "error", "cannot encode the state: %s",
-                        cprkit_last_error(ctx));
-            return;
-        }
         g_autofree char *b64 = g_base64_encode(blob, size);
+
         set_str(o, "blob_base64", b64);
     }
     write_json(cl->fd, o);
@@ -307,6 +296,15 @@ static const char *get_string_member(const json_t *obj, const char *name,
     return json_string_value(n);
 }
 
+/* Memory pinned for DMA: every participant's "mapped_bytes". */
+static void add_mapped_bytes(void *userdata, const char *participant,
+                             const char *key, uint64_t value,
+                             const char *const *names)
+{
+    if (strcmp(key, "mapped_bytes") == 0)
+        *(uint64_t *)userdata += value;
+}
+
 static void handle_check(cprkit_control *c, struct control_client *cl,
                          const json_t *req)
 {
@@ -317,6 +315,7 @@ static void handle_check(cprkit_control *c, struct control_client *cl,
     bool bad = false;
     const char *binary = get_string_member(req, "binary", &bad);
     struct rlimit rl = {0};
+    uint64_t pinned = 0;
     int r;
 
     if (bad) {
@@ -332,9 +331,10 @@ static void handle_check(cprkit_control *c, struct control_client *cl,
     set_str(o, "result", r >= 0 ? "ok" : "blocked");
     set_str(o, "binary", binary);
     set_str(o, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
-    set_int(o, "format_major", CPRKIT_BUILD_FORMAT_MAJOR);
+    set_int(o, "format_major", CPRKIT_FORMAT_MAJOR);
     set_int(o, "pid", getpid());
-    set_int(o, "pinned_bytes", (json_int_t)vfio_mapped_bytes(ctx));
+    cprkit_participant_stats(ctx, add_mapped_bytes, &pinned);
+    set_int(o, "pinned_bytes", (json_int_t)pinned);
     memlock = json_object();
     set_int(memlock, "soft",
             rl.rlim_cur == RLIM_INFINITY ? -1 : (json_int_t)rl.rlim_cur);
@@ -360,9 +360,32 @@ static void record_result(cprkit_control *c, const char *result,
     c->last_generation = cprkit_generation(c->ctx);
 }
 
+/* This process's own argv, or NULL when it cannot be read or its binary
+ * is gone from disk (then it could not be a rollback target either). */
+static char **self_argv(void)
+{
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+    g_autofree char *cmdline = NULL;
+    GPtrArray *argv;
+    gsize size;
+
+    if (!exe || g_str_has_suffix(exe, " (deleted)") ||
+        !g_file_get_contents("/proc/self/cmdline", &cmdline, &size, NULL))
+        return NULL;
+    argv = g_ptr_array_new();
+    for (gsize off = 0; off < size;) {
+        const char *arg = cmdline + off;
+
+        g_ptr_array_add(argv, g_strdup(arg));
+        off += strlen(arg) + 1;
+    }
+    g_ptr_array_add(argv, NULL);
+    return (char **)g_ptr_array_free(argv, false);
+}
+
 /* The argv for the new binary: binary, then "args" if the request has
  * them, else this process's own arguments. */
-static char **upgrade_argv(cprkit_ctx *ctx, const char *binary,
+static char **upgrade_argv(const char *binary,
                            const json_t *args, const char **ret_error)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
@@ -385,14 +408,10 @@ static char **upgrade_argv(cprkit_ctx *ctx, const char *binary,
             g_ptr_array_add(argv, g_strdup(json_string_value(n)));
         }
     } else {
-        struct command_line self = {0};
+        g_auto(GStrv) self = self_argv();
 
-        if (command_line_of_self(ctx, &self) == 0) {
-            for (char **a = self.argv && self.argv[0] ? self.argv + 1 : NULL;
-                 a && *a; a++)
-                g_ptr_array_add(argv, g_strdup(*a));
-            command_line_clear(&self);
-        }
+        for (char **a = self && self[0] ? self + 1 : NULL; a && *a; a++)
+            g_ptr_array_add(argv, g_strdup(*a));
     }
     g_ptr_array_add(argv, NULL);
     g_ptr_array_set_free_func(argv, NULL);
@@ -434,7 +453,7 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
                     "\"upgrade\" needs \"binary\": an absolute path");
         return;
     }
-    argv = upgrade_argv(ctx, binary, json_object_get(req, "args"), &argv_error);
+    argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
     if (!argv) {
         reply_error(cl->fd, "error", "%s", argv_error);
         return;
@@ -448,7 +467,7 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
 
     sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
                    "\nSTATUS=cprkit: update to %s: checking blockers",
-                   monotonic_now_ns() / 1000, binary);
+                   control_now_ns() / 1000, binary);
     send_phase(cl->fd, "blockers", binary);
     r = cprkit_check_update(ctx, binary);
     if (r < 0) {
@@ -463,12 +482,12 @@ static void handle_upgrade(cprkit_control *c, struct control_client *cl,
     }
     send_phase(cl->fd, "exec", binary);
     sdnotify_sendf("STATUS=cprkit: exec %s", binary);
-    ctx_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
+    cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
             binary, (int)cl->pid);
 
     /* Whatever failed before this request must not be reported as the
      * reason this one failed. */
-    ctx_clear_error(ctx);
+    cprkit_clear_error(ctx);
     r = c->upgrade_fn(c->upgrade_userdata, ctx, binary, argv);
 
     /* Still here: the update did not happen. */
@@ -616,7 +635,7 @@ static void accept_clients(cprkit_control *c)
         }
         /* Only the same user or root may drive updates. */
         if (cred.uid != 0 && cred.uid != geteuid()) {
-            ctx_log(c->ctx, LOG_WARNING,
+            cprkit_log(c->ctx, LOG_WARNING,
                     "control: refused a client with uid %u (pid %d)",
                     (unsigned)cred.uid, (int)cred.pid);
             reply_error(fd, "error",
@@ -686,11 +705,59 @@ static void finish_update(cprkit_control *c, uint64_t serving_ns)
         sdnotify_sendf("READY=1\nSTATUS=cprkit: update committed, "
                        "generation %" PRIu64 ", blackout %" PRIu64 " us",
                        cprkit_generation(ctx), blackout / 1000);
-    ctx_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
+    cprkit_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
             c->last_result, blackout / 1000);
 }
 
 /* ---- public API ----------------------------------------------------------- */
+
+struct fd_query {
+    const char *name;
+    int id;
+    bool found;
+};
+
+static void match_fd(void *userdata, const char *name, int id, int fd,
+                     enum cprkit_fd_type type)
+{
+    struct fd_query *q = userdata;
+
+    if (id == q->id && strcmp(name, q->name) == 0)
+        q->found = true;
+}
+
+/* Whether (name, id) is registered, without claiming it. */
+static bool control_fd_registered(cprkit_ctx *ctx, const char *name, int id)
+{
+    struct fd_query q = {name, id, false};
+
+    cprkit_fd_foreach(ctx, match_fd, &q);
+    return q.found;
+}
+
+int control_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
+{
+    _cleanup_free_ char *msg = NULL;
+    va_list ap;
+
+    /* vasprintf, not GLib: messages use %m. */
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    cprkit_set_error(ctx, error, "%s", msg ? msg : "");
+    if (msg)
+        cprkit_log(ctx, LOG_DEBUG, "error: %s", msg);
+    return error;
+}
+
+uint64_t control_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
 {
@@ -700,26 +767,26 @@ static int bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
     memcpy(sa.sun_path, path, strlen(path));
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return ctx_fail(ctx, -errno, "control socket: %m");
+        return control_fail(ctx, -errno, "control socket: %m");
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         _cleanup_close_ int probe = -EBADF;
 
         if (errno != EADDRINUSE)
-            return ctx_fail(ctx, -errno, "cannot bind control socket %s: %m",
+            return control_fail(ctx, -errno, "cannot bind control socket %s: %m",
                             path);
         /* A socket file nobody accepts on is left over from a process
          * that died: replace it. A live one belongs to someone else. */
         probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe < 0)
-            return ctx_fail(ctx, -errno, "control socket: %m");
+            return control_fail(ctx, -errno, "control socket: %m");
         if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
             errno != ECONNREFUSED)
-            return ctx_fail(ctx, -EADDRINUSE,
+            return control_fail(ctx, -EADDRINUSE,
                             "control socket %s is in use by another process",
                             path);
         if (unlink(path) < 0 ||
             bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-            return ctx_fail(ctx, -errno, "cannot bind control socket %s: %m",
+            return control_fail(ctx, -errno, "cannot bind control socket %s: %m",
                             path);
     }
     /* Peer credentials are the real check; the mode keeps others from
@@ -728,7 +795,7 @@ static int bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
         int r = -errno;
 
         unlink(path);
-        return ctx_fail(ctx, r, "control socket %s: %s", path, strerror(-r));
+        return control_fail(ctx, r, "control socket %s: %s", path, strerror(-r));
     }
     *ret_fd = TAKE_FD(fd);
     return 0;
@@ -759,9 +826,9 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     int r;
 
     if (!ret_control)
-        return ctx_fail(ctx, -EINVAL, "cprkit_control_listen needs ret_control");
+        return control_fail(ctx, -EINVAL, "cprkit_control_listen needs ret_control");
 
-    if (fdreg_lookup(ctx, CONTROL_LISTEN_FD_NAME, 0)) {
+    if (control_fd_registered(ctx, CONTROL_LISTEN_FD_NAME, 0)) {
         /* Started by an update: the socket is already listening (clients
          * that connected during the exec wait in its backlog). */
         r = cprkit_fd_find(ctx, CONTROL_LISTEN_FD_NAME, 0, CPRKIT_FD_SOCKET);
@@ -771,17 +838,17 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         reclaimed_path = socket_path_of(listen_fd);
         if (!reclaimed_path) {
             listen_fd = -EBADF;
-            return ctx_fail(ctx, -ENOTSOCK,
+            return control_fail(ctx, -ENOTSOCK,
                             "preserved control socket has no path");
         }
         path = reclaimed_path;
     } else {
         if (!path || !*path)
-            return ctx_fail(ctx, -EINVAL,
+            return control_fail(ctx, -EINVAL,
                             "no control socket path: pass one or set %s",
                             CPRKIT_CONTROL_SOCKET_ENV);
         if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return ctx_fail(ctx, -ENAMETOOLONG,
+            return control_fail(ctx, -ENAMETOOLONG,
                             "control socket path %s is too long", path);
         r = bind_listen(ctx, path, &listen_fd);
         if (r < 0)
@@ -803,7 +870,7 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         } else {
             listen_fd = -EBADF; /* stays preserved */
         }
-        return ctx_fail(ctx, r, "control endpoint: epoll: %s", strerror(-r));
+        return control_fail(ctx, r, "control endpoint: epoll: %s", strerror(-r));
     }
 
     c = g_new0(cprkit_control, 1);
@@ -818,7 +885,7 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     /* The client that asked for this update: claimed now (it must be, or
      * commit fails), kept registered until it is answered so that a
      * rollback hands it back to the previous binary too. */
-    if (fdreg_lookup(ctx, CONTROL_CLIENT_FD_NAME, 0)) {
+    if (control_fd_registered(ctx, CONTROL_CLIENT_FD_NAME, 0)) {
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
@@ -831,7 +898,7 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
                        cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
                        cprkit_generation(ctx));
-    ctx_log(ctx, LOG_INFO, "control: %s %s", reclaimed_path ? "reclaimed"
+    cprkit_log(ctx, LOG_INFO, "control: %s %s", reclaimed_path ? "reclaimed"
                                                             : "listening on",
             c->path);
     *ret_control = c;
@@ -854,10 +921,10 @@ CPRKIT_EXPORT void cprkit_control_set_upgrade_fn(cprkit_control *control,
 CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
 {
     if (cprkit_is_incoming(control->ctx))
-        return ctx_fail(control->ctx, -EBUSY,
+        return control_fail(control->ctx, -EBUSY,
                         "the incoming update is not committed yet");
     if (control->update_pending)
-        finish_update(control, monotonic_now_ns());
+        finish_update(control, control_now_ns());
     else
         sdnotify_sendf("READY=1\nSTATUS=cprkit: serving, generation %" PRIu64,
                        cprkit_generation(control->ctx));
@@ -874,7 +941,7 @@ CPRKIT_EXPORT int cprkit_control_dispatch(cprkit_control *c)
 {
     /* Committed without saying so: the reply goes out now. */
     if (c->update_pending && !cprkit_is_incoming(c->ctx))
-        finish_update(c, monotonic_now_ns());
+        finish_update(c, control_now_ns());
 
     for (int round = 0; round < 8; round++) {
         struct epoll_event events[16];
@@ -883,7 +950,7 @@ CPRKIT_EXPORT int cprkit_control_dispatch(cprkit_control *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return ctx_fail(c->ctx, -errno, "control endpoint: epoll: %m");
+            return control_fail(c->ctx, -errno, "control endpoint: epoll: %m");
         if (n == 0)
             break;
         for (int i = 0; i < n; i++) {

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "control-internal.h"
+#include "cprkit-internal.h"
 
 static struct app app;
 
@@ -215,7 +216,7 @@ static void test_blob_sealed_cloexec(void)
     pid_t pid;
 
     g_assert_cmpint(cprkit_new(&ctx), ==, 0);
-    g_assert_cmpint(control_build_blob(ctx, &blob, &size), ==, 0);
+    g_assert_cmpint(cprkit_state_encode(ctx, &blob, &size), ==, 0);
     g_assert_cmpint(blob_write_sealed_memfd(ctx, blob, size, &fd), ==, 0);
     seals = fcntl(fd, F_GET_SEALS);
     g_assert_cmpint(seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW |
