@@ -39,9 +39,10 @@ void participant_register(const struct participant *p)
     n_registered++;
 }
 
-/* By name too: libcprkit-control carries a private copy of the core and
- * the participants, and works on contexts libcprkit.so made, whose table
- * holds libcprkit.so's copy of the same participant. */
+/* By name too: written for a second copy of the core working on contexts
+ * libcprkit.so made. libcprkit-control no longer carries one (it calls
+ * libcprkit.so's API, tests/check-control-so), so the pointer match is
+ * expected to be the only one used now. */
 void *participant_state(cprkit_ctx *ctx, const struct participant *p)
 {
     for (unsigned i = 0; i < ctx->n_participants; i++)
