@@ -94,7 +94,7 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
 /* {"cmd":"inspect"}: the state an update would write now, as JSON;
  * with "blob":true also the encoded blob (base64) for `inspect FILE`. */
 static void cmd_inspect(cprkit_control *c, struct control_client *cl,
-                           const json_t *req)
+                        const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = NULL;
@@ -110,7 +110,7 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
         r = blob_to_json_tree(ctx, blob, size, &decoded);
     if (r < 0) {
         control_reply_error(cl->fd, "error", "cannot build the state: %s",
-                    cprkit_last_error(ctx));
+                            cprkit_last_error(ctx));
         return;
     }
     o = json_object();
@@ -128,7 +128,7 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
 /* A string member, or NULL if absent; *ret_bad when present but not a
  * string. */
 const char *control_get_string(const json_t *obj, const char *name,
-                                     bool *ret_bad)
+                               bool *ret_bad)
 {
     const json_t *n = json_object_get(obj, name);
 
@@ -151,7 +151,7 @@ static void add_mapped_bytes(void *userdata, const char *participant,
 }
 
 static void cmd_check(cprkit_control *c, struct control_client *cl,
-                         const json_t *req)
+                      const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = json_object();
@@ -182,9 +182,11 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     control_set_int(o, "pinned_bytes", (json_int_t)pinned);
     memlock = json_object();
     control_set_int(memlock, "soft",
-            rl.rlim_cur == RLIM_INFINITY ? -1 : (json_int_t)rl.rlim_cur);
+                    rl.rlim_cur == RLIM_INFINITY ? -1
+                                                 : (json_int_t)rl.rlim_cur);
     control_set_int(memlock, "hard",
-            rl.rlim_max == RLIM_INFINITY ? -1 : (json_int_t)rl.rlim_max);
+                    rl.rlim_max == RLIM_INFINITY ? -1
+                                                 : (json_int_t)rl.rlim_max);
     json_object_set_new(o, "memlock", memlock);
     control_write_json(cl->fd, o);
 }
@@ -212,7 +214,7 @@ static char *command_names(void)
 }
 
 void control_handle_request(cprkit_control *c, struct control_client *cl,
-                           const char *line, size_t len)
+                            const char *line, size_t len)
 {
     json_auto_t *req = NULL;
     g_autofree char *names = NULL;
@@ -232,7 +234,7 @@ void control_handle_request(cprkit_control *c, struct control_client *cl,
     req = json_loadb(line, len, JSON_DECODE_ANY, &error);
     if (!req) {
         control_reply_error(cl->fd, "error", "request is not JSON: %d:%d: %s",
-                    error.line, error.column, error.text);
+                            error.line, error.column, error.text);
         return;
     }
     if (!json_is_object(req)) {

@@ -78,8 +78,7 @@ int control_reply_error(int fd, const char *result, const char *fmt, ...)
 int control_send_phase(int fd, const char *phase, const char *binary);
 
 /* control-commands.c */
-typedef void (*control_command_fn)(cprkit_control *c,
-                                   struct control_client *cl,
+typedef void (*control_command_fn)(cprkit_control *c, struct control_client *cl,
                                    const json_t *req);
 /* Serves one request line (without its newline). */
 void control_handle_request(cprkit_control *c, struct control_client *cl,

@@ -71,13 +71,13 @@ static int lockdown_seccomp(cprkit_ctx *ctx)
                                      (scmp_datum_t)lockdown_denied_ioctls[i]));
         if (r < 0)
             control_fail(ctx, r, "seccomp rule for %s: %s",
-                     lockdown_denied_ioctl_names[i], strerror(-r));
+                         lockdown_denied_ioctl_names[i], strerror(-r));
     }
     if (r >= 0) {
         r = seccomp_load(sc);
         if (r < 0)
             control_fail(ctx, r, "cannot load the seccomp filter: %s",
-                     strerror(-r));
+                         strerror(-r));
     } else if (!*cprkit_last_error(ctx)) {
         control_fail(ctx, r, "seccomp filter: %s", strerror(-r));
     }
@@ -85,7 +85,7 @@ static int lockdown_seccomp(cprkit_ctx *ctx)
     if (r < 0)
         return r;
     cprkit_log(ctx, LOG_INFO, "lockdown: seccomp denies %zu VFIO ioctls",
-            lockdown_n_denied_ioctls);
+               lockdown_n_denied_ioctls);
     return 0;
 }
 
@@ -111,11 +111,11 @@ static int lockdown_caps(cprkit_ctx *ctx, uint64_t keep_caps)
     r = capng_apply(CAPNG_SELECT_ALL);
     if (r < 0)
         return control_fail(ctx, -EPERM,
-                        "cannot drop capabilities (capng_apply: %d): the "
-                        "bounding set needs CAP_SETPCAP",
-                        r);
+                            "cannot drop capabilities (capng_apply: %d): the "
+                            "bounding set needs CAP_SETPCAP",
+                            r);
     cprkit_log(ctx, LOG_INFO, "lockdown: capabilities reduced to 0x%" PRIx64,
-            keep_caps);
+               keep_caps);
     return 0;
 }
 

@@ -97,7 +97,7 @@ static bool client_serve(cprkit_control *c, struct control_client *cl)
     }
     if (cl->buf->len > CONTROL_MAX_REQUEST) {
         control_reply_error(cl->fd, "error", "request longer than %u bytes",
-                    CONTROL_MAX_REQUEST);
+                            CONTROL_MAX_REQUEST);
         client_drop(c, cl);
         return false;
     }
@@ -114,8 +114,8 @@ static void accept_clients(cprkit_control *c)
         struct ucred cred;
         struct control_client *cl;
         struct epoll_event ev = {.events = EPOLLIN};
-        int fd = accept4(c->listen_fd, NULL, NULL,
-                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd =
+            accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -128,7 +128,8 @@ static void accept_clients(cprkit_control *c)
             continue;
         }
         if (c->clients->len >= CONTROL_MAX_CLIENTS) {
-            control_reply_error(fd, "error", "busy: too many control connections");
+            control_reply_error(fd, "error",
+                                "busy: too many control connections");
             close(fd);
             continue;
         }

@@ -24,8 +24,8 @@ int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
         _cleanup_close_ int probe = -EBADF;
 
         if (errno != EADDRINUSE)
-            return control_fail(ctx, -errno, "cannot bind control socket %s: %m",
-                            path);
+            return control_fail(ctx, -errno,
+                                "cannot bind control socket %s: %m", path);
         /* A socket file nobody accepts on is left over from a process
          * that died: replace it. A live one belongs to someone else. */
         probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -33,13 +33,13 @@ int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
             return control_fail(ctx, -errno, "control socket: %m");
         if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
             errno != ECONNREFUSED)
-            return control_fail(ctx, -EADDRINUSE,
-                            "control socket %s is in use by another process",
-                            path);
+            return control_fail(
+                ctx, -EADDRINUSE,
+                "control socket %s is in use by another process", path);
         if (unlink(path) < 0 ||
             bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-            return control_fail(ctx, -errno, "cannot bind control socket %s: %m",
-                            path);
+            return control_fail(ctx, -errno,
+                                "cannot bind control socket %s: %m", path);
     }
     /* Peer credentials are the real check; the mode keeps others from
      * even connecting. */
@@ -47,7 +47,8 @@ int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
         int r = -errno;
 
         unlink(path);
-        return control_fail(ctx, r, "control socket %s: %s", path, strerror(-r));
+        return control_fail(ctx, r, "control socket %s: %s", path,
+                            strerror(-r));
     }
     *ret_fd = TAKE_FD(fd);
     return 0;

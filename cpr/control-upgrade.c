@@ -52,8 +52,8 @@ static char **self_argv(void)
 
 /* The argv for the new binary: binary, then "args" if the request has
  * them, else this process's own arguments. */
-static char **upgrade_argv(const char *binary,
-                           const json_t *args, const char **ret_error)
+static char **upgrade_argv(const char *binary, const json_t *args,
+                           const char **ret_error)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
 
@@ -106,7 +106,7 @@ static void upgrade_failed(cprkit_control *c, struct control_client *cl,
 }
 
 void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
-                           const json_t *req)
+                         const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
     bool bad = false;
@@ -117,7 +117,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
 
     if (bad || !binary || binary[0] != '/') {
         control_reply_error(cl->fd, "error",
-                    "\"upgrade\" needs \"binary\": an absolute path");
+                            "\"upgrade\" needs \"binary\": an absolute path");
         return;
     }
     argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
@@ -150,7 +150,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     control_send_phase(cl->fd, "exec", binary);
     sdnotify_sendf("STATUS=cprkit: exec %s", binary);
     cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
-            binary, (int)cl->pid);
+               binary, (int)cl->pid);
 
     /* Whatever failed before this request must not be reported as the
      * reason this one failed. */
@@ -159,10 +159,10 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
 
     /* Still here: the update did not happen. */
     {
-        g_autofree char *why = g_strdup(
-            r < 0 ? cprkit_last_error(ctx) : "the application's upgrade "
-                                              "function returned without "
-                                              "exec'ing");
+        g_autofree char *why = g_strdup(r < 0 ? cprkit_last_error(ctx)
+                                              : "the application's upgrade "
+                                                "function returned without "
+                                                "exec'ing");
 
         if (r < 0 && !*why) {
             g_free(why);
@@ -177,8 +177,8 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
 {
     cprkit_ctx *ctx = c->ctx;
     uint64_t suspend = cprkit_timestamp(ctx, "suspend");
-    uint64_t blackout = suspend && serving_ns > suspend ? serving_ns - suspend
-                                                        : 0;
+    uint64_t blackout =
+        suspend && serving_ns > suspend ? serving_ns - suspend : 0;
     bool rolled_back = cprkit_is_rollback(ctx);
     const char *reason = rolled_back ? cprkit_rollback_reason(ctx) : NULL;
     g_autofree char *exe = control_self_exe();
@@ -213,5 +213,5 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
                        "generation %" PRIu64 ", blackout %" PRIu64 " us",
                        cprkit_generation(ctx), blackout / 1000);
     cprkit_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
-            c->last_result, blackout / 1000);
+               c->last_result, blackout / 1000);
 }

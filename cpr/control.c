@@ -83,7 +83,8 @@ static char *socket_path_of(int fd)
     socklen_t len = sizeof(sa);
 
     if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
-        sa.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path))
+        sa.sun_family != AF_UNIX ||
+        len <= offsetof(struct sockaddr_un, sun_path))
         return NULL;
     return g_strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
 }
@@ -92,8 +93,8 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
                                         const char *socket_path,
                                         cprkit_control **ret_control)
 {
-    const char *path = socket_path ? socket_path
-                                   : getenv(CPRKIT_CONTROL_SOCKET_ENV);
+    const char *path =
+        socket_path ? socket_path : getenv(CPRKIT_CONTROL_SOCKET_ENV);
     g_autofree char *reclaimed_path = NULL;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     _cleanup_close_ int listen_fd = -EBADF;
@@ -102,7 +103,8 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     int r;
 
     if (!ret_control)
-        return control_fail(ctx, -EINVAL, "cprkit_control_listen needs ret_control");
+        return control_fail(ctx, -EINVAL,
+                            "cprkit_control_listen needs ret_control");
 
     if (control_fd_registered(ctx, CONTROL_LISTEN_FD_NAME, 0)) {
         /* Started by an update: the socket is already listening (clients
@@ -115,17 +117,17 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         if (!reclaimed_path) {
             listen_fd = -EBADF;
             return control_fail(ctx, -ENOTSOCK,
-                            "preserved control socket has no path");
+                                "preserved control socket has no path");
         }
         path = reclaimed_path;
     } else {
         if (!path || !*path)
             return control_fail(ctx, -EINVAL,
-                            "no control socket path: pass one or set %s",
-                            CPRKIT_CONTROL_SOCKET_ENV);
+                                "no control socket path: pass one or set %s",
+                                CPRKIT_CONTROL_SOCKET_ENV);
         if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return control_fail(ctx, -ENAMETOOLONG,
-                            "control socket path %s is too long", path);
+                                "control socket path %s is too long", path);
         r = control_bind_listen(ctx, path, &listen_fd);
         if (r < 0)
             return r;
@@ -146,7 +148,8 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         } else {
             listen_fd = -EBADF; /* stays preserved */
         }
-        return control_fail(ctx, r, "control endpoint: epoll: %s", strerror(-r));
+        return control_fail(ctx, r, "control endpoint: epoll: %s",
+                            strerror(-r));
     }
 
     c = g_new0(cprkit_control, 1);
@@ -154,7 +157,8 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     c->path = g_strdup(path);
     c->listen_fd = TAKE_FD(listen_fd);
     c->epoll_fd = TAKE_FD(epoll_fd);
-    c->clients = g_ptr_array_new_with_free_func((GDestroyNotify)control_client_free);
+    c->clients =
+        g_ptr_array_new_with_free_func((GDestroyNotify)control_client_free);
     c->pending_fd = -1;
     c->update_pending = cprkit_is_incoming(ctx);
 
@@ -165,18 +169,17 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
-            control_send_phase(c->pending_fd, cprkit_is_rollback(ctx) ? "rolling-back"
-                                                             : "restoring",
-                       NULL);
+            control_send_phase(
+                c->pending_fd,
+                cprkit_is_rollback(ctx) ? "rolling-back" : "restoring", NULL);
         }
     }
     if (c->update_pending)
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
                        cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
                        cprkit_generation(ctx));
-    cprkit_log(ctx, LOG_INFO, "control: %s %s", reclaimed_path ? "reclaimed"
-                                                            : "listening on",
-            c->path);
+    cprkit_log(ctx, LOG_INFO, "control: %s %s",
+               reclaimed_path ? "reclaimed" : "listening on", c->path);
     *ret_control = c;
     return 0;
 }
@@ -193,7 +196,7 @@ CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
 {
     if (cprkit_is_incoming(control->ctx))
         return control_fail(control->ctx, -EBUSY,
-                        "the incoming update is not committed yet");
+                            "the incoming update is not committed yet");
     if (control->update_pending)
         control_finish_update(control, control_now_ns());
     else

@@ -34,8 +34,7 @@ struct json_builder {
  * set as member name of an object. jansson takes only UTF-8 keys: a member
  * whose name is not (a timestamp's phase) is left out, like one that is
  * missing. */
-static void builder_add(struct json_builder *b, const char *name,
-                        json_t *value)
+static void builder_add(struct json_builder *b, const char *name, json_t *value)
 {
     json_t *parent = g_ptr_array_index(b->open, b->open->len - 1);
 

@@ -368,7 +368,7 @@ static void append_fd(void *userdata, const char *name, int id, int fd,
                       enum cprkit_fd_type type)
 {
     g_string_append_printf(userdata, "%s/%d=%d:%s ", name, id, fd,
-                            cprkit_fd_type_name(type));
+                           cprkit_fd_type_name(type));
 }
 
 /* cprkit_fd_foreach() lists in save order and claims nothing. */

@@ -339,8 +339,7 @@ typedef void (*cprkit_fd_fn)(void *userdata, const char *name, int id, int fd,
 
 /* Calls fn for every registered fd; claims nothing (unlike
  * cprkit_fd_find()). Since: 0.2 */
-void cprkit_fd_foreach(const cprkit_ctx *ctx, cprkit_fd_fn fn,
-                       void *userdata);
+void cprkit_fd_foreach(const cprkit_ctx *ctx, cprkit_fd_fn fn, void *userdata);
 
 /* A figure of a part of the library (participant: "vfio"), such as
  * "containers" or "mapped_bytes". names is NULL, or a NULL-terminated list
