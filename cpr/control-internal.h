@@ -5,8 +5,8 @@
  *
  * libcprkit-control.so links libcprkit.so and must use nothing of it but
  * its public API (cprkit/cprkit.h): this header and the control sources
- * do not include cprkit-internal.h (tests/check-control-so checks the
- * built library). */
+ * do not include cprkit-internal.h (CPRKIT_PUBLIC_API_ONLY makes that an
+ * error; tests/check-control-so checks the built library). */
 #pragma once
 
 #include <inttypes.h>
