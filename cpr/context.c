@@ -129,6 +129,21 @@ void ctx_clear_error(cprkit_ctx *ctx)
     ctx->last_error = NULL;
 }
 
+CPRKIT_EXPORT void cprkit_clear_error(cprkit_ctx *ctx)
+{
+    ctx_clear_error(ctx);
+}
+
+CPRKIT_EXPORT void cprkit_log(cprkit_ctx *ctx, int priority, const char *fmt,
+                              ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ctx_vlog(ctx, priority, fmt, ap);
+    va_end(ap);
+}
+
 uint64_t monotonic_now_ns(void)
 {
     struct timespec ts;

@@ -1,10 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internal interfaces of the control endpoint, the state as JSON and the
  * lockdown, shared by cpr/control*.c, cpr/state-json.c, shim/ and the unit
- * tests. Not installed. */
+ * tests. Not installed.
+ *
+ * libcprkit-control.so links libcprkit.so and must use nothing of it but
+ * its public API (cprkit/cprkit.h): this header and the control sources
+ * do not include cprkit-internal.h (CPRKIT_PUBLIC_API_ONLY makes that an
+ * error; tests/check-control-so checks the built library). */
 #pragma once
 
-#include "cprkit-internal.h"
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include <glib.h>
+
+#include "cprkit/cprkit-control.h"
+#include "macros.h"
 
 /* Preserved fd names of the control endpoint. */
 #define CONTROL_LISTEN_FD_NAME "cprkit-control"
@@ -14,8 +28,18 @@
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)
 
-/* The format marker lives with the blob reader (cpr/blob.c). */
-#define CONTROL_FORMAT_MARKER_PREFIX CPRKIT_FORMAT_MARKER_PREFIX
+/* The format marker written into binaries by the blob reader
+ * (CPRKIT_FORMAT_MARKER_PREFIX in cpr/cprkit-internal.h, which the control
+ * library does not include). */
+#define CONTROL_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
+
+/* cprkit_set_error() plus the debug log line the core writes for its own
+ * failures. Returns: error. */
+int control_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* CLOCK_MONOTONIC now, in ns: comparable with cprkit_timestamp(). */
+uint64_t control_now_ns(void);
 
 /* state-json.c: the whole blob as JSON text (compact, one line, to free()):
  * frame fields, rescue command line, and the decoded payload (or
@@ -25,9 +49,6 @@
  * tests read it with json-glib (see state-json.h). */
 int blob_to_json(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                  char **ret_text);
-
-/* control.c: the blob this process would write now (for `inspect`). */
-int control_build_blob(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size);
 
 /* control-lockdown.c: the ioctl requests the seccomp lockdown denies. */
 extern const unsigned long lockdown_denied_ioctls[];

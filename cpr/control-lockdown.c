@@ -59,7 +59,7 @@ static int lockdown_seccomp(cprkit_ctx *ctx)
     int r;
 
     if (!sc)
-        return ctx_fail(ctx, -ENOMEM, "seccomp_init failed");
+        return control_fail(ctx, -ENOMEM, "seccomp_init failed");
     add_compat_arches(sc);
     /* Every thread, not just the caller. */
     r = seccomp_attr_set(sc, SCMP_FLTATR_CTL_TSYNC, 1);
@@ -70,22 +70,22 @@ static int lockdown_seccomp(cprkit_ctx *ctx)
                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
                                      (scmp_datum_t)lockdown_denied_ioctls[i]));
         if (r < 0)
-            ctx_fail(ctx, r, "seccomp rule for %s: %s",
-                     lockdown_denied_ioctl_names[i], strerror(-r));
+            control_fail(ctx, r, "seccomp rule for %s: %s",
+                         lockdown_denied_ioctl_names[i], strerror(-r));
     }
     if (r >= 0) {
         r = seccomp_load(sc);
         if (r < 0)
-            ctx_fail(ctx, r, "cannot load the seccomp filter: %s",
-                     strerror(-r));
+            control_fail(ctx, r, "cannot load the seccomp filter: %s",
+                         strerror(-r));
     } else if (!*cprkit_last_error(ctx)) {
-        ctx_fail(ctx, r, "seccomp filter: %s", strerror(-r));
+        control_fail(ctx, r, "seccomp filter: %s", strerror(-r));
     }
     seccomp_release(sc);
     if (r < 0)
         return r;
-    ctx_log(ctx, LOG_INFO, "lockdown: seccomp denies %zu VFIO ioctls",
-            lockdown_n_denied_ioctls);
+    cprkit_log(ctx, LOG_INFO, "lockdown: seccomp denies %zu VFIO ioctls",
+               lockdown_n_denied_ioctls);
     return 0;
 }
 
@@ -106,16 +106,16 @@ static int lockdown_caps(cprkit_ctx *ctx, uint64_t keep_caps)
                              CAPNG_BOUNDING_SET | CAPNG_AMBIENT,
                          cap);
         if (r < 0)
-            return ctx_fail(ctx, -EINVAL, "cannot keep capability %u", cap);
+            return control_fail(ctx, -EINVAL, "cannot keep capability %u", cap);
     }
     r = capng_apply(CAPNG_SELECT_ALL);
     if (r < 0)
-        return ctx_fail(ctx, -EPERM,
-                        "cannot drop capabilities (capng_apply: %d): the "
-                        "bounding set needs CAP_SETPCAP",
-                        r);
-    ctx_log(ctx, LOG_INFO, "lockdown: capabilities reduced to 0x%" PRIx64,
-            keep_caps);
+        return control_fail(ctx, -EPERM,
+                            "cannot drop capabilities (capng_apply: %d): the "
+                            "bounding set needs CAP_SETPCAP",
+                            r);
+    cprkit_log(ctx, LOG_INFO, "lockdown: capabilities reduced to 0x%" PRIx64,
+               keep_caps);
     return 0;
 }
 
@@ -125,7 +125,7 @@ CPRKIT_EXPORT int cprkit_lockdown(cprkit_ctx *ctx, unsigned flags,
     int r;
 
     if (flags & ~(CPRKIT_LOCKDOWN_CAPS | CPRKIT_LOCKDOWN_SECCOMP))
-        return ctx_fail(ctx, -EINVAL, "unknown lockdown flags 0x%x", flags);
+        return control_fail(ctx, -EINVAL, "unknown lockdown flags 0x%x", flags);
     /* The filter first: loading it needs CAP_SYS_ADMIN or no_new_privs
      * (libseccomp sets no_new_privs). */
     if (flags & CPRKIT_LOCKDOWN_SECCOMP) {

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internal interfaces of the libcprkit core (cpr/), shared with the
  * participants (preserve/ and restore/: VFIO, see preserve/vfio-internal.h),
- * the control library, shim/ and the unit tests. Not installed. The core
- * never includes a participant's header: it reaches them through
- * participant.h only. */
+ * shim/ and the unit tests. Not installed. The core never includes a
+ * participant's header: it reaches them through participant.h only. */
 #pragma once
+
+/* The control library is built and upgraded apart from libcprkit.so and
+ * uses only its public API (docs/design.md, Layers). */
+#ifdef CPRKIT_PUBLIC_API_ONLY
+#error "the control library uses cprkit.h only, not cprkit-internal.h"
+#endif
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -143,7 +143,8 @@ int exec_check_target(cprkit_ctx *ctx, const char *path)
 }
 
 /* ", dma_mappings 3" for the exec log line. */
-static void append_stat(void *userdata, const char *key, uint64_t value)
+static void append_stat(void *userdata, const char *key, uint64_t value,
+                        const char *const *names)
 {
     g_string_append_printf(userdata, ", %s %" PRIu64, key, value);
 }

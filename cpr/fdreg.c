@@ -162,6 +162,16 @@ CPRKIT_EXPORT size_t cprkit_fd_count(const cprkit_ctx *ctx)
     return ctx->fds->len;
 }
 
+CPRKIT_EXPORT void cprkit_fd_foreach(const cprkit_ctx *ctx, cprkit_fd_fn fn,
+                                     void *userdata)
+{
+    for (guint i = 0; i < ctx->fds->len; i++) {
+        const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
+
+        fn(userdata, e->name, e->id, e->fd, e->identity.type);
+    }
+}
+
 /* Before exec: every registered fd must still be open and be what was
  * saved. Catches an application that closed or dup2()ed over a preserved
  * fd, which would otherwise hand the new binary the wrong object. */

@@ -39,9 +39,10 @@ void participant_register(const struct participant *p)
     n_registered++;
 }
 
-/* By name too: libcprkit-control carries a private copy of the core and
- * the participants, and works on contexts libcprkit.so made, whose table
- * holds libcprkit.so's copy of the same participant. */
+/* By name too: written for a second copy of the core working on contexts
+ * libcprkit.so made. libcprkit-control no longer carries one (it calls
+ * libcprkit.so's API, tests/check-control-so), so the pointer match is
+ * expected to be the only one used now. */
 void *participant_state(cprkit_ctx *ctx, const struct participant *p)
 {
     for (unsigned i = 0; i < ctx->n_participants; i++)
@@ -239,4 +240,31 @@ void participants_stats(cprkit_ctx *ctx, participant_stat_fn add,
     for (unsigned i = 0; i < ctx->n_participants; i++)
         if (ctx->participants[i].p->stats)
             ctx->participants[i].p->stats(ctx, add, userdata);
+}
+
+/* cprkit_participant_stats(): each participant's figures with its name. */
+struct named_stats {
+    const char *participant;
+    cprkit_stat_fn fn;
+    void *userdata;
+};
+
+static void add_named_stat(void *userdata, const char *key, uint64_t value,
+                           const char *const *names)
+{
+    struct named_stats *n = userdata;
+
+    n->fn(n->userdata, n->participant, key, value, names);
+}
+
+CPRKIT_EXPORT void cprkit_participant_stats(cprkit_ctx *ctx, cprkit_stat_fn fn,
+                                            void *userdata)
+{
+    for (unsigned i = 0; i < ctx->n_participants; i++) {
+        const struct participant *p = ctx->participants[i].p;
+        struct named_stats n = {p->name, fn, userdata};
+
+        if (p->stats)
+            p->stats(ctx, add_named_stat, &n);
+    }
 }

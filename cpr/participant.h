@@ -35,8 +35,10 @@
 #define PARTICIPANT_PRI_DEFAULT 500
 
 /* One statistic for status output, e.g. ("mapped_bytes", 1 << 20). */
+/* names: NULL, or the NULL-terminated values the figure counts (see
+ * cprkit_stat_fn in cprkit.h). */
 typedef void (*participant_stat_fn)(void *userdata, const char *key,
-                                    uint64_t value);
+                                    uint64_t value, const char *const *names);
 
 struct participant {
     const char *name;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* JSON (jansson) helpers of libcprkit-control: cpr/control.c and
+/* JSON (jansson) helpers of libcprkit-control: cpr/control*.c and
  * cpr/state-json.c only. Kept out of control-internal.h, which cpr-exec and
  * the tests include next to json-glib: both libraries declare
  * json_object_iter_next(), so one file cannot include both headers. */
@@ -7,12 +7,15 @@
 
 #include <jansson.h>
 
-#include "cprkit-internal.h"
+#include "control-internal.h"
 
 /* A JSON string of s, or null for NULL. jansson takes only valid UTF-8 and
  * names, paths and error messages need not be: invalid sequences become
  * U+FFFD rather than lose the whole value. */
 json_t *json_utf8_string(const char *s);
 
-/* The decoded payload, every field with its name (new reference). */
-json_t *state_to_json(const Cprkit__State *state);
+/* The blob as a JSON object (new reference in *ret_json): what
+ * cprkit_blob_visit() passes, members in its order. Returns: 0, or < 0 when
+ * buf is not a blob (the reason in cprkit_last_error()). */
+int blob_to_json_tree(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
+                      json_t **ret_json);

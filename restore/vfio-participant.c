@@ -22,14 +22,21 @@ static void vfio_clear(cprkit_ctx *ctx)
 static void vfio_stats(cprkit_ctx *ctx, participant_stat_fn add, void *userdata)
 {
     struct vfio_state *v = vfio_of(ctx);
+    g_autofree const char **bdfs = g_new0(const char *, v->devices->len + 1);
 
-    add(userdata, "containers", v->containers->len);
-    add(userdata, "groups", v->groups->len);
-    add(userdata, "devices", v->devices->len);
-    add(userdata, "dma_mappings", v->mappings->len);
-    add(userdata, "mapped_bytes", vfio_mapped_bytes(ctx));
-    add(userdata, "irq_indexes", v->irqs->len);
-    add(userdata, "ram_blocks", v->ram_blocks->len);
+    for (guint i = 0; i < v->devices->len; i++) {
+        const struct vfio_device_rec *d = g_ptr_array_index(v->devices, i);
+
+        bdfs[i] = d->bdf ? d->bdf : "";
+    }
+    add(userdata, "containers", v->containers->len, NULL);
+    add(userdata, "groups", v->groups->len, NULL);
+    /* The addresses too: `cpr-exec status` lists them. */
+    add(userdata, "devices", v->devices->len, bdfs);
+    add(userdata, "dma_mappings", v->mappings->len, NULL);
+    add(userdata, "mapped_bytes", vfio_mapped_bytes(ctx), NULL);
+    add(userdata, "irq_indexes", v->irqs->len, NULL);
+    add(userdata, "ram_blocks", v->ram_blocks->len, NULL);
 }
 
 /* Owns the VFIO fields of the State (vfio_containers, vfio_groups,

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "control-internal.h"
+#include "cprkit-internal.h"
 #include "cpr-exec.h"
 
 static void add_kernel(JsonBuilder *b)

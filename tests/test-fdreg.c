@@ -364,11 +364,41 @@ static void test_command_line_of_self(void)
     cprkit_free(ctx);
 }
 
+static void append_fd(void *userdata, const char *name, int id, int fd,
+                      enum cprkit_fd_type type)
+{
+    g_string_append_printf(userdata, "%s/%d=%d:%s ", name, id, fd,
+                           cprkit_fd_type_name(type));
+}
+
+/* cprkit_fd_foreach() lists in save order and claims nothing. */
+static void test_foreach(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    g_autoptr(GString) s = g_string_new(NULL);
+    g_autofree char *want = NULL;
+    int efd = eventfd(0, EFD_CLOEXEC);
+    int pfd[2];
+
+    g_assert_cmpint(efd, >=, 0);
+    g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "b", 1, efd), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "a", 0, pfd[0]), ==, 0);
+    cprkit_fd_foreach(ctx, append_fd, s);
+    want = g_strdup_printf("b/1=%d:eventfd a/0=%d:pipe ", efd, pfd[0]);
+    g_assert_cmpstr(s->str, ==, want);
+    cprkit_free(ctx);
+    close(efd);
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fdident/types", test_identify_types);
     g_test_add_func("/fdreg/save-find-remove", test_save_find_remove);
+    g_test_add_func("/fdreg/foreach", test_foreach);
     g_test_add_func("/sections/put-get", test_sections);
     g_test_add_func("/fdreg/check-unchanged", test_check_unchanged);
     g_test_add_func("/exec/missing-binary", test_exec_missing_binary);

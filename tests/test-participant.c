@@ -106,7 +106,7 @@ static void record(int i, const char *what)
     }                                                                          \
     static void stats_##i(cprkit_ctx *ctx, participant_stat_fn add, void *ud)  \
     {                                                                          \
-        add(ud, fakes[i].name, (uint64_t)i);                                   \
+        add(ud, fakes[i].name, (uint64_t)i, NULL);                             \
     }
 
 #define FAKE_PARTICIPANT(i, p, prio)                                           \
@@ -293,7 +293,8 @@ static void test_pending_blocks_commit(void)
     cprkit_free(ctx);
 }
 
-static void add_stat(void *userdata, const char *key, uint64_t value)
+static void add_stat(void *userdata, const char *key, uint64_t value,
+                     const char *const *names)
 {
     g_string_append_printf(userdata, "%s=%" PRIu64 " ", key, value);
 }
@@ -311,6 +312,28 @@ static void test_stats(void)
     cprkit_free(ctx);
 }
 
+static void add_named_stat(void *userdata, const char *participant,
+                           const char *key, uint64_t value,
+                           const char *const *names)
+{
+    g_string_append_printf(userdata, "%s.%s=%" PRIu64 "%s ", participant, key,
+                           value, names ? "[]" : "");
+}
+
+/* The public form: each figure with its participant's name, and the VFIO
+ * devices with their (here: no) addresses. */
+static void test_public_stats(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    cprkit_participant_stats(ctx, add_named_stat, s);
+    g_assert_true(g_str_has_prefix(s->str, "early.early=0 vfio.containers=0 "
+                                           "vfio.groups=0 vfio.devices=0[] "));
+    g_assert_true(g_str_has_suffix(s->str, "late.late=1 later.later=2 "));
+    cprkit_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     int r;
@@ -324,6 +347,7 @@ int main(int argc, char **argv)
     g_test_add_func("/participant/rollback-prepare-failure",
                     test_rollback_prepare_failure);
     g_test_add_func("/participant/private-state", test_private_state);
+    g_test_add_func("/participant/public-stats", test_public_stats);
     g_test_add_func("/participant/save-load", test_save_load);
     g_test_add_func("/participant/pending", test_pending_blocks_commit);
     g_test_add_func("/participant/stats", test_stats);

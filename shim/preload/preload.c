@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-control.h>
 #include <cprkit/cprkit-vfio.h>
 
 #include "preload-util.h"

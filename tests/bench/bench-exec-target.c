@@ -15,7 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(BENCH_LINK_CORE) || defined(BENCH_LINK_CONTROL)
+#if defined(BENCH_LINK_CONTROL)
+#include "cprkit/cprkit-control.h"
+#elif defined(BENCH_LINK_CORE)
 #include "cprkit/cprkit.h"
 #endif
 

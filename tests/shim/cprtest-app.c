@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cprkit/cprkit.h"
+#include "cprkit/cprkit-control.h"
 
 static volatile sig_atomic_t stop;
 

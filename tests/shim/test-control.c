@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "control-internal.h"
+#include "cprkit-internal.h"
 
 static struct app app;
 
@@ -47,7 +48,8 @@ static void test_malformed(void)
         {"42\n", "must be a JSON object"},
         {"{}\n", "no \"cmd\""},
         {"{\"cmd\":7}\n", "no \"cmd\""},
-        {"{\"cmd\":\"reboot\"}\n", "unknown command"},
+        {"{\"cmd\":\"reboot\"}\n",
+         "unknown command \"reboot\" (status, inspect, check, upgrade)"},
         {"{\"cmd\":\"upgrade\"}\n", "absolute path"},
         {"{\"cmd\":\"upgrade\",\"binary\":\"relative/path\"}\n",
          "absolute path"},
@@ -76,6 +78,27 @@ static void test_malformed(void)
         assert_error_reply(reply, "NUL");
     }
     assert_server_alive();
+}
+
+/* The status reply byte for byte where it does not depend on the run:
+ * libcprkit-control builds it from libcprkit's public API (fd list,
+ * participant figures) and must keep the members and their order. */
+static void test_status_shape(void)
+{
+    static const char req[] = "{\"cmd\":\"status\"}\n";
+    g_autofree char *reply =
+        raw_exchange(app.socket, req, sizeof(req) - 1, false);
+
+    g_test_message("%s", reply);
+    g_assert_true(g_str_has_prefix(reply, "{\"ok\":true,\"result\":\"status\","
+                                          "\"pid\":"));
+    g_assert_nonnull(strstr(reply, "{\"name\":\"cprkit-control\",\"id\":0,"
+                                   "\"fd\":"));
+    g_assert_nonnull(strstr(reply, ",\"type\":\"socket\"}"));
+    g_assert_nonnull(strstr(reply, "],\"vfio\":{\"containers\":0,\"groups\":0,"
+                                   "\"devices\":[],\"dma_mappings\":0,"
+                                   "\"mapped_bytes\":0,\"irq_indexes\":0,"
+                                   "\"ram_blocks\":0},\"last_update\":"));
 }
 
 static void test_oversized(void)
@@ -215,7 +238,7 @@ static void test_blob_sealed_cloexec(void)
     pid_t pid;
 
     g_assert_cmpint(cprkit_new(&ctx), ==, 0);
-    g_assert_cmpint(control_build_blob(ctx, &blob, &size), ==, 0);
+    g_assert_cmpint(cprkit_state_encode(ctx, &blob, &size), ==, 0);
     g_assert_cmpint(blob_write_sealed_memfd(ctx, blob, size, &fd), ==, 0);
     seals = fcntl(fd, F_GET_SEALS);
     g_assert_cmpint(seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW |
@@ -285,6 +308,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     signal(SIGPIPE, SIG_IGN);
     g_test_add_func("/control/malformed", test_malformed);
+    g_test_add_func("/control/status-shape", test_status_shape);
     g_test_add_func("/control/oversized", test_oversized);
     g_test_add_func("/control/pipelined", test_pipelined);
     g_test_add_func("/control/fuzz", test_fuzz);

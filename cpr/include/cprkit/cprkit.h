@@ -235,124 +235,85 @@ struct cprkit_exec_opts {
 int cprkit_exec(cprkit_ctx *ctx, const char *path, char *const argv[],
                 const struct cprkit_exec_opts *opts);
 
+/* ---- 0.2: for tools and the control library -----------------------------
+ *
+ * What libcprkit-control (and any other tool) needs to report on a
+ * context without reading its memory: the control library is built and
+ * upgraded separately, so it uses only these functions.
+ */
+
+/* Passes message (printf format) to the log function, like the library's
+ * own messages. Since: 0.2 */
+void cprkit_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Forgets the last-error message: cprkit_last_error() returns "" until the
+ * next failure. Since: 0.2 */
+void cprkit_clear_error(cprkit_ctx *ctx);
+
+/* Called once per registered fd, in save order. */
+typedef void (*cprkit_fd_fn)(void *userdata, const char *name, int id, int fd,
+                             enum cprkit_fd_type type);
+
+/* Calls fn for every registered fd; claims nothing (unlike
+ * cprkit_fd_find()). Since: 0.2 */
+void cprkit_fd_foreach(const cprkit_ctx *ctx, cprkit_fd_fn fn, void *userdata);
+
+/* A figure of a part of the library (participant: "vfio"), such as
+ * "containers" or "mapped_bytes". names is NULL, or a NULL-terminated list
+ * of value strings the figure counts (the PCI addresses of "devices"),
+ * valid during the call. */
+typedef void (*cprkit_stat_fn)(void *userdata, const char *participant,
+                               const char *key, uint64_t value,
+                               const char *const *names);
+
+/* Calls fn for every figure of every participant, participants in update
+ * order, figures in the order each participant gives them. Since: 0.2 */
+void cprkit_participant_stats(cprkit_ctx *ctx, cprkit_stat_fn fn,
+                              void *userdata);
+
+/*
+ * cprkit_state_encode:
+ * The state blob an update would write now (cprkit_exec() with default
+ * options), without changing anything: for inspection. *ret_buf is to
+ * free() by the caller.
+ * Returns: 0 or < 0.
+ * Since: 0.2
+ */
+int cprkit_state_encode(cprkit_ctx *ctx, uint8_t **ret_buf, size_t *ret_size);
+
+/* Receives a decoded blob as a tree of named values, in the order of
+ * docs/state-format.md. name is NULL for the elements of an array. Every
+ * begin_object or begin_array is closed by one end. A string value may be
+ * NULL (no value) and need not be valid UTF-8. Integers that do not fit
+ * int64_t, and addresses, come as hex strings ("0x..."). */
+struct cprkit_blob_visitor {
+    /* Size of this struct, for future extension: set to sizeof(). */
+    size_t size;
+    void (*begin_object)(void *userdata, const char *name);
+    void (*begin_array)(void *userdata, const char *name);
+    void (*end)(void *userdata);
+    void (*integer)(void *userdata, const char *name, int64_t value);
+    void (*string)(void *userdata, const char *name, const char *value);
+    void (*boolean)(void *userdata, const char *name, bool value);
+};
+
+/*
+ * cprkit_blob_visit:
+ * Decodes a state blob (as written by cprkit_exec() or
+ * cprkit_state_encode()) and passes it to v: "frame" (format_major,
+ * format_minor, size, rescue_size, payload_size); "rollback" (null, or
+ * path and argv, or error); then "state" with every payload field, or
+ * "payload_error" when the payload cannot be decoded (a format major this
+ * library does not read). Touches no context state but the last error.
+ * Returns: 0, or < 0 when buf is not a blob at all (-EBADMSG).
+ * Since: 0.2
+ */
+int cprkit_blob_visit(cprkit_ctx *ctx, const void *buf, size_t size,
+                      const struct cprkit_blob_visitor *v, void *userdata);
+
 #ifdef __cplusplus
 }
 #endif
 
 #endif /* CPRKIT_H */
-
-/* ---- control endpoint: how cpr-exec talks to a running program ----------
- *
- * A UNIX socket speaking JSON lines (docs/operations.md has the protocol).
- * The listening socket is a preserved fd ("cprkit-control"/0), so its path
- * stays valid across updates; a client that asked for an upgrade has its
- * connection preserved too ("cprkit-control-client"/0), and the new binary
- * answers it after cprkit_commit() — or, after a rollback, the old binary
- * does. Every call here follows the conventions at the top of this file.
- */
-#ifndef CPRKIT_CONTROL_H
-#define CPRKIT_CONTROL_H
-
-#ifdef __cplusplus
-extern "C" {
-#endif
-
-/* Environment variable with the socket path; `cpr-exec run` sets it. */
-#define CPRKIT_CONTROL_SOCKET_ENV "CPRKIT_CONTROL_SOCKET"
-
-typedef struct cprkit_control cprkit_control;
-
-/*
- * cprkit_control_listen:
- * Creates the control socket at socket_path (NULL: $CPRKIT_CONTROL_SOCKET)
- * and registers it as a preserved fd; or, in a process started by an update
- * (call it after cprkit_load_incoming() and before cprkit_commit()),
- * reclaims the preserved socket and the connection of the client that asked
- * for the update. A stale socket file (nobody accepting) is replaced; a
- * live one is refused with -EADDRINUSE. The control must not outlive ctx.
- * Returns: 0 on success or < 0 (-EINVAL no path, -ENAMETOOLONG).
- * Since: 0.2
- */
-int cprkit_control_listen(cprkit_ctx *ctx, const char *socket_path,
-                          cprkit_control **ret_control);
-
-/* An fd to poll for POLLIN (an epoll fd over the socket and its clients);
- * call cprkit_control_dispatch() when it is readable. Since: 0.2 */
-int cprkit_control_fd(const cprkit_control *control);
-
-/*
- * cprkit_upgrade_fn:
- * Called from cprkit_control_dispatch() for an "upgrade" request, after the
- * blockers passed. The application quiesces and calls
- * cprkit_exec(ctx, binary, argv, ...); argv[0] is binary. It returns only
- * if the update did not happen: return the negative errno (cprkit_exec's
- * result) after resuming service; the client is told "failed" with
- * cprkit_last_error().
- */
-typedef int (*cprkit_upgrade_fn)(void *userdata, cprkit_ctx *ctx,
-                                 const char *binary, char *const argv[]);
-
-/* Without an upgrade function, "upgrade" requests are refused. Since: 0.2 */
-void cprkit_control_set_upgrade_fn(cprkit_control *control,
-                                   cprkit_upgrade_fn fn, void *userdata);
-
-/*
- * cprkit_control_dispatch:
- * Accepts pending connections and serves complete requests without
- * blocking (replies are small; a client that does not read them within a
- * second is dropped). After a committed update it also answers the
- * preserved client, if cprkit_control_mark_serving() has not done so.
- * Returns: 0 or < 0 on a failure of the endpoint itself (a bad request is
- * answered with an error reply and is not a failure here).
- * Since: 0.2
- */
-int cprkit_control_dispatch(cprkit_control *control);
-
-/*
- * cprkit_control_mark_serving:
- * Tells the endpoint the application serves again after cprkit_commit().
- * The blackout of the update is measured from the previous binary's
- * "suspend" timestamp to now, and the client that asked for the update is
- * answered: "committed", or "rolled-back" with the reason when this binary
- * was started by a rollback. Call it on a normal start too: under systemd
- * (NOTIFY_SOCKET set) it sends READY=1 in every case.
- * Returns: 0, or -EBUSY before cprkit_commit().
- * Since: 0.2
- */
-int cprkit_control_mark_serving(cprkit_control *control);
-
-/* Blackout of the last update measured by this process in ns, or 0. */
-uint64_t cprkit_control_last_blackout_ns(const cprkit_control *control);
-
-/* Closes the socket and its clients, removes the socket file and forgets
- * the preserved fd. Call before exiting, not before an update. */
-void cprkit_control_free(cprkit_control *control);
-
-/* ---- lockdown ------------------------------------------------------------
- *
- * After start-up (or after cprkit_commit()) the program needs no privilege
- * to keep serving or to update: the next binary reclaims fds instead of
- * opening devices.
- */
-/* Drop every capability except those in keep_caps (bit n = capability n,
- * e.g. 1ull << CAP_IPC_LOCK), from the bounding set too, so the next
- * binary starts with no more than that. */
-#define CPRKIT_LOCKDOWN_CAPS (1u << 0)
-/* A seccomp filter failing with EPERM the VFIO ioctls that attach groups,
- * set the IOMMU, get new device fds or reset devices
- * (VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU,
- * VFIO_GROUP_GET_DEVICE_FD, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_RESET),
- * by request number on every fd. Not VFIO_DEVICE_PCI_HOT_RESET: it has
- * the number of VFIO_IOMMU_MAP_DMA, which updates need. execve stays
- * allowed; the filter and no_new_privs are inherited by every later
- * binary. */
-#define CPRKIT_LOCKDOWN_SECCOMP (1u << 1)
-
-/* Returns: 0 or < 0 (-EINVAL unknown flags). Since: 0.2 */
-int cprkit_lockdown(cprkit_ctx *ctx, unsigned flags, uint64_t keep_caps);
-
-#ifdef __cplusplus
-}
-#endif
-
-#endif /* CPRKIT_CONTROL_H */

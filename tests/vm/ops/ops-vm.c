@@ -34,7 +34,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
-#include <cprkit/cprkit.h>
+#include <cprkit/cprkit-control.h>
 #include <cprkit/cprkit-vfio.h>
 
 #include "edu.h"

@@ -34,6 +34,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cprkit/cprkit-control.h>
+
 #include "workload.h"
 
 static bool own_argument(const struct workload *w, const char *arg)

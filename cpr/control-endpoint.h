@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The control endpoint's private parts, shared by its files (one per
+ * concept): control.c (create, reclaim, free), control-takeover.c (the
+ * socket file, stale ones replaced), control-socket.c (connections and
+ * I/O), control-peer.c (who may connect), control-commands.c (requests
+ * and their handlers), control-reply.c (JSON replies), control-upgrade.c
+ * (the update's state machine). Not for shim/ or the tests: they use
+ * control-internal.h. */
+#pragma once
+
+#include <sys/socket.h>
+
+#include "state-json.h"
+
+/* At most this many connections at once; more are answered "busy". */
+#define CONTROL_MAX_CLIENTS 32
+/* A client gets this long to take a reply off the socket. */
+#define CONTROL_WRITE_TIMEOUT_MS 1000
+
+struct control_client {
+    int fd;
+    GString *buf; /* bytes of an incomplete request line */
+    uid_t uid;
+    pid_t pid;
+};
+
+struct cprkit_control {
+    cprkit_ctx *ctx;
+    char *path;
+    int listen_fd;
+    int epoll_fd;
+    GPtrArray *clients; /* struct control_client * */
+
+    cprkit_upgrade_fn upgrade_fn;
+    void *upgrade_userdata;
+
+    /* Started by an update that is not finished yet (not answered). */
+    bool update_pending;
+    /* The preserved connection of the client that asked for it, or -1. */
+    int pending_fd;
+
+    /* The last update this process knows about, for "status". */
+    char *last_result; /* committed | rolled-back | failed */
+    char *last_phase;
+    char *last_error;
+    uint64_t last_blackout_ns;
+    uint64_t last_generation;
+};
+
+/* control.c: the running binary's path, or "" (to g_free()). */
+char *control_self_exe(void);
+
+/* control-takeover.c: a listening socket at path, mode 0600, replacing a
+ * stale socket file. Returns: 0 or < 0 (-EADDRINUSE: a live socket). */
+int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd);
+
+/* control-peer.c: whether the peer of fd may use the endpoint (root or
+ * this process's user); a refused one is told why. Returns: 0 and the
+ * credentials, or < 0 (-EPERM refused). */
+int control_peer_authorize(cprkit_control *c, int fd, struct ucred *ret_cred);
+
+/* control-socket.c */
+void control_client_free(struct control_client *cl);
+/* Writes one line; a client that does not read it within
+ * CONTROL_WRITE_TIMEOUT_MS is given up (-ETIMEDOUT). */
+int control_write_line(int fd, const char *line);
+
+/* control-reply.c: replies, members in the order they are set. A NULL
+ * string is written as null. */
+int control_write_json(int fd, const json_t *reply);
+void control_set_str(json_t *o, const char *member, const char *value);
+void control_set_int(json_t *o, const char *member, json_int_t value);
+void control_set_bool(json_t *o, const char *member, bool value);
+/* {"ok":false,"result":result,"error":"..."}. */
+int control_reply_error(int fd, const char *result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* {"event":"phase",...}: progress of an upgrade, for its client. */
+int control_send_phase(int fd, const char *phase, const char *binary);
+
+/* control-commands.c */
+typedef void (*control_command_fn)(cprkit_control *c, struct control_client *cl,
+                                   const json_t *req);
+/* Serves one request line (without its newline). */
+void control_handle_request(cprkit_control *c, struct control_client *cl,
+                            const char *line, size_t len);
+/* A string member, or NULL if absent; *ret_bad when present but not a
+ * string. */
+const char *control_get_string(const json_t *obj, const char *name,
+                               bool *ret_bad);
+
+/* control-upgrade.c: the "upgrade" command, and answering its client once
+ * the program serves again (serving_ns: when, CLOCK_MONOTONIC). */
+void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
+                         const json_t *req);
+void control_finish_update(cprkit_control *c, uint64_t serving_ns);

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The update as the control endpoint sees it. Old side: "upgrade" checks
+ * the blockers, preserves the client's connection and calls the
+ * application's upgrade function, which execs; if it returns, the update
+ * failed and the client is told so. New side (or the old binary again,
+ * after a rollback): the preserved client is answered once the program
+ * serves (control_finish_update()). Every step is also reported to the
+ * service manager (sd-notify.c) and kept for "status".
+ */
+#include <string.h>
+
+#include "control-endpoint.h"
+#include "sd-notify.h"
+
+static void record_result(cprkit_control *c, const char *result,
+                          const char *phase, const char *error,
+                          uint64_t blackout_ns)
+{
+    g_free(c->last_result);
+    g_free(c->last_phase);
+    g_free(c->last_error);
+    c->last_result = g_strdup(result);
+    c->last_phase = g_strdup(phase);
+    c->last_error = g_strdup(error);
+    c->last_blackout_ns = blackout_ns;
+    c->last_generation = cprkit_generation(c->ctx);
+}
+
+/* This process's own argv, or NULL when it cannot be read or its binary
+ * is gone from disk (then it could not be a rollback target either). */
+static char **self_argv(void)
+{
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+    g_autofree char *cmdline = NULL;
+    GPtrArray *argv;
+    gsize size;
+
+    if (!exe || g_str_has_suffix(exe, " (deleted)") ||
+        !g_file_get_contents("/proc/self/cmdline", &cmdline, &size, NULL))
+        return NULL;
+    argv = g_ptr_array_new();
+    for (gsize off = 0; off < size;) {
+        const char *arg = cmdline + off;
+
+        g_ptr_array_add(argv, g_strdup(arg));
+        off += strlen(arg) + 1;
+    }
+    g_ptr_array_add(argv, NULL);
+    return (char **)g_ptr_array_free(argv, false);
+}
+
+/* The argv for the new binary: binary, then "args" if the request has
+ * them, else this process's own arguments. */
+static char **upgrade_argv(const char *binary, const json_t *args,
+                           const char **ret_error)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+
+    g_ptr_array_add(argv, g_strdup(binary));
+    if (args && !json_is_null(args)) {
+        if (!json_is_array(args)) {
+            *ret_error = "\"args\" must be an array of strings";
+            g_ptr_array_unref(argv);
+            return NULL;
+        }
+        for (size_t i = 0; i < json_array_size(args); i++) {
+            const json_t *n = json_array_get(args, i);
+
+            if (!json_is_string(n)) {
+                *ret_error = "\"args\" must be an array of strings";
+                g_ptr_array_unref(argv);
+                return NULL;
+            }
+            g_ptr_array_add(argv, g_strdup(json_string_value(n)));
+        }
+    } else {
+        g_auto(GStrv) self = self_argv();
+
+        for (char **a = self && self[0] ? self + 1 : NULL; a && *a; a++)
+            g_ptr_array_add(argv, g_strdup(*a));
+    }
+    g_ptr_array_add(argv, NULL);
+    g_ptr_array_set_free_func(argv, NULL);
+    return (char **)g_ptr_array_free(argv, false);
+}
+
+static void upgrade_failed(cprkit_control *c, struct control_client *cl,
+                           const char *phase, const char *binary,
+                           const char *error)
+{
+    json_auto_t *o = json_object();
+
+    record_result(c, "failed", phase, error, 0);
+    control_set_bool(o, "ok", false);
+    control_set_str(o, "result", "failed");
+    control_set_str(o, "phase", phase);
+    control_set_str(o, "binary", binary);
+    control_set_str(o, "error", error);
+    control_set_int(o, "pid", getpid());
+    control_set_int(o, "generation", (json_int_t)cprkit_generation(c->ctx));
+    control_write_json(cl->fd, o);
+    /* Still the old version, serving. */
+    sdnotify_sendf("READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
+                   binary, phase, error);
+}
+
+void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
+                         const json_t *req)
+{
+    cprkit_ctx *ctx = c->ctx;
+    bool bad = false;
+    const char *binary = control_get_string(req, "binary", &bad);
+    const char *argv_error = NULL;
+    g_auto(GStrv) argv = NULL;
+    int r;
+
+    if (bad || !binary || binary[0] != '/') {
+        control_reply_error(cl->fd, "error",
+                            "\"upgrade\" needs \"binary\": an absolute path");
+        return;
+    }
+    argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
+    if (!argv) {
+        control_reply_error(cl->fd, "error", "%s", argv_error);
+        return;
+    }
+    if (!c->upgrade_fn) {
+        upgrade_failed(c, cl, "request", binary,
+                       "this program does not accept upgrades (no upgrade "
+                       "function set with cprkit_control_set_upgrade_fn)");
+        return;
+    }
+
+    sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
+                   "\nSTATUS=cprkit: update to %s: checking blockers",
+                   control_now_ns() / 1000, binary);
+    control_send_phase(cl->fd, "blockers", binary);
+    r = cprkit_check_update(ctx, binary);
+    if (r < 0) {
+        upgrade_failed(c, cl, "blockers", binary, cprkit_last_error(ctx));
+        return;
+    }
+    /* The connection crosses exec: the new binary answers it. */
+    r = cprkit_fd_save(ctx, CONTROL_CLIENT_FD_NAME, 0, cl->fd);
+    if (r < 0) {
+        upgrade_failed(c, cl, "preserve", binary, cprkit_last_error(ctx));
+        return;
+    }
+    control_send_phase(cl->fd, "exec", binary);
+    sdnotify_sendf("STATUS=cprkit: exec %s", binary);
+    cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
+               binary, (int)cl->pid);
+
+    /* Whatever failed before this request must not be reported as the
+     * reason this one failed. */
+    cprkit_clear_error(ctx);
+    r = c->upgrade_fn(c->upgrade_userdata, ctx, binary, argv);
+
+    /* Still here: the update did not happen. */
+    {
+        g_autofree char *why = g_strdup(r < 0 ? cprkit_last_error(ctx)
+                                              : "the application's upgrade "
+                                                "function returned without "
+                                                "exec'ing");
+
+        if (r < 0 && !*why) {
+            g_free(why);
+            why = g_strdup(strerror(-r));
+        }
+        cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
+        upgrade_failed(c, cl, "exec", binary, why);
+    }
+}
+
+void control_finish_update(cprkit_control *c, uint64_t serving_ns)
+{
+    cprkit_ctx *ctx = c->ctx;
+    uint64_t suspend = cprkit_timestamp(ctx, "suspend");
+    uint64_t blackout =
+        suspend && serving_ns > suspend ? serving_ns - suspend : 0;
+    bool rolled_back = cprkit_is_rollback(ctx);
+    const char *reason = rolled_back ? cprkit_rollback_reason(ctx) : NULL;
+    g_autofree char *exe = control_self_exe();
+
+    c->update_pending = false;
+    record_result(c, rolled_back ? "rolled-back" : "committed",
+                  rolled_back ? "restore" : "commit", reason, blackout);
+    if (c->pending_fd >= 0) {
+        json_auto_t *o = json_object();
+
+        control_set_bool(o, "ok", !rolled_back);
+        control_set_str(o, "result", c->last_result);
+        control_set_int(o, "pid", getpid());
+        control_set_str(o, "binary", exe);
+        control_set_str(o, "version", PROJECT_VERSION);
+        control_set_int(o, "generation", (json_int_t)cprkit_generation(ctx));
+        control_set_int(o, "blackout_us", (json_int_t)(blackout / 1000));
+        control_set_int(o, "blackout_ns", (json_int_t)blackout);
+        if (rolled_back)
+            control_set_str(o, "reason", reason);
+        control_write_json(c->pending_fd, o);
+        closep(&c->pending_fd);
+        c->pending_fd = -1;
+        cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
+    }
+    if (rolled_back)
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: update rolled back, "
+                       "generation %" PRIu64 " serving: %s",
+                       cprkit_generation(ctx), reason ? reason : "");
+    else
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: update committed, "
+                       "generation %" PRIu64 ", blackout %" PRIu64 " us",
+                       cprkit_generation(ctx), blackout / 1000);
+    cprkit_log(ctx, LOG_INFO, "control: update %s, blackout %" PRIu64 " us",
+               c->last_result, blackout / 1000);
+}
