@@ -5,7 +5,6 @@
  * this table: it never names one.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "cprkit-internal.h"
 
@@ -39,17 +38,13 @@ void participant_register(const struct participant *p)
     n_registered++;
 }
 
-/* By name too: written for a second copy of the core working on contexts
- * libcprkit.so made. libcprkit-control no longer carries one (it calls
- * libcprkit.so's API, tests/check-control-so), so the pointer match is
- * expected to be the only one used now. */
+/* By the participant's address: every context is made and used by one
+ * copy of the code (libcprkit-control calls libcprkit.so's API and holds
+ * no copy of its own, tests/check-control-so). */
 void *participant_state(cprkit_ctx *ctx, const struct participant *p)
 {
     for (unsigned i = 0; i < ctx->n_participants; i++)
         if (ctx->participants[i].p == p)
-            return ctx->participants[i].state;
-    for (unsigned i = 0; i < ctx->n_participants; i++)
-        if (strcmp(ctx->participants[i].p->name, p->name) == 0)
             return ctx->participants[i].state;
     /* Only a participant that never registered gets here; every caller
      * would dereference the result. */
