@@ -196,6 +196,8 @@ int preload_unmap_dma(struct preload_container *c,
     if (r < 0)
         preload_log(LOG_ERR, "VFIO_IOMMU_UNMAP_DMA: %s",
                     cprkit_last_error(preload_ctx));
+    /* The fd name cprkit_ram_open gives the memfd ("ram:" + the block
+     * name, preserve/ram.c: the library has no definition to share). */
     snprintf(name, sizeof(name), "ram:preload-dma-%d-%llx", c->id,
              (unsigned long long)u->iova);
     if (r == 0) {

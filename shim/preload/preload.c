@@ -42,6 +42,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "control-internal.h"
 #include "preload-internal.h"
 
 cprkit_ctx *preload_ctx;
@@ -165,7 +166,7 @@ __attribute__((constructor)) static void preload_init(void)
         return;
     }
     cprkit_control_set_upgrade_fn(preload_control, preload_upgrade, NULL);
-    r = cprkit_fd_find(preload_ctx, "cprkit-control", 0, CPRKIT_FD_ANY);
+    r = cprkit_fd_find(preload_ctx, CONTROL_LISTEN_FD_NAME, 0, CPRKIT_FD_ANY);
     if (r >= 0)
         preload_private_add(r);
     preload_private_add(cprkit_control_fd(preload_control));
