@@ -17,46 +17,13 @@
 #include <unistd.h>
 
 #include "preload-internal.h"
+#include "vma-info.h"
 
-static int read_self_maps(char **ret)
+/* The process's VMAs from the library's maps module (PROCMAP_QUERY, or
+ * /proc/self/maps before Linux 6.11). */
+static int live_vma_next(void *data, uint64_t addr, struct vma_info *ret)
 {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    int fd;
-
-    if (!buf)
-        return -ENOMEM;
-    fd = preload_real_openat(AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC,
-                             0);
-    if (fd < 0) {
-        free(buf);
-        return -errno;
-    }
-    for (;;) {
-        ssize_t n;
-
-        if (len + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-
-            if (!nb) {
-                free(buf);
-                preload_real_close(fd);
-                return -ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    preload_real_close(fd);
-    buf[len] = '\0';
-    *ret = buf;
-    return 0;
+    return vma_info_find(addr, ret);
 }
 
 /* Moves [vaddr, vaddr + size) into the memfd (copying the contents when
@@ -95,7 +62,6 @@ int preload_map_dma(struct preload_container *c,
     char what[256], name[64];
     enum preload_backing backing;
     bool reclaimed = false;
-    char *maps = NULL;
     int r, mprot = 0, memfd;
 
     if (m->flags &
@@ -106,12 +72,13 @@ int preload_map_dma(struct preload_container *c,
                     m->flags);
         return -EINVAL;
     }
-    r = read_self_maps(&maps);
+    preload_in_lib++;
+    r = preload_classify_vmas(live_vma_next, NULL, m->vaddr, m->size, &mprot,
+                              what, sizeof(what));
+    preload_in_lib--;
     if (r < 0)
         return r;
-    backing = preload_classify_range(maps, m->vaddr, m->size, &mprot, what,
-                                     sizeof(what));
-    free(maps);
+    backing = (enum preload_backing)r;
     if (backing == PRELOAD_BACKING_OTHER) {
         preload_log(LOG_ERR,
                     "DMA memory %s at iova 0x%llx cannot be preserved: the "
