@@ -3,7 +3,7 @@
  * VFIO_IOMMU_MAP_DMA and UNMAP_DMA. The program's DMA memory is anonymous,
  * which does not survive exec: the shim moves it into a memfd the library
  * preserves (cprkit_ram_open), mapped at the same address, before the
- * library maps it for DMA. On the preload_incoming side the preserved memfd is
+ * library maps it for DMA. On the incoming side the preserved memfd is
  * mapped over the program's new buffer and remapped with
  * VFIO_DMA_MAP_FLAG_VADDR.
  */
@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <linux/vfio.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>

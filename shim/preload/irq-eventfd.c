@@ -3,7 +3,7 @@
  * VFIO_DEVICE_SET_IRQS. The library owns the eventfds wired to the
  * device (they are preserved across exec): the shim puts them under the
  * program's eventfd numbers, so the program waits on the kernel-wired ones
- * and, on the preload_incoming side, finds the interrupts raised during the
+ * and, on the incoming side, finds the interrupts raised during the
  * update in their counters.
  */
 #include <errno.h>
@@ -17,7 +17,7 @@
 
 /* Puts the file of lib_fd under the program's fd number, keeping the
  * program's FD_CLOEXEC and O_NONBLOCK choices. */
-int preload_replace_fd(int lib_fd, int prog_fd)
+static int replace_fd(int lib_fd, int prog_fd)
 {
     int fdflags = fcntl(prog_fd, F_GETFD);
     int flflags = fcntl(prog_fd, F_GETFL);
@@ -69,10 +69,10 @@ int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s)
             return r;
         }
         /* The program's eventfd numbers now name the kernel-wired
-         * eventfds: on the preload_incoming side they hold the interrupts
+         * eventfds: on the incoming side they hold the interrupts
          * raised during the update. */
         for (uint32_t i = 0; i < s->count; i++) {
-            r = preload_replace_fd(lib_fds[i], prog_fds[i]);
+            r = replace_fd(lib_fds[i], prog_fds[i]);
             if (r < 0) {
                 if (preload_incoming)
                     preload_rollback(
@@ -114,7 +114,7 @@ int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s)
         preload_in_lib--;
         if (r < 0)
             return r;
-        return preload_replace_fd(r, prog_fds[0]);
+        return replace_fd(r, prog_fds[0]);
     }
     if (data != VFIO_IRQ_SET_DATA_EVENTFD)
         /* Masking, unmasking, loopback triggers: runtime operations that

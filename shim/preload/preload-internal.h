@@ -93,7 +93,6 @@ int preload_unmap_dma(struct preload_container *c,
 
 /* irq-eventfd.c: VFIO_DEVICE_SET_IRQS. */
 struct vfio_irq_set;
-int preload_replace_fd(int lib_fd, int prog_fd);
 int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s);
 
 /* control-thread.c: the control socket and the update itself. */
