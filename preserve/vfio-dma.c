@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 
 #include "vfio-internal.h"
+#include "vma-info.h"
 
 /* One line of /proc/self/maps. */
 struct vma {
@@ -84,33 +85,10 @@ static int table_covering(const struct vma_table *t, uint64_t addr,
     return 0;
 }
 
-/*
- * PROCMAP_QUERY (Linux >= 6.11): the VMA covering an address, straight
- * from the kernel, without reading all of /proc/self/maps. With thousands
- * of DMA mappings this keeps the remap inside the blackout linear instead
- * of quadratic. Declared here: the build host's uapi headers may predate
- * it (the layout is fixed by its size field).
- */
-struct procmap_query_v1 {
-    uint64_t size;
-    uint64_t query_flags;
-    uint64_t query_addr;
-    uint64_t vma_start;
-    uint64_t vma_end;
-    uint64_t vma_flags;
-    uint64_t vma_page_size;
-    uint64_t vma_offset;
-    uint64_t inode;
-    uint32_t dev_major;
-    uint32_t dev_minor;
-    uint32_t vma_name_size;
-    uint32_t build_id_size;
-    uint64_t vma_name_addr;
-    uint64_t build_id_addr;
-};
-#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query_v1)
-#define PROCMAP_QUERY_VMA_SHARED 0x08
-
+/* PROCMAP_QUERY (Linux >= 6.11, declared in vma-info.h): the VMA covering
+ * an address, straight from the kernel, without reading all of
+ * /proc/self/maps. With thousands of DMA mappings this keeps the remap
+ * inside the blackout linear instead of quadratic. */
 static int query_covering(int maps_fd, uint64_t addr, struct vma *ret)
 {
     struct procmap_query_v1 q = {.size = sizeof(q), .query_addr = addr};

@@ -8,55 +8,16 @@
 #include <sys/mman.h>
 
 #include "preload-util.h"
+#include "vma-info.h"
 
-/* One line of /proc/self/maps:
- * "start-end perms offset dev inode   path". */
-struct map_line {
-    uint64_t start, end;
-    char perms[5];
-    uint64_t inode;
-    const char *path; /* into the line, "" for anonymous */
-    size_t path_len;
-};
-
-static bool parse_map_line(const char *line, size_t len, struct map_line *m)
+static bool name_is(const struct vma_info *v, const char *prefix)
 {
-    char buf[512];
-    unsigned long long start, end, off, inode;
-    char dev[32];
-    int pos = 0;
-
-    if (len >= sizeof(buf))
-        len = sizeof(buf) - 1;
-    memcpy(buf, line, len);
-    buf[len] = '\0';
-    if (sscanf(buf, "%llx-%llx %4s %llx %31s %llu %n", &start, &end, m->perms,
-               &off, dev, &inode, &pos) < 6)
-        return false;
-    m->start = start;
-    m->end = end;
-    m->inode = inode;
-    m->path = line + pos;
-    m->path_len = pos <= (int)len ? len - (size_t)pos : 0;
-    return true;
+    return strncmp(v->name, prefix, strlen(prefix)) == 0;
 }
 
-static int perms_to_prot(const char *perms)
-{
-    return (perms[0] == 'r' ? PROT_READ : 0) |
-           (perms[1] == 'w' ? PROT_WRITE : 0) |
-           (perms[2] == 'x' ? PROT_EXEC : 0);
-}
-
-static bool path_is(const struct map_line *m, const char *prefix)
-{
-    return m->path_len >= strlen(prefix) &&
-           memcmp(m->path, prefix, strlen(prefix)) == 0;
-}
-
-enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
-                                            uint64_t size, int *ret_prot,
-                                            char *ret_what, size_t what_size)
+int preload_classify_vmas(preload_vma_next_fn *next_vma, void *data,
+                          uint64_t addr, uint64_t size, int *ret_prot,
+                          char *ret_what, size_t what_size)
 {
     enum preload_backing kind = PRELOAD_BACKING_OTHER;
     uint64_t covered = addr, end = addr + size;
@@ -67,18 +28,18 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
              addr, end);
     if (size == 0 || end < addr)
         return PRELOAD_BACKING_OTHER;
-    for (const char *p = maps; *p && covered < end;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        struct map_line m;
+    while (covered < end) {
+        struct vma_info v;
         enum preload_backing this_kind;
+        int r = next_vma(data, covered, &v);
 
-        if (!parse_map_line(p, len, &m))
+        if (r == -ENOENT)
+            break;
+        if (r == -EBADMSG)
             return PRELOAD_BACKING_OTHER;
-        p = nl ? nl + 1 : p + len;
-        if (m.end <= covered)
-            continue;
-        if (m.start > covered) {
+        if (r < 0)
+            return r;
+        if (v.start > covered) {
             snprintf(ret_what, what_size,
                      first ? "0x%" PRIx64 "-0x%" PRIx64
                              " is not mapped at 0x%" PRIx64
@@ -87,13 +48,13 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
                      addr, end, covered);
             return PRELOAD_BACKING_OTHER;
         }
-        /* Anonymous: no path, or a "[...]" pseudo path other than
-         * hugetlb, stack or special mappings. "/anon_hugepage" and
-         * "/SYSV..." are shmem/hugetlb files we cannot copy faithfully. */
-        if (m.inode == 0 && (m.path_len == 0 || path_is(&m, "[heap]")))
+        /* Anonymous: no name, or "[heap]" (not the stack or special
+         * mappings). "/anon_hugepage" and "/SYSV..." are shmem/hugetlb
+         * files we cannot copy faithfully. */
+        if (v.ino == 0 && (v.name[0] == '\0' || name_is(&v, "[heap]")))
             this_kind = PRELOAD_BACKING_ANON;
-        else if (m.inode != 0 && m.perms[3] == 's' &&
-                 !path_is(&m, "/anon_hugepage") && !path_is(&m, "/SYSV"))
+        else if (v.ino != 0 && v.shared && !name_is(&v, "/anon_hugepage") &&
+                 !name_is(&v, "/SYSV"))
             this_kind = PRELOAD_BACKING_FILE_SHARED;
         else
             this_kind = PRELOAD_BACKING_OTHER;
@@ -101,16 +62,15 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
             (!first && this_kind != kind) ||
             (this_kind == PRELOAD_BACKING_FILE_SHARED && !first)) {
             snprintf(ret_what, what_size,
-                     "0x%" PRIx64 "-0x%" PRIx64 " is backed by %.*s%s", addr,
-                     end, (int)(m.path_len ? m.path_len : 9),
-                     m.path_len ? m.path : "anonymous",
+                     "0x%" PRIx64 "-0x%" PRIx64 " is backed by %s%s", addr, end,
+                     v.name[0] ? v.name : "anonymous",
                      first ? "" : " (more than one mapping)");
             return PRELOAD_BACKING_OTHER;
         }
         kind = this_kind;
-        prot &= perms_to_prot(m.perms);
+        prot &= v.prot;
         first = false;
-        covered = m.end;
+        covered = v.end;
     }
     if (covered < end) {
         snprintf(ret_what, what_size,
@@ -122,6 +82,41 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
              end, kind == PRELOAD_BACKING_ANON ? "anonymous" : "shared file");
     *ret_prot = prot;
     return kind;
+}
+
+/* The VMAs of maps text, in its (address) order: lines already passed
+ * are not read again, as the classification only moves up. */
+struct maps_text_cursor {
+    const char *p;
+};
+
+static int maps_text_next(void *data, uint64_t addr, struct vma_info *ret)
+{
+    struct maps_text_cursor *c = data;
+
+    while (*c->p) {
+        const char *nl = strchr(c->p, '\n');
+        size_t len = nl ? (size_t)(nl - c->p) : strlen(c->p);
+
+        if (!vma_info_parse_line(c->p, len, ret))
+            return -EBADMSG;
+        c->p = nl ? nl + 1 : c->p + len;
+        if (ret->end > addr)
+            return 0;
+    }
+    return -ENOENT;
+}
+
+enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
+                                            uint64_t size, int *ret_prot,
+                                            char *ret_what, size_t what_size)
+{
+    struct maps_text_cursor c = {maps};
+    int r = preload_classify_vmas(maps_text_next, &c, addr, size, ret_prot,
+                                  ret_what, what_size);
+
+    /* Text has no other errors than -EBADMSG (OTHER already). */
+    return r < 0 ? PRELOAD_BACKING_OTHER : (enum preload_backing)r;
 }
 
 int preload_vfio_path(const char *path, bool *ret_container)

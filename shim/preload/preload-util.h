@@ -9,16 +9,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* What backs [addr, addr + size), from /proc/self/maps text. */
+/* What backs [addr, addr + size). */
 enum preload_backing {
     PRELOAD_BACKING_ANON,        /* anonymous memory, private or shared */
     PRELOAD_BACKING_FILE_SHARED, /* one shared mapping of a file or memfd */
     PRELOAD_BACKING_OTHER,       /* holes, private files, hugetlb, mixes */
 };
 
-/* Classifies the range; writes the lowest protection of the covering
- * mappings (PROT_* bits) to ret_prot and a readable description to
- * ret_what (NUL-terminated, what_size bytes). Returns the backing. */
+struct vma_info; /* preserve/vma-info.h, the library's maps module */
+
+/* Where the VMAs come from: the one covering addr or else the first one
+ * above it. Returns 0, -ENOENT when there is none, -EBADMSG when it cannot
+ * be read, or another negative errno. */
+typedef int preload_vma_next_fn(void *data, uint64_t addr,
+                                struct vma_info *ret);
+
+/* Classifies [addr, addr + size) from the VMAs next_vma gives; writes the
+ * lowest protection of the covering mappings (PROT_* bits) to ret_prot
+ * and a readable description to ret_what (NUL-terminated, what_size
+ * bytes). Returns the backing, or a negative errno of next_vma (other
+ * than -ENOENT and -EBADMSG, which make it PRELOAD_BACKING_OTHER). */
+int preload_classify_vmas(preload_vma_next_fn *next_vma, void *data,
+                          uint64_t addr, uint64_t size, int *ret_prot,
+                          char *ret_what, size_t what_size);
+
+/* The same from /proc/PID/maps text (the host tests' input). */
 enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
                                             uint64_t size, int *ret_prot,
                                             char *ret_what, size_t what_size);
