@@ -10,6 +10,7 @@
 #include "cprkit-internal.h"
 #include "cprkit/cprkit-vfio.h"
 #include "vfio-records.h"
+#include "vma-info.h"
 
 /* restore/vfio-participant.c: the participant, and the VFIO state of a
  * context (its private state). */
@@ -35,29 +36,11 @@ char *vfio_device_fd_name(const char *bdf);
 /* preserve/blockers.c */
 int vfio_check_blockers(cprkit_ctx *ctx);
 
-/* preserve/vfio-dma.c: records of the mappings, suspend and resume, and
- * what backs an address range. */
+/* preserve/vfio-dma.c: records of the mappings, suspend and resume. What
+ * backs an address range is the maps module's (vma-info.h). */
 int vfio_suspend_vaddrs(cprkit_ctx *ctx);
 int vfio_resume_vaddrs(cprkit_ctx *ctx);
 uint64_t vfio_mapped_bytes(cprkit_ctx *ctx);
-struct vma_backing {
-    uint64_t dev;
-    uint64_t ino;
-    uint64_t offset; /* file offset of the first byte */
-    bool shared;
-    bool file_backed; /* has an inode (not anonymous memory) */
-};
-int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret);
-struct vma_table {
-    GArray *vmas;  /* struct vma, by address */
-    bool no_query; /* the kernel has no PROCMAP_QUERY (before 6.11) */
-};
-int vma_table_load(struct vma_table *t);
-int vma_table_lookup(const struct vma_table *t, const void *vaddr,
-                     uint64_t size, struct vma_backing *ret);
-void vma_table_clear(struct vma_table *t);
-int vma_backing_cached(struct vma_table *cache, const void *vaddr,
-                       uint64_t size, struct vma_backing *ret);
 
 /* preserve/vaddr-remap.c: the checked remap, shared by the map hook
  * (preserve/vfio-dma.c) and the rollback (restore/vfio-commit.c). */

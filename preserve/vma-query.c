@@ -1,57 +1,36 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* What maps an address, with protection and name: see vma-info.h. */
+/* PROCMAP_QUERY, and what maps an address for the preload shim: see
+ * vma-info.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <glib.h>
 
 #include "vma-info.h"
 
-bool vma_info_parse_line(const char *line, size_t len, struct vma_info *ret)
-{
-    char buf[512];
-    unsigned long long start, end, off, inode;
-    char perms[5], dev[32];
-    size_t name_len;
-    int pos = 0;
+bool vma_query_disabled;
 
-    /* Longer lines are read up to here: only their name is cut. */
-    if (len >= sizeof(buf))
-        len = sizeof(buf) - 1;
-    memcpy(buf, line, len);
-    buf[len] = '\0';
-    if (sscanf(buf, "%llx-%llx %4s %llx %31s %llu %n", &start, &end, perms,
-               &off, dev, &inode, &pos) < 6)
-        return false;
-    ret->start = start;
-    ret->end = end;
-    ret->prot = (perms[0] == 'r' ? PROT_READ : 0) |
-                (perms[1] == 'w' ? PROT_WRITE : 0) |
-                (perms[2] == 'x' ? PROT_EXEC : 0);
-    ret->shared = perms[3] == 's';
-    ret->ino = inode;
-    name_len = (size_t)pos <= len ? len - (size_t)pos : 0;
-    memcpy(ret->name, buf + pos, name_len);
-    ret->name[name_len] = '\0';
-    return true;
-}
-
-static int query_find(int maps_fd, uint64_t addr, struct vma_info *ret)
+int vma_query(int maps_fd, uint64_t addr, uint64_t query_flags, bool with_name,
+              struct vma_info *ret)
 {
-    char name[4096];
+    char name[4096]; /* PATH_MAX: the kernel's d_path() fails above it */
     struct procmap_query_v1 q = {
         .size = sizeof(q),
-        .query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+        .query_flags = query_flags,
         .query_addr = addr,
-        .vma_name_addr = (uintptr_t)name,
-        .vma_name_size = sizeof(name),
     };
-    size_t name_len;
+    size_t name_len = 0;
 
+    if (vma_query_disabled)
+        return -ENOTTY;
+    if (with_name) {
+        q.vma_name_addr = (uintptr_t)name;
+        q.vma_name_size = sizeof(name);
+    }
     if (ioctl(maps_fd, PROCMAP_QUERY_IOCTL, &q) < 0)
         return -errno;
     ret->start = q.vma_start;
@@ -60,15 +39,25 @@ static int query_find(int maps_fd, uint64_t addr, struct vma_info *ret)
                 (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0) |
                 (q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE ? PROT_EXEC : 0);
     ret->shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED;
+    ret->offset = q.vma_offset;
+    ret->dev = makedev(q.dev_major, q.dev_minor);
     ret->ino = q.inode;
     /* The size returned counts the NUL; 0 means no name. Long paths are
      * cut, as in vma_info_parse_line. */
-    name_len = q.vma_name_size ? strnlen(name, sizeof(name)) : 0;
+    if (with_name && q.vma_name_size)
+        name_len = strnlen(name, sizeof(name));
     if (name_len >= sizeof(ret->name))
         name_len = sizeof(ret->name) - 1;
     memcpy(ret->name, name, name_len);
     ret->name[name_len] = '\0';
     return 0;
+}
+
+/* Without the ioctl (before 6.11) /proc/self/maps, a seq_file, answers
+ * -ENOTTY; -EINVAL is taken the same way, as it always was here. */
+bool vma_query_unsupported(int r)
+{
+    return r == -ENOTTY || r == -EINVAL;
 }
 
 /* Before 6.11: the first line of /proc/self/maps (address order) whose
@@ -99,10 +88,9 @@ int vma_info_find(uint64_t addr, struct vma_info *ret)
 
     if (fd < 0)
         return maps_find(addr, ret);
-    r = query_find(fd, addr, ret);
+    r = vma_query(fd, addr, PROCMAP_QUERY_COVERING_OR_NEXT_VMA, true, ret);
     close(fd);
-    /* A kernel without PROCMAP_QUERY (before 6.11). */
-    if (r == -ENOTTY || r == -EINVAL)
+    if (vma_query_unsupported(r))
         r = maps_find(addr, ret);
     return r;
 }
