@@ -28,6 +28,8 @@ int vma_query(int maps_fd, uint64_t addr, uint64_t query_flags, bool with_name,
     if (vma_query_disabled)
         return -ENOTTY;
     if (with_name) {
+        /* Defined for valgrind, which does not know the kernel writes it. */
+        memset(name, 0, sizeof(name));
         q.vma_name_addr = (uintptr_t)name;
         q.vma_name_size = sizeof(name);
     }
