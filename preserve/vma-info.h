@@ -82,7 +82,9 @@ extern bool vma_query_disabled;
 /* The VMA of this process covering addr, or else the first one above it:
  * PROCMAP_QUERY where the kernel has it, else /proc/self/maps. Returns 0,
  * -ENOENT when no VMA is at or above addr, -EBADMSG for a maps line it
- * cannot read, or another negative errno. */
+ * cannot read, or another negative errno. The two differ above the last
+ * VMA on x86-64: the text lists the [vsyscall] gate page, which is not in
+ * the process's VMA tree and which PROCMAP_QUERY does not see (-ENOENT). */
 int vma_info_find(uint64_t addr, struct vma_info *ret);
 
 /* vma-table.c: /proc/self/maps parsed once, by address. Lines the parser
