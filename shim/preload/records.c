@@ -1,22 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The shim's record of the program's VFIO resources, carried across exec
- * in the state blob section "cprkit-preload": what this process has
+ * in the state blob section "cprkit-preload.pb", a PreloadRecords message
+ * (preload-records.proto, docs/state-format.md): what this process has
  * (written before every exec) and what the previous binary had (read at
  * start, incoming.c claims it).
- *
- * The section is a private text format (preload_items_format/parse in
- * preload-util.c, read with sscanf). It is kept as is here: issue 10
- * replaces it with fields of the versioned blob in a later slice, since
- * state that crosses versions must not depend on a private format. Until
- * then, what is written must not change.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "preload-internal.h"
 
-#define SECTION_NAME "cprkit-preload"
+#define SECTION_NAME "cprkit-preload.pb"
+/* The text section of the shims before the message (preload_items_parse).
+ * Read only, when SECTION_NAME is absent: an update of a program started
+ * under such a shim. It can go once no running program can have been
+ * started by a shim that wrote it (the release after the one adding
+ * SECTION_NAME, per docs/state-format.md). */
+#define LEGACY_SECTION_NAME "cprkit-preload"
 
 static struct preload_item items[PRELOAD_MAX_ITEMS];
 static size_t n_items;
@@ -51,35 +54,64 @@ void preload_record_remove_irqs(const char *bdf, uint64_t index)
 
 int preload_records_save(void)
 {
-    char buf[PRELOAD_MAX_ITEMS * 96];
-    int len = preload_items_format(items, n_items, buf, sizeof(buf));
+    const void *old;
+    size_t old_size;
+    uint8_t *buf;
+    size_t size;
+    int r;
 
-    if (len < 0)
-        return len;
+    r = preload_items_encode(items, n_items, &buf, &size);
+    if (r < 0) {
+        preload_log(LOG_ERR, "section %s: cannot encode the record: %s",
+                    SECTION_NAME, strerror(-r));
+        return r;
+    }
     preload_in_lib++;
-    len = cprkit_section_put(preload_ctx, SECTION_NAME, buf, (size_t)len);
+    r = cprkit_section_put(preload_ctx, SECTION_NAME, buf, size);
+    /* A legacy section loaded from the previous shim would otherwise ride
+     * along, stale, in every later blob: empty it. */
+    if (r >= 0 && cprkit_section_get(preload_ctx, LEGACY_SECTION_NAME, &old,
+                                     &old_size) == 0 && old_size > 0)
+        r = cprkit_section_put(preload_ctx, LEGACY_SECTION_NAME, "", 0);
     preload_in_lib--;
-    return len;
+    free(buf);
+    return r;
 }
 
-/* No section (an update with nothing recorded) is an empty record. Logs
- * why it failed. */
+/* No section (an update with nothing recorded) is an empty record. On
+ * failure, logs why and writes it to ret_why (why_size bytes) for the
+ * rollback reason. */
 int preload_records_load(struct preload_item *ret_items, size_t max,
-                         size_t *ret_n)
+                         size_t *ret_n, char *ret_why, size_t why_size)
 {
+    const char *name = SECTION_NAME;
+    char err[160] = "";
     const void *data;
     size_t size;
     int r;
 
-    r = cprkit_section_get(preload_ctx, SECTION_NAME, &data, &size);
+    r = cprkit_section_get(preload_ctx, name, &data, &size);
     if (r == -ENOENT) {
-        *ret_n = 0;
-        return 0;
+        name = LEGACY_SECTION_NAME;
+        r = cprkit_section_get(preload_ctx, name, &data, &size);
+        if (r == -ENOENT) {
+            *ret_n = 0;
+            return 0;
+        }
+        if (r >= 0) {
+            r = preload_items_parse(data, size, ret_items, max);
+            if (r < 0)
+                snprintf(err, sizeof(err), "%s", strerror(-r));
+        }
+    } else if (r >= 0) {
+        r = preload_items_decode(data, size, ret_items, max, err,
+                                 sizeof(err));
     }
-    if (r >= 0)
-        r = preload_items_parse(data, size, ret_items, max);
     if (r < 0) {
-        preload_log(LOG_ERR, "section %s: %s", SECTION_NAME, strerror(-r));
+        if (!err[0])
+            snprintf(err, sizeof(err), "%s", strerror(-r));
+        snprintf(ret_why, why_size, "section %s: %s", name, err);
+        preload_log(LOG_ERR, "%s", ret_why);
         return r;
     }
     *ret_n = (size_t)r;
