@@ -17,8 +17,8 @@
 /* The text section of the shims before the message (preload_items_parse).
  * Read only, when SECTION_NAME is absent: an update of a program started
  * under such a shim. It can go once no running program can have been
- * started by a shim that wrote it (the release after the one adding
- * SECTION_NAME, per docs/state-format.md). */
+ * started by a shim that wrote it (docs/state-format.md, "Legacy
+ * section"). */
 #define LEGACY_SECTION_NAME "cprkit-preload"
 
 static struct preload_item items[PRELOAD_MAX_ITEMS];
