@@ -18,6 +18,7 @@
 
 typedef CprkitPreload__PreloadItem PbItem;
 typedef CprkitPreload__PreloadRecords PbRecords;
+#define KIND(k) CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_##k
 
 int preload_items_encode(const struct preload_item *items, size_t n,
                          uint8_t **ret_buf, size_t *ret_size)
@@ -45,29 +46,29 @@ int preload_items_encode(const struct preload_item *items, size_t n,
         p->has_kind = true;
         switch (it->kind) {
         case PRELOAD_ITEM_CONTAINER:
-            p->kind = CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_CONTAINER;
+            p->kind = KIND(CONTAINER);
             p->has_container_id = true;
             p->container_id = it->a;
             break;
         case PRELOAD_ITEM_GROUP:
-            p->kind = CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_GROUP;
+            p->kind = KIND(GROUP);
             p->has_group_number = p->has_container_id = true;
             p->group_number = it->a;
             p->container_id = it->b;
             break;
         case PRELOAD_ITEM_DEVICE:
-            p->kind = CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_DEVICE;
+            p->kind = KIND(DEVICE);
             p->bdf = (char *)it->bdf;
             break;
         case PRELOAD_ITEM_DMA:
-            p->kind = CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_DMA;
+            p->kind = KIND(DMA);
             p->has_container_id = p->has_iova = p->has_size = true;
             p->container_id = it->a;
             p->iova = it->b;
             p->size = it->c;
             break;
         case PRELOAD_ITEM_IRQ:
-            p->kind = CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_IRQ;
+            p->kind = KIND(IRQ);
             p->bdf = (char *)it->bdf;
             p->has_irq_index = p->has_irq_count = true;
             p->irq_index = it->a;
@@ -133,13 +134,13 @@ static int item_decode(const PbItem *p, size_t i, struct preload_item *it,
     if (!p->has_kind)
         return why(err, err_size, -EBADMSG, "item %zu has no kind", i);
     switch ((int)p->kind) {
-    case CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_CONTAINER:
+    case KIND(CONTAINER):
         it->kind = PRELOAD_ITEM_CONTAINER;
         if (!p->has_container_id)
             missing = "container_id";
         it->a = p->container_id;
         break;
-    case CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_GROUP:
+    case KIND(GROUP):
         it->kind = PRELOAD_ITEM_GROUP;
         if (!p->has_group_number)
             missing = "group_number";
@@ -148,12 +149,12 @@ static int item_decode(const PbItem *p, size_t i, struct preload_item *it,
         it->a = p->group_number;
         it->b = p->container_id;
         break;
-    case CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_DEVICE:
+    case KIND(DEVICE):
         it->kind = PRELOAD_ITEM_DEVICE;
         if (!p->bdf)
             missing = "bdf";
         break;
-    case CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_DMA:
+    case KIND(DMA):
         it->kind = PRELOAD_ITEM_DMA;
         if (!p->has_container_id)
             missing = "container_id";
@@ -165,7 +166,7 @@ static int item_decode(const PbItem *p, size_t i, struct preload_item *it,
         it->b = p->iova;
         it->c = p->size;
         break;
-    case CPRKIT_PRELOAD__PRELOAD_ITEM_KIND__PRELOAD_ITEM_KIND_IRQ:
+    case KIND(IRQ):
         it->kind = PRELOAD_ITEM_IRQ;
         if (!p->bdf)
             missing = "bdf";
@@ -185,8 +186,8 @@ static int item_decode(const PbItem *p, size_t i, struct preload_item *it,
     if (missing)
         return why(err, err_size, -EBADMSG, "item %zu (kind %d) has no %s", i,
                    (int)p->kind, missing);
-    if (p->bdf && (it->kind == PRELOAD_ITEM_DEVICE ||
-                   it->kind == PRELOAD_ITEM_IRQ)) {
+    if (p->bdf &&
+        (it->kind == PRELOAD_ITEM_DEVICE || it->kind == PRELOAD_ITEM_IRQ)) {
         size_t len = strlen(p->bdf);
 
         if (len == 0 || len >= sizeof(it->bdf))
@@ -215,8 +216,8 @@ int preload_items_decode(const void *data, size_t size,
     }
     if (rec->version != PRELOAD_RECORDS_VERSION) {
         r = why(err, err_size, -EPROTONOSUPPORT,
-                "format version %u, this shim reads version %d%s",
-                rec->version, PRELOAD_RECORDS_VERSION,
+                "format version %u, this shim reads version %d%s", rec->version,
+                PRELOAD_RECORDS_VERSION,
                 rec->version > PRELOAD_RECORDS_VERSION
                     ? " (written by a newer shim)"
                     : "");
@@ -224,7 +225,8 @@ int preload_items_decode(const void *data, size_t size,
     }
     if (rec->n_items > max || rec->n_items > PRELOAD_MAX_ITEMS) {
         r = why(err, err_size, -E2BIG, "%zu items, this shim holds at most %zu",
-                rec->n_items, max < PRELOAD_MAX_ITEMS ? max : PRELOAD_MAX_ITEMS);
+                rec->n_items,
+                max < PRELOAD_MAX_ITEMS ? max : PRELOAD_MAX_ITEMS);
         goto out;
     }
     for (size_t i = 0; i < rec->n_items; i++) {
@@ -235,5 +237,36 @@ int preload_items_decode(const void *data, size_t size,
     r = (int)rec->n_items;
 out:
     cprkit_preload__preload_records__free_unpacked(rec, NULL);
+    return r;
+}
+
+int preload_records_read(preload_section_get_fn *get, void *data,
+                         struct preload_item *items, size_t max, char *ret_why,
+                         size_t why_size)
+{
+    const char *name = PRELOAD_SECTION;
+    char err[160] = "";
+    const void *sec;
+    size_t size;
+    int r;
+
+    r = get(data, name, &sec, &size);
+    if (r == -ENOENT) {
+        /* Written by the shim before PRELOAD_SECTION existed: an update
+         * of a program started under it. */
+        name = PRELOAD_LEGACY_SECTION;
+        r = get(data, name, &sec, &size);
+        if (r == -ENOENT)
+            return 0;
+        if (r >= 0)
+            r = preload_items_parse(sec, size, items, max);
+    } else if (r >= 0) {
+        r = preload_items_decode(sec, size, items, max, err, sizeof(err));
+    }
+    if (r < 0) {
+        if (!err[0])
+            snprintf(err, sizeof(err), "%s", strerror(-r));
+        return why(ret_why, why_size, r, "section %s: %s", name, err);
+    }
     return r;
 }

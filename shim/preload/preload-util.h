@@ -101,6 +101,26 @@ int preload_items_decode(const void *data, size_t size,
                          struct preload_item *items, size_t max, char *err,
                          size_t err_size);
 
+/* The state blob sections of the record: the PreloadRecords message, and
+ * the text one of the shims before it, read when the message is absent (an
+ * update of a program started under such a shim). The legacy reader can go
+ * once no running program can have been started by one (docs/
+ * state-format.md, "Legacy section"). */
+#define PRELOAD_SECTION "cprkit-preload.pb"
+#define PRELOAD_LEGACY_SECTION "cprkit-preload"
+
+/* Gets section name like cprkit_section_get(): 0 or -ENOENT. */
+typedef int preload_section_get_fn(void *data, const char *name,
+                                   const void **ret, size_t *ret_size);
+
+/* The record the previous binary left, from PRELOAD_SECTION or, absent
+ * that, PRELOAD_LEGACY_SECTION; none is an empty record. Returns the
+ * number of items or a negative errno, and then writes why, naming the
+ * section, to ret_why (why_size bytes). */
+int preload_records_read(preload_section_get_fn *get, void *data,
+                         struct preload_item *items, size_t max,
+                         char *ret_why, size_t why_size);
+
 /* Index of the first item equal in kind and identity (a, b, c, bdf) to
  * want, or -1. */
 int preload_items_find(const struct preload_item *items, size_t n,

@@ -7,19 +7,10 @@
  * start, incoming.c claims it).
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "preload-internal.h"
-
-#define SECTION_NAME "cprkit-preload.pb"
-/* The text section of the shims before the message (preload_items_parse).
- * Read only, when SECTION_NAME is absent: an update of a program started
- * under such a shim. It can go once no running program can have been
- * started by a shim that wrote it (docs/state-format.md, "Legacy
- * section"). */
-#define LEGACY_SECTION_NAME "cprkit-preload"
 
 static struct preload_item items[PRELOAD_MAX_ITEMS];
 static size_t n_items;
@@ -63,54 +54,38 @@ int preload_records_save(void)
     r = preload_items_encode(items, n_items, &buf, &size);
     if (r < 0) {
         preload_log(LOG_ERR, "section %s: cannot encode the record: %s",
-                    SECTION_NAME, strerror(-r));
+                    PRELOAD_SECTION, strerror(-r));
         return r;
     }
     preload_in_lib++;
-    r = cprkit_section_put(preload_ctx, SECTION_NAME, buf, size);
+    r = cprkit_section_put(preload_ctx, PRELOAD_SECTION, buf, size);
     /* A legacy section loaded from the previous shim would otherwise ride
      * along, stale, in every later blob: empty it. */
-    if (r >= 0 && cprkit_section_get(preload_ctx, LEGACY_SECTION_NAME, &old,
-                                     &old_size) == 0 && old_size > 0)
-        r = cprkit_section_put(preload_ctx, LEGACY_SECTION_NAME, "", 0);
+    if (r >= 0 &&
+        cprkit_section_get(preload_ctx, PRELOAD_LEGACY_SECTION, &old,
+                           &old_size) == 0 &&
+        old_size > 0)
+        r = cprkit_section_put(preload_ctx, PRELOAD_LEGACY_SECTION, "", 0);
     preload_in_lib--;
     free(buf);
     return r;
 }
 
-/* No section (an update with nothing recorded) is an empty record. On
- * failure, logs why and writes it to ret_why (why_size bytes) for the
+static int section_get(void *data, const char *name, const void **ret,
+                       size_t *ret_size)
+{
+    return cprkit_section_get(data, name, ret, ret_size);
+}
+
+/* Logs why it failed and writes it to ret_why (why_size bytes) for the
  * rollback reason. */
 int preload_records_load(struct preload_item *ret_items, size_t max,
                          size_t *ret_n, char *ret_why, size_t why_size)
 {
-    const char *name = SECTION_NAME;
-    char err[160] = "";
-    const void *data;
-    size_t size;
-    int r;
+    int r = preload_records_read(section_get, preload_ctx, ret_items, max,
+                                 ret_why, why_size);
 
-    r = cprkit_section_get(preload_ctx, name, &data, &size);
-    if (r == -ENOENT) {
-        name = LEGACY_SECTION_NAME;
-        r = cprkit_section_get(preload_ctx, name, &data, &size);
-        if (r == -ENOENT) {
-            *ret_n = 0;
-            return 0;
-        }
-        if (r >= 0) {
-            r = preload_items_parse(data, size, ret_items, max);
-            if (r < 0)
-                snprintf(err, sizeof(err), "%s", strerror(-r));
-        }
-    } else if (r >= 0) {
-        r = preload_items_decode(data, size, ret_items, max, err,
-                                 sizeof(err));
-    }
     if (r < 0) {
-        if (!err[0])
-            snprintf(err, sizeof(err), "%s", strerror(-r));
-        snprintf(ret_why, why_size, "section %s: %s", name, err);
         preload_log(LOG_ERR, "%s", ret_why);
         return r;
     }

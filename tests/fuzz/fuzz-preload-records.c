@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_items(items, n);
         if (preload_items_encode(items, (size_t)n, &buf, &buf_size) < 0)
             abort();
-        m = preload_items_decode(buf, buf_size, again, PRELOAD_MAX_ITEMS,
-                                 err, sizeof(err));
+        m = preload_items_decode(buf, buf_size, again, PRELOAD_MAX_ITEMS, err,
+                                 sizeof(err));
         if (m != n)
             abort();
         for (int i = 0; i < n; i++)

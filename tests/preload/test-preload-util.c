@@ -345,6 +345,81 @@ static void test_records_refused(void)
     g_assert_cmpint(preload_items_encode(big, 1, &buf, &size), ==, -EINVAL);
 }
 
+/* The sections a fake state blob holds, for preload_records_read(). */
+struct fake_sections {
+    const char *pb, *legacy;
+    size_t pb_size, legacy_size;
+};
+
+static int fake_get(void *data, const char *name, const void **ret,
+                    size_t *ret_size)
+{
+    const struct fake_sections *f = data;
+
+    if (strcmp(name, PRELOAD_SECTION) == 0 && f->pb) {
+        *ret = f->pb;
+        *ret_size = f->pb_size;
+        return 0;
+    }
+    if (strcmp(name, PRELOAD_LEGACY_SECTION) == 0 && f->legacy) {
+        *ret = f->legacy;
+        *ret_size = f->legacy_size;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* Which section the shim reads: the message, else the legacy text (an
+ * update from the previous shim), else nothing. */
+static void test_records_read_sections(void)
+{
+    static const char legacy[] = "container 0 0 0\ngroup 7 0 0\n";
+    g_autofree uint8_t *pb = NULL;
+    struct preload_item out[PRELOAD_MAX_ITEMS];
+    struct fake_sections f = {0};
+    char why[256] = "";
+    size_t size;
+
+    g_assert_cmpint(preload_items_encode(golden_items, GOLDEN_N_ITEMS, &pb,
+                                         &size),
+                    ==, 0);
+    /* nothing recorded */
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, 0);
+    /* the previous shim's text */
+    f.legacy = legacy;
+    f.legacy_size = sizeof(legacy) - 1;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, 2);
+    g_assert_cmpint(out[1].kind, ==, PRELOAD_ITEM_GROUP);
+    g_assert_cmpuint(out[1].a, ==, 7);
+    /* the message wins over a (stale or emptied) legacy section */
+    f.pb = (const char *)pb;
+    f.pb_size = size;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, GOLDEN_N_ITEMS);
+    assert_items_equal(golden_items, out, GOLDEN_N_ITEMS);
+    /* refusals name the section */
+    f.pb = "\x08\x01\x12\x02\x08\x63";
+    f.pb_size = 6;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, -EBADMSG);
+    g_assert_cmpstr(why, ==,
+                    "section cprkit-preload.pb: item 0 has kind 99, unknown "
+                    "to this shim");
+    f.pb = NULL;
+    f.legacy = "bogus 1 2 3\n";
+    f.legacy_size = 12;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, -EBADMSG);
+    g_assert_nonnull(strstr(why, "section cprkit-preload: "));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -356,5 +431,7 @@ int main(int argc, char **argv)
     g_test_add_func("/preload/records/golden-v1", test_records_golden_v1);
     g_test_add_func("/preload/records/legacy-text", test_records_legacy_text);
     g_test_add_func("/preload/records/refused", test_records_refused);
+    g_test_add_func("/preload/records/read-sections",
+                    test_records_read_sections);
     return g_test_run();
 }
