@@ -34,13 +34,17 @@ static uint64_t now_ns(void)
 int preload_incoming_start(void)
 {
     const char *timeout = getenv("CPRKIT_PRELOAD_INIT_TIMEOUT");
+    char why[256], reason[320];
     int r;
 
     preload_incoming = true;
-    r = preload_records_load(expected, PRELOAD_MAX_ITEMS, &n_expected);
+    r = preload_records_load(expected, PRELOAD_MAX_ITEMS, &n_expected, why,
+                             sizeof(why));
     if (r < 0) {
-        cprkit_rollback(preload_ctx, "the shim's record of the VFIO "
-                                     "resources is unreadable");
+        snprintf(reason, sizeof(reason),
+                 "the shim's record of the VFIO resources is unreadable: %s",
+                 why);
+        cprkit_rollback(preload_ctx, reason);
         return r;
     }
     commit_deadline_ns =

@@ -47,7 +47,8 @@ int preload_vfio_path(const char *path, bool *ret_container);
 char **preload_env_without(char *const envp[], const char *const drop[]);
 
 /* The resources the shim recorded, as carried across exec in the state
- * blob section "cprkit-preload" (text, one item per line). */
+ * blob section "cprkit-preload.pb" (preload_items_encode/decode) and, by
+ * shims before it, "cprkit-preload" (text, preload_items_format/parse). */
 enum preload_item_kind {
     PRELOAD_ITEM_CONTAINER, /* a = container id */
     PRELOAD_ITEM_GROUP,     /* a = group number, b = container id */
@@ -65,6 +66,10 @@ struct preload_item {
 
 #define PRELOAD_MAX_ITEMS 64
 
+/* The legacy text section, one item per line, which shims before the
+ * "cprkit-preload.pb" section wrote. The shim only reads it now
+ * (records.c); the tests write it to play the previous shim. */
+
 /* Appends the text form of items to buf (size bytes). Returns the length
  * or -ENOBUFS. */
 int preload_items_format(const struct preload_item *items, size_t n,
@@ -74,6 +79,47 @@ int preload_items_format(const struct preload_item *items, size_t n,
  * by the same shim). Returns the number of items or -EBADMSG / -E2BIG. */
 int preload_items_parse(const char *text, size_t len,
                         struct preload_item *items, size_t max);
+
+/* The format version of the PreloadRecords message
+ * (preload-records.proto) this shim writes and reads. */
+#define PRELOAD_RECORDS_VERSION 1
+
+/* Encodes items as a PreloadRecords message into *ret_buf (malloc'ed,
+ * *ret_size bytes). The same items always give the same bytes. Returns 0,
+ * -E2BIG (more than PRELOAD_MAX_ITEMS), -ENAMETOOLONG (a bdf not
+ * NUL-terminated in its buffer), -EINVAL (an unknown kind) or -ENOMEM. */
+int preload_items_encode(const struct preload_item *items, size_t n,
+                         uint8_t **ret_buf, size_t *ret_size);
+
+/* Decodes a PreloadRecords message into items (at most max). Never trusts
+ * the input: returns the number of items, or -EBADMSG (not a message, no
+ * version, an unknown kind, a field of its kind missing, a PCI address too
+ * long for struct preload_item), -EPROTONOSUPPORT (another format
+ * version) or -E2BIG (more than max or PRELOAD_MAX_ITEMS items), and then
+ * writes why to err (err_size bytes, NUL-terminated). */
+int preload_items_decode(const void *data, size_t size,
+                         struct preload_item *items, size_t max, char *err,
+                         size_t err_size);
+
+/* The state blob sections of the record: the PreloadRecords message, and
+ * the text one of the shims before it, read when the message is absent (an
+ * update of a program started under such a shim). The legacy reader can go
+ * once no running program can have been started by one (docs/
+ * state-format.md, "Legacy section"). */
+#define PRELOAD_SECTION "cprkit-preload.pb"
+#define PRELOAD_LEGACY_SECTION "cprkit-preload"
+
+/* Gets section name like cprkit_section_get(): 0 or -ENOENT. */
+typedef int preload_section_get_fn(void *data, const char *name,
+                                   const void **ret, size_t *ret_size);
+
+/* The record the previous binary left, from PRELOAD_SECTION or, absent
+ * that, PRELOAD_LEGACY_SECTION; none is an empty record. Returns the
+ * number of items or a negative errno, and then writes why, naming the
+ * section, to ret_why (why_size bytes). */
+int preload_records_read(preload_section_get_fn *get, void *data,
+                         struct preload_item *items, size_t max,
+                         char *ret_why, size_t why_size);
 
 /* Index of the first item equal in kind and identity (a, b, c, bdf) to
  * want, or -1. */

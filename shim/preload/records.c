@@ -1,22 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The shim's record of the program's VFIO resources, carried across exec
- * in the state blob section "cprkit-preload": what this process has
+ * in the state blob section "cprkit-preload.pb", a PreloadRecords message
+ * (preload-records.proto, docs/state-format.md): what this process has
  * (written before every exec) and what the previous binary had (read at
  * start, incoming.c claims it).
- *
- * The section is a private text format (preload_items_format/parse in
- * preload-util.c, read with sscanf). It is kept as is here: issue 10
- * replaces it with fields of the versioned blob in a later slice, since
- * state that crosses versions must not depend on a private format. Until
- * then, what is written must not change.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "preload-internal.h"
-
-#define SECTION_NAME "cprkit-preload"
 
 static struct preload_item items[PRELOAD_MAX_ITEMS];
 static size_t n_items;
@@ -51,35 +45,48 @@ void preload_record_remove_irqs(const char *bdf, uint64_t index)
 
 int preload_records_save(void)
 {
-    char buf[PRELOAD_MAX_ITEMS * 96];
-    int len = preload_items_format(items, n_items, buf, sizeof(buf));
-
-    if (len < 0)
-        return len;
-    preload_in_lib++;
-    len = cprkit_section_put(preload_ctx, SECTION_NAME, buf, (size_t)len);
-    preload_in_lib--;
-    return len;
-}
-
-/* No section (an update with nothing recorded) is an empty record. Logs
- * why it failed. */
-int preload_records_load(struct preload_item *ret_items, size_t max,
-                         size_t *ret_n)
-{
-    const void *data;
+    const void *old;
+    size_t old_size;
+    uint8_t *buf;
     size_t size;
     int r;
 
-    r = cprkit_section_get(preload_ctx, SECTION_NAME, &data, &size);
-    if (r == -ENOENT) {
-        *ret_n = 0;
-        return 0;
-    }
-    if (r >= 0)
-        r = preload_items_parse(data, size, ret_items, max);
+    r = preload_items_encode(items, n_items, &buf, &size);
     if (r < 0) {
-        preload_log(LOG_ERR, "section %s: %s", SECTION_NAME, strerror(-r));
+        preload_log(LOG_ERR, "section %s: cannot encode the record: %s",
+                    PRELOAD_SECTION, strerror(-r));
+        return r;
+    }
+    preload_in_lib++;
+    r = cprkit_section_put(preload_ctx, PRELOAD_SECTION, buf, size);
+    /* A legacy section loaded from the previous shim would otherwise ride
+     * along, stale, in every later blob: empty it. */
+    if (r >= 0 &&
+        cprkit_section_get(preload_ctx, PRELOAD_LEGACY_SECTION, &old,
+                           &old_size) == 0 &&
+        old_size > 0)
+        r = cprkit_section_put(preload_ctx, PRELOAD_LEGACY_SECTION, "", 0);
+    preload_in_lib--;
+    free(buf);
+    return r;
+}
+
+static int section_get(void *data, const char *name, const void **ret,
+                       size_t *ret_size)
+{
+    return cprkit_section_get(data, name, ret, ret_size);
+}
+
+/* Logs why it failed and writes it to ret_why (why_size bytes) for the
+ * rollback reason. */
+int preload_records_load(struct preload_item *ret_items, size_t max,
+                         size_t *ret_n, char *ret_why, size_t why_size)
+{
+    int r = preload_records_read(section_get, preload_ctx, ret_items, max,
+                                 ret_why, why_size);
+
+    if (r < 0) {
+        preload_log(LOG_ERR, "%s", ret_why);
         return r;
     }
     *ret_n = (size_t)r;

@@ -52,6 +52,15 @@ static int container_open(int flags)
     bool reclaimed = false;
     int fd;
 
+    /* Checked before the library opens (or reclaims) anything: there
+     * would be no slot to remember the fd in. */
+    if (n_containers == PRELOAD_MAX_FDS) {
+        preload_log(LOG_ERR,
+                    "open /dev/vfio/vfio refused: the shim tracks at most "
+                    "%d VFIO containers",
+                    PRELOAD_MAX_FDS);
+        return -EMFILE;
+    }
     preload_in_lib++;
     fd = cprkit_vfio_container_open(preload_ctx, id, &reclaimed);
     preload_in_lib--;
@@ -117,8 +126,12 @@ int preload_vfio_open(const char *path, int flags, int (*opener)(void *),
         return container_open(flags);
     if (number < 0)
         return opener(opener_data);
-    if (n_groups == PRELOAD_MAX_FDS)
+    if (n_groups == PRELOAD_MAX_FDS) {
+        preload_log(LOG_ERR,
+                    "open %s refused: the shim tracks at most %d VFIO groups",
+                    path, PRELOAD_MAX_FDS);
         return -EMFILE;
+    }
     preserved = preload_incoming_find_group(number);
     if (preserved)
         return group_reclaim(number, preserved);

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "preload-golden.h"
 #include "preload-util.h"
 
 static const char maps[] =
@@ -150,6 +151,275 @@ static void test_items(void)
     g_assert_cmpint(preload_items_find(in, 5, &missing), ==, -1);
 }
 
+static void assert_items_equal(const struct preload_item *a,
+                               const struct preload_item *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        g_assert_cmpint(a[i].kind, ==, b[i].kind);
+        g_assert_cmpuint(a[i].a, ==, b[i].a);
+        g_assert_cmpuint(a[i].b, ==, b[i].b);
+        g_assert_cmpuint(a[i].c, ==, b[i].c);
+        g_assert_cmpstr(a[i].bdf, ==, b[i].bdf);
+        g_assert_false(b[i].claimed);
+    }
+}
+
+/* Decodes data, which must hold n items equal to want, and encodes them
+ * again to the same bytes. */
+static void assert_decodes_and_recodes(const void *data, size_t size,
+                                       const struct preload_item *want,
+                                       size_t n)
+{
+    struct preload_item out[PRELOAD_MAX_ITEMS];
+    g_autofree uint8_t *again = NULL;
+    char err[160] = "";
+    size_t again_size;
+
+    g_assert_cmpint(preload_items_decode(data, size, out, PRELOAD_MAX_ITEMS,
+                                         err, sizeof(err)),
+                    ==, (int)n);
+    g_assert_cmpstr(err, ==, "");
+    assert_items_equal(want, out, n);
+    g_assert_cmpint(preload_items_encode(out, n, &again, &again_size), ==, 0);
+    g_assert_cmpmem(again, again_size, data, size);
+}
+
+/* Every kind through the message and back; re-encoding is byte-identical. */
+static void test_records_round_trip(void)
+{
+    g_autofree uint8_t *buf = NULL;
+    size_t size;
+
+    g_assert_cmpint(preload_items_encode(golden_items, GOLDEN_N_ITEMS, &buf,
+                                         &size),
+                    ==, 0);
+    assert_decodes_and_recodes(buf, size, golden_items, GOLDEN_N_ITEMS);
+    g_clear_pointer(&buf, g_free);
+    /* nothing recorded: a version and no items */
+    g_assert_cmpint(preload_items_encode(NULL, 0, &buf, &size), ==, 0);
+    g_assert_cmpuint(size, ==, 2);
+    assert_decodes_and_recodes(buf, size, NULL, 0);
+}
+
+/* The committed section of format version 1 must decode to exactly the
+ * items make-preload-golden wrote, for as long as the shim exists. */
+static void test_records_golden_v1(void)
+{
+    g_autofree char *path = g_test_build_filename(
+        G_TEST_DIST, "data", "preload-records-v1.golden", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *data = NULL;
+    gsize size;
+
+    g_assert_true(g_file_get_contents(path, &data, &size, &error));
+    g_assert_no_error(error);
+    assert_decodes_and_recodes(data, size, golden_items, GOLDEN_N_ITEMS);
+}
+
+/* What a shim before the message wrote (the legacy "cprkit-preload"
+ * section, which records.c still reads). */
+static void test_records_legacy_text(void)
+{
+    static const char text[] = "container 0 0 0\n"
+                               "group 7 0 0\n"
+                               "device 0000:00:03.0\n"
+                               "dma 0 1048576 2097152\n"
+                               "irq 0000:00:03.0 1 4\n";
+    const struct preload_item want[] = {
+        {.kind = PRELOAD_ITEM_CONTAINER, .a = 0},
+        {.kind = PRELOAD_ITEM_GROUP, .a = 7, .b = 0},
+        {.kind = PRELOAD_ITEM_DEVICE, .bdf = "0000:00:03.0"},
+        {.kind = PRELOAD_ITEM_DMA, .a = 0, .b = 0x100000, .c = 0x200000},
+        {.kind = PRELOAD_ITEM_IRQ, .a = 1, .b = 4, .bdf = "0000:00:03.0"},
+    };
+    struct preload_item out[8];
+
+    g_assert_cmpint(preload_items_parse(text, sizeof(text) - 1, out, 8), ==, 5);
+    assert_items_equal(want, out, 5);
+}
+
+/* Decoding must fail with r and a message containing what. */
+static void assert_refused(const void *data, size_t size, size_t max, int r,
+                           const char *what)
+{
+    struct preload_item out[PRELOAD_MAX_ITEMS];
+    char err[160] = "";
+
+    g_assert_cmpint(preload_items_decode(data, size, out, max, err,
+                                         sizeof(err)),
+                    ==, r);
+    if (g_test_verbose())
+        g_test_message("refused: %s", err);
+    g_assert_nonnull(strstr(err, what));
+}
+
+#define REFUSED(bytes, r, what)                                              \
+    assert_refused(bytes, sizeof(bytes) - 1, PRELOAD_MAX_ITEMS, r, what)
+
+static void test_records_refused(void)
+{
+    g_autofree char *path = g_test_build_filename(
+        G_TEST_DIST, "data", "preload-records-v1.golden", NULL);
+    g_autofree char *golden = NULL;
+    g_autofree uint8_t *many = NULL;
+    struct preload_item out[PRELOAD_MAX_ITEMS], big[PRELOAD_MAX_ITEMS + 1];
+    char long_bdf[8 + 32];
+    char err[160];
+    uint8_t *buf;
+    size_t size, many_size;
+
+    REFUSED("", -EBADMSG, "no format version");
+    REFUSED("\xff\xff\xff", -EBADMSG, "not a PreloadRecords message");
+    REFUSED("\x08\x02", -EPROTONOSUPPORT, "written by a newer shim");
+    REFUSED("\x08\x00", -EPROTONOSUPPORT, "format version 0");
+    REFUSED("\x12\x04\x08\x01\x10\x00", -EBADMSG, "no format version");
+    REFUSED("\x08\x01\x12\x02\x08\x63", -EBADMSG, "kind 99, unknown");
+    REFUSED("\x08\x01\x12\x02\x08\x00", -EBADMSG, "kind 0, unknown");
+    REFUSED("\x08\x01\x12\x00", -EBADMSG, "item 0 has no kind");
+    REFUSED("\x08\x01\x12\x06\x08\x04\x10\x00\x28\x00", -EBADMSG,
+            "item 0 (kind 4) has no size");
+    REFUSED("\x08\x01\x12\x02\x08\x03", -EBADMSG, "has no bdf");
+    REFUSED("\x08\x01\x12\x04\x08\x03\x22\x00", -EBADMSG,
+            "PCI address of 0 bytes");
+    /* a PCI address longer than struct preload_item's buffer */
+    memcpy(long_bdf, "\x08\x01\x12\x24\x08\x03\x22\x20", 8);
+    memset(long_bdf + 8, 'x', 32);
+    assert_refused(long_bdf, sizeof(long_bdf), PRELOAD_MAX_ITEMS, -EBADMSG,
+                   "PCI address of 32 bytes");
+
+    /* more items than the shim holds */
+    many_size = 2 + 6 * (PRELOAD_MAX_ITEMS + 1);
+    many = g_malloc(many_size);
+    memcpy(many, "\x08\x01", 2);
+    for (size_t i = 0; i <= PRELOAD_MAX_ITEMS; i++)
+        memcpy(many + 2 + 6 * i, "\x12\x04\x08\x01\x10\x00", 6);
+    assert_refused(many, many_size, PRELOAD_MAX_ITEMS, -E2BIG,
+                   "65 items, this shim holds at most 64");
+    /* ... or than the caller has room for */
+    g_assert_true(g_file_get_contents(path, &golden, &size, NULL));
+    assert_refused(golden, size, 3, -E2BIG, "8 items");
+
+    /* Every truncation of the golden section is refused or, cut at an
+     * item's end, holds fewer items; never more, never a crash. */
+    for (size_t len = 0; len < size; len++) {
+        int r;
+
+        err[0] = '\0';
+        r = preload_items_decode(golden, len, out, PRELOAD_MAX_ITEMS, err,
+                                 sizeof(err));
+        if (r < 0)
+            g_assert_cmpstr(err, !=, "");
+        else
+            g_assert_cmpint(r, <, GOLDEN_N_ITEMS);
+    }
+    /* cut inside the last item */
+    assert_refused(golden, size - 1, PRELOAD_MAX_ITEMS, -EBADMSG,
+                   "not a PreloadRecords message");
+    /* Every single-byte corruption: refused or decoded, never a crash;
+     * what decodes has at most PRELOAD_MAX_ITEMS valid items. */
+    for (size_t i = 0; i < size; i++) {
+        for (unsigned bit = 0; bit < 8; bit++) {
+            int r;
+
+            golden[i] ^= (char)(1u << bit);
+            r = preload_items_decode(golden, size, out, PRELOAD_MAX_ITEMS,
+                                     err, sizeof(err));
+            g_assert_cmpint(r, <=, PRELOAD_MAX_ITEMS);
+            for (int k = 0; k < r; k++)
+                g_assert_cmpuint(strlen(out[k].bdf), <, sizeof(out[k].bdf));
+            golden[i] ^= (char)(1u << bit);
+        }
+    }
+
+    /* The encoder refuses what the decoder would. */
+    for (size_t i = 0; i < G_N_ELEMENTS(big); i++)
+        big[i] = (struct preload_item){.kind = PRELOAD_ITEM_CONTAINER,
+                                       .a = i};
+    g_assert_cmpint(preload_items_encode(big, G_N_ELEMENTS(big), &buf, &size),
+                    ==, -E2BIG);
+    big[0] = (struct preload_item){.kind = PRELOAD_ITEM_DEVICE};
+    memset(big[0].bdf, 'x', sizeof(big[0].bdf));
+    g_assert_cmpint(preload_items_encode(big, 1, &buf, &size), ==,
+                    -ENAMETOOLONG);
+    big[0] = (struct preload_item){.kind = (enum preload_item_kind)42};
+    g_assert_cmpint(preload_items_encode(big, 1, &buf, &size), ==, -EINVAL);
+}
+
+/* The sections a fake state blob holds, for preload_records_read(). */
+struct fake_sections {
+    const char *pb, *legacy;
+    size_t pb_size, legacy_size;
+};
+
+static int fake_get(void *data, const char *name, const void **ret,
+                    size_t *ret_size)
+{
+    const struct fake_sections *f = data;
+
+    if (strcmp(name, PRELOAD_SECTION) == 0 && f->pb) {
+        *ret = f->pb;
+        *ret_size = f->pb_size;
+        return 0;
+    }
+    if (strcmp(name, PRELOAD_LEGACY_SECTION) == 0 && f->legacy) {
+        *ret = f->legacy;
+        *ret_size = f->legacy_size;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* Which section the shim reads: the message, else the legacy text (an
+ * update from the previous shim), else nothing. */
+static void test_records_read_sections(void)
+{
+    static const char legacy[] = "container 0 0 0\ngroup 7 0 0\n";
+    g_autofree uint8_t *pb = NULL;
+    struct preload_item out[PRELOAD_MAX_ITEMS];
+    struct fake_sections f = {0};
+    char why[256] = "";
+    size_t size;
+
+    g_assert_cmpint(preload_items_encode(golden_items, GOLDEN_N_ITEMS, &pb,
+                                         &size),
+                    ==, 0);
+    /* nothing recorded */
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, 0);
+    /* the previous shim's text */
+    f.legacy = legacy;
+    f.legacy_size = sizeof(legacy) - 1;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, 2);
+    g_assert_cmpint(out[1].kind, ==, PRELOAD_ITEM_GROUP);
+    g_assert_cmpuint(out[1].a, ==, 7);
+    /* the message wins over a (stale or emptied) legacy section */
+    f.pb = (const char *)pb;
+    f.pb_size = size;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, GOLDEN_N_ITEMS);
+    assert_items_equal(golden_items, out, GOLDEN_N_ITEMS);
+    /* refusals name the section */
+    f.pb = "\x08\x01\x12\x02\x08\x63";
+    f.pb_size = 6;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, -EBADMSG);
+    g_assert_cmpstr(why, ==,
+                    "section cprkit-preload.pb: item 0 has kind 99, unknown "
+                    "to this shim");
+    f.pb = NULL;
+    f.legacy = "bogus 1 2 3\n";
+    f.legacy_size = 12;
+    g_assert_cmpint(preload_records_read(fake_get, &f, out, PRELOAD_MAX_ITEMS,
+                                         why, sizeof(why)),
+                    ==, -EBADMSG);
+    g_assert_nonnull(strstr(why, "section cprkit-preload: "));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -157,5 +427,11 @@ int main(int argc, char **argv)
     g_test_add_func("/preload/vfio-path", test_vfio_path);
     g_test_add_func("/preload/env-without", test_env);
     g_test_add_func("/preload/items", test_items);
+    g_test_add_func("/preload/records/round-trip", test_records_round_trip);
+    g_test_add_func("/preload/records/golden-v1", test_records_golden_v1);
+    g_test_add_func("/preload/records/legacy-text", test_records_legacy_text);
+    g_test_add_func("/preload/records/refused", test_records_refused);
+    g_test_add_func("/preload/records/read-sections",
+                    test_records_read_sections);
     return g_test_run();
 }
