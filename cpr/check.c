@@ -115,6 +115,32 @@ int ctx_remove_blocker(cprkit_ctx *ctx, const char *owner, const char *reason)
     return n;
 }
 
+/* The public face of the registry: an application registers what it
+ * knows will block an update when the problem first arises (a device
+ * model without CPR support, ...), as QEMU's migrate_add_blocker(), so that
+ * `cpr-exec status` and `check` show it before anyone tries. */
+CPRKIT_EXPORT int cprkit_blocker_add(cprkit_ctx *ctx, const char *owner,
+                                     const char *reason)
+{
+    return ctx_add_blocker(ctx, owner, reason);
+}
+
+CPRKIT_EXPORT int cprkit_blocker_remove(cprkit_ctx *ctx, const char *owner,
+                                        const char *reason)
+{
+    return ctx_remove_blocker(ctx, owner, reason);
+}
+
+CPRKIT_EXPORT void cprkit_blocker_foreach(const cprkit_ctx *ctx,
+                                          cprkit_blocker_fn fn, void *userdata)
+{
+    for (guint i = 0; i < ctx->blockers->len; i++) {
+        const struct update_blocker *b = g_ptr_array_index(ctx->blockers, i);
+
+        fn(userdata, b->owner, b->reason);
+    }
+}
+
 /* All of them in one message: the operator fixes everything at once. */
 static int check_registered_blockers(cprkit_ctx *ctx)
 {

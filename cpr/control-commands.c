@@ -63,13 +63,23 @@ static void add_participant_stat(void *userdata, const char *participant,
     }
 }
 
+/* {"owner": ..., "reason": ...}: a registered update blocker. */
+static void add_blocker(void *userdata, const char *owner, const char *reason)
+{
+    json_t *b = json_object();
+
+    control_set_str(b, "owner", owner);
+    control_set_str(b, "reason", reason);
+    json_array_append_new(userdata, b);
+}
+
 static void cmd_status(cprkit_control *c, struct control_client *cl,
                        const json_t *req)
 {
     cprkit_ctx *ctx = c->ctx;
     json_auto_t *o = json_object();
     g_autofree char *exe = control_self_exe();
-    json_t *fds;
+    json_t *fds, *blockers;
 
     control_set_bool(o, "ok", true);
     control_set_str(o, "result", "status");
@@ -85,6 +95,9 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
     fds = json_array();
     cprkit_fd_foreach(ctx, add_fd, fds);
     json_object_set_new(o, "fds", fds);
+    blockers = json_array();
+    cprkit_blocker_foreach(ctx, add_blocker, blockers);
+    json_object_set_new(o, "blockers", blockers);
     cprkit_participant_stats(ctx, add_participant_stat, o);
 
     add_last_update(c, o);

@@ -60,6 +60,19 @@ static int dma_unmap_ioctl(cprkit_ctx *ctx, int container_fd, uint32_t flags,
     return r;
 }
 
+/* Memory the new binary cannot map again is known to block every update
+ * from the moment it is mapped for DMA: registered then (so `cpr-exec
+ * status` shows it), removed with the mapping. The update-time check
+ * (blockers.c) still looks at every mapping as it is then. */
+static char *private_memory_blocker(const struct dma_mapping_rec *m)
+{
+    return g_strdup_printf("DMA mapping iova 0x%" PRIx64 " size 0x%" PRIx64
+                           " is anonymous or private memory, which the new "
+                           "binary cannot map again; allocate it with "
+                           "cprkit_ram_open() or map a memfd MAP_SHARED",
+                           m->iova, m->size);
+}
+
 CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
                                       uint64_t iova, uint64_t size, void *vaddr,
                                       uint32_t prot)
@@ -113,6 +126,11 @@ CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
     m->backing_offset = backing.offset;
     m->backing_shared = backing.shared && backing.file_backed;
     g_ptr_array_add(vfio_of(ctx)->mappings, m);
+    if (!m->backing_shared) {
+        g_autofree char *why = private_memory_blocker(m);
+
+        (void)ctx_add_blocker(ctx, vfio_participant.name, why);
+    }
     return 0;
 }
 
@@ -134,6 +152,11 @@ CPRKIT_EXPORT int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd,
     if (r < 0)
         return ctx_fail(ctx, r, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 ": %s",
                         iova, strerror(-r));
+    if (!m->backing_shared) {
+        g_autofree char *why = private_memory_blocker(m);
+
+        (void)ctx_remove_blocker(ctx, vfio_participant.name, why);
+    }
     g_ptr_array_remove(vfio_of(ctx)->mappings, m);
     return 0;
 }

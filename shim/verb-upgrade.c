@@ -228,7 +228,7 @@ int verb_status(int argc, char **argv)
     g_autoptr(JsonNode) reply = NULL;
     const char *socket, *error = NULL;
     JsonObject *o;
-    JsonArray *fds;
+    JsonArray *fds, *blockers;
     JsonObject *last;
     int r;
 
@@ -281,6 +281,15 @@ int verb_status(int argc, char **argv)
         printf("  %-28s/%-3" G_GINT64_FORMAT " fd %-4" G_GINT64_FORMAT " %s\n",
                json_get_string(f, "name"), json_get_int(f, "id", 0),
                json_get_int(f, "fd", -1), json_get_string(f, "type"));
+    }
+    blockers = json_object_has_member(o, "blockers")
+                   ? json_object_get_array_member(o, "blockers")
+                   : NULL;
+    for (guint i = 0; blockers && i < json_array_get_length(blockers); i++) {
+        JsonObject *b = json_array_get_object_element(blockers, i);
+
+        printf("update blocked: %s: %s\n", json_get_string(b, "owner"),
+               json_get_string(b, "reason"));
     }
     if (json_object_has_member(o, "vfio")) {
         JsonObject *v = json_object_get_object_member(o, "vfio");

@@ -360,6 +360,58 @@ static void test_blockers(void)
     setup_clear(&s);
 }
 
+static void count_blocker(void *userdata, const char *owner,
+                          const char *reason)
+{
+    GPtrArray *seen = userdata;
+
+    g_ptr_array_add(seen, g_strdup_printf("%s: %s", owner, reason));
+}
+
+/* DMA to memory the new binary cannot map again blocks updates from the
+ * moment it is mapped, visibly (status lists it), until it is unmapped;
+ * memfd-backed mappings register nothing. */
+static void test_private_memory_blocker(void)
+{
+    g_autoptr(GPtrArray) seen = g_ptr_array_new_with_free_func(g_free);
+    struct setup s;
+    uint8_t *anon;
+
+    setup_init(&s, true);
+    g_assert_cmpint(cprkit_vfio_dma_map(s.ctx, FAKE_CONTAINER_FD, 0x200000,
+                                        0x1000, s.mem, VFIO_DMA_MAP_FLAG_READ),
+                    ==, 0);
+    cprkit_blocker_foreach(s.ctx, count_blocker, seen);
+    g_assert_cmpuint(seen->len, ==, 0);
+
+    anon = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert_true(anon != MAP_FAILED);
+    g_assert_cmpint(cprkit_vfio_dma_map(s.ctx, FAKE_CONTAINER_FD, 0x300000,
+                                        0x2000, anon, VFIO_DMA_MAP_FLAG_WRITE),
+                    ==, 0);
+    cprkit_blocker_foreach(s.ctx, count_blocker, seen);
+    g_assert_cmpuint(seen->len, ==, 1);
+    g_assert_cmpstr(seen->pdata[0], ==,
+                    "vfio: DMA mapping iova 0x300000 size 0x2000 is anonymous "
+                    "or private memory, which the new binary cannot map "
+                    "again; allocate it with cprkit_ram_open() or map a "
+                    "memfd MAP_SHARED");
+    /* The whole check refuses, naming it, before looking at anything else. */
+    g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==, -EOPNOTSUPP);
+    g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
+                            "the update is blocked: vfio: DMA mapping iova "
+                            "0x300000"));
+
+    g_assert_cmpint(cprkit_vfio_dma_unmap(s.ctx, FAKE_CONTAINER_FD, 0x300000,
+                                          0x2000), ==, 0);
+    g_ptr_array_set_size(seen, 0);
+    cprkit_blocker_foreach(s.ctx, count_blocker, seen);
+    g_assert_cmpuint(seen->len, ==, 0);
+    munmap(anon, 0x2000);
+    setup_clear(&s);
+}
+
 /* VFIO records survive the blob: build, encode, decode, load. */
 static void test_records_roundtrip(void)
 {
@@ -456,6 +508,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vfio/rollback-suspends-only-remapped",
                     test_rollback_suspends_only_remapped);
     g_test_add_func("/vfio/blockers", test_blockers);
+    g_test_add_func("/vfio/private-memory-blocker", test_private_memory_blocker);
     g_test_add_func("/vfio/records-roundtrip", test_records_roundtrip);
     int r = g_test_run();
     if (fake.calls)

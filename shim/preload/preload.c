@@ -104,6 +104,13 @@ void preload_taint(const char *fmt, ...)
     va_end(ap);
     preload_log(LOG_WARNING, "updates are refused from now on: %s",
                 preload_tainted);
+    /* Also a blocker of the library's, so that `cpr-exec status` and
+     * `check` show it before anyone asks for an upgrade. */
+    if (preload_ctx) {
+        preload_in_lib++;
+        (void)cprkit_blocker_add(preload_ctx, "preload", preload_tainted);
+        preload_in_lib--;
+    }
 }
 
 static void after_fork_child(void)

@@ -84,7 +84,7 @@ static int find_or_create(cprkit_ctx *ctx, const char *name,
 
 int main(int argc, char **argv)
 {
-    const char *socket = NULL, *mode = "normal";
+    const char *socket = NULL, *mode = "normal", *blocker = NULL;
     bool lockdown = false;
     cprkit_control *control;
     cprkit_ctx *ctx;
@@ -96,6 +96,8 @@ int main(int argc, char **argv)
             socket = argv[++i];
         else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc)
             mode = argv[++i];
+        else if (strcmp(argv[i], "--blocker") == 0 && i + 1 < argc)
+            blocker = argv[++i];
         else if (strcmp(argv[i], "--lockdown") == 0)
             lockdown = true;
         else
@@ -113,6 +115,8 @@ int main(int argc, char **argv)
         die("load: %s", cprkit_last_error(ctx));
     }
 
+    if (blocker && cprkit_blocker_add(ctx, "app", blocker) < 0)
+        die("blocker: %s", cprkit_last_error(ctx));
     mem = find_or_create(ctx, "data", CPRKIT_FD_MEMFD);
     ev = find_or_create(ctx, "events", CPRKIT_FD_EVENTFD);
     counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mem, 0);

@@ -95,10 +95,52 @@ static void test_status_shape(void)
     g_assert_nonnull(strstr(reply, "{\"name\":\"cprkit-control\",\"id\":0,"
                                    "\"fd\":"));
     g_assert_nonnull(strstr(reply, ",\"type\":\"socket\"}"));
-    g_assert_nonnull(strstr(reply, "],\"vfio\":{\"containers\":0,\"groups\":0,"
+    g_assert_nonnull(strstr(reply, "],\"blockers\":[],\"vfio\":{\"containers\":0,\"groups\":0,"
                                    "\"devices\":[],\"dma_mappings\":0,"
                                    "\"mapped_bytes\":0,\"irq_indexes\":0,"
                                    "\"ram_blocks\":0},\"last_update\":"));
+}
+
+/* A blocker the application registered is in status at once, and check
+ * refuses naming it; the app goes on serving. */
+static void test_registered_blocker(void)
+{
+    static const char *const extra[] = {"--blocker", "a migration is running",
+                                        NULL};
+    static const char status[] = "{\"cmd\":\"status\"}\n";
+    static const char check[] = "{\"cmd\":\"check\",\"binary\":\"/bin/true\"}\n";
+    g_autofree char *reply = NULL;
+    struct app blocked = {0};
+
+    app_start(&blocked, extra);
+    reply = raw_exchange(blocked.socket, status, sizeof(status) - 1, false);
+    g_assert_nonnull(strstr(reply, ",\"blockers\":[{\"owner\":\"app\","
+                                   "\"reason\":\"a migration is running\"}],"));
+    g_free(reply);
+    reply = raw_exchange(blocked.socket, check, sizeof(check) - 1, false);
+    g_test_message("%s", reply);
+    g_assert_true(g_str_has_prefix(reply, "{\"ok\":false,"));
+    g_assert_nonnull(
+        strstr(reply, "the update is blocked: app: a migration is running"));
+    g_assert_true(app_alive(&blocked));
+
+    /* And `cpr-exec status` tells the operator. */
+    {
+        const char *argv[] = {env_or_fail("CPR_EXEC"), "status", "--socket",
+                              blocked.socket, NULL};
+        g_autofree char *out = NULL;
+        g_autoptr(GError) error = NULL;
+        int wait_status;
+
+        g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
+                                   G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                                   &out, NULL, &wait_status, &error));
+        g_assert_cmpint(wait_status, ==, 0);
+        g_assert_no_error(error);
+        g_assert_nonnull(
+            strstr(out, "\nupdate blocked: app: a migration is running\n"));
+    }
+    app_stop(&blocked, true);
 }
 
 static void test_oversized(void)
@@ -309,6 +351,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     g_test_add_func("/control/malformed", test_malformed);
     g_test_add_func("/control/status-shape", test_status_shape);
+    g_test_add_func("/control/registered-blocker", test_registered_blocker);
     g_test_add_func("/control/oversized", test_oversized);
     g_test_add_func("/control/pipelined", test_pipelined);
     g_test_add_func("/control/fuzz", test_fuzz);

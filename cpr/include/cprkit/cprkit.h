@@ -251,6 +251,27 @@ void cprkit_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
  * next failure. Since: 0.2 */
 void cprkit_clear_error(cprkit_ctx *ctx);
 
+/* Registers a reason no update can start now, under owner (a name:
+ * [A-Za-z0-9._-]+, e.g. "app" or "vfio"); cprkit_check_update() and so
+ * cprkit_exec() refuse while any is registered, listing them all, and
+ * `cpr-exec status` shows them. Register a blocker when the problem first
+ * arises and remove it when it goes. Returns 0, -EINVAL (bad owner, empty
+ * reason) or -EEXIST (already registered). Since: 0.2 */
+int cprkit_blocker_add(cprkit_ctx *ctx, const char *owner, const char *reason);
+
+/* Removes owner's blocker with this reason, or all of owner's when reason
+ * is NULL. Returns how many were removed, or -ENOENT. Since: 0.2 */
+int cprkit_blocker_remove(cprkit_ctx *ctx, const char *owner,
+                          const char *reason);
+
+/* Called once per registered blocker, in registration order. */
+typedef void (*cprkit_blocker_fn)(void *userdata, const char *owner,
+                                  const char *reason);
+
+/* Calls fn for every registered blocker. Since: 0.2 */
+void cprkit_blocker_foreach(const cprkit_ctx *ctx, cprkit_blocker_fn fn,
+                            void *userdata);
+
 /* Called once per registered fd, in save order. */
 typedef void (*cprkit_fd_fn)(void *userdata, const char *name, int id, int fd,
                              enum cprkit_fd_type type);
