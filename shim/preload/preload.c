@@ -81,8 +81,13 @@ void preload_private_add(int fd)
     for (size_t i = 0; i < n_private; i++)
         if (private_fds[i] == fd)
             return;
-    if (n_private < sizeof(private_fds) / sizeof(private_fds[0]))
-        private_fds[n_private++] = fd;
+    if (n_private == sizeof(private_fds) / sizeof(private_fds[0])) {
+        /* The close() interposer could no longer keep the program from
+         * closing this one, so an update could not trust it. */
+        preload_taint("the shim holds more than %zu fds", n_private);
+        return;
+    }
+    private_fds[n_private++] = fd;
 }
 
 bool preload_private_has(int fd)
