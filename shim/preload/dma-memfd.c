@@ -48,6 +48,17 @@ static int move_into_memfd(int memfd, void *vaddr, uint64_t size, int prot,
     return 0;
 }
 
+/* In the new binary a mapping the library refused means the update cannot
+ * be completed: back to the old binary, with the library's reason. */
+static void rollback_if_incoming(const struct vfio_iommu_type1_dma_map *m)
+{
+    if (preload_incoming)
+        preload_rollback("DMA mapping iova 0x%llx size 0x%llx: %s",
+                         (unsigned long long)m->iova,
+                         (unsigned long long)m->size,
+                         cprkit_last_error(preload_ctx));
+}
+
 int preload_map_dma(struct preload_container *c,
                     struct vfio_iommu_type1_dma_map *m)
 {
@@ -94,11 +105,7 @@ int preload_map_dma(struct preload_container *c,
         memfd = cprkit_ram_open(preload_ctx, name, m->size, &reclaimed);
         preload_in_lib--;
         if (memfd < 0) {
-            if (preload_incoming)
-                preload_rollback("DMA mapping iova 0x%llx size 0x%llx: %s",
-                                 (unsigned long long)m->iova,
-                                 (unsigned long long)m->size,
-                                 cprkit_last_error(preload_ctx));
+            rollback_if_incoming(m);
             return memfd;
         }
         preload_private_add(memfd);
@@ -124,11 +131,7 @@ int preload_map_dma(struct preload_container *c,
     r = cprkit_vfio_dma_map(preload_ctx, c->fd, m->iova, m->size, vaddr, prot);
     preload_in_lib--;
     if (r < 0) {
-        if (preload_incoming)
-            preload_rollback("DMA mapping iova 0x%llx size 0x%llx: %s",
-                             (unsigned long long)m->iova,
-                             (unsigned long long)m->size,
-                             cprkit_last_error(preload_ctx));
+        rollback_if_incoming(m);
         preload_log(LOG_ERR, "VFIO_IOMMU_MAP_DMA: %s",
                     cprkit_last_error(preload_ctx));
         return r;

@@ -113,15 +113,18 @@ static void test_env(void)
     free(out);
 }
 
+/* One item of every kind, used by the text format tests. */
+static const struct preload_item sample_items[5] = {
+    {.kind = PRELOAD_ITEM_CONTAINER, .a = 0},
+    {.kind = PRELOAD_ITEM_GROUP, .a = 7, .b = 0},
+    {.kind = PRELOAD_ITEM_DEVICE, .bdf = "0000:00:03.0"},
+    {.kind = PRELOAD_ITEM_DMA, .a = 0, .b = 0x100000, .c = 0x200000},
+    {.kind = PRELOAD_ITEM_IRQ, .a = 1, .b = 4, .bdf = "0000:00:03.0"},
+};
+
 static void test_items(void)
 {
-    struct preload_item in[5] = {
-        {.kind = PRELOAD_ITEM_CONTAINER, .a = 0},
-        {.kind = PRELOAD_ITEM_GROUP, .a = 7, .b = 0},
-        {.kind = PRELOAD_ITEM_DEVICE, .bdf = "0000:00:03.0"},
-        {.kind = PRELOAD_ITEM_DMA, .a = 0, .b = 0x100000, .c = 0x200000},
-        {.kind = PRELOAD_ITEM_IRQ, .a = 1, .b = 4, .bdf = "0000:00:03.0"},
-    };
+    const struct preload_item *in = sample_items;
     struct preload_item out[8];
     char buf[1024], small[10], desc[128];
     int len, n;
@@ -225,17 +228,10 @@ static void test_records_legacy_text(void)
                                "device 0000:00:03.0\n"
                                "dma 0 1048576 2097152\n"
                                "irq 0000:00:03.0 1 4\n";
-    const struct preload_item want[] = {
-        {.kind = PRELOAD_ITEM_CONTAINER, .a = 0},
-        {.kind = PRELOAD_ITEM_GROUP, .a = 7, .b = 0},
-        {.kind = PRELOAD_ITEM_DEVICE, .bdf = "0000:00:03.0"},
-        {.kind = PRELOAD_ITEM_DMA, .a = 0, .b = 0x100000, .c = 0x200000},
-        {.kind = PRELOAD_ITEM_IRQ, .a = 1, .b = 4, .bdf = "0000:00:03.0"},
-    };
     struct preload_item out[8];
 
     g_assert_cmpint(preload_items_parse(text, sizeof(text) - 1, out, 8), ==, 5);
-    assert_items_equal(want, out, 5);
+    assert_items_equal(sample_items, out, 5);
 }
 
 /* Decoding must fail with r and a message containing what. */
