@@ -25,6 +25,7 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
         g_ptr_array_new_with_free_func((GDestroyNotify)update_blocker_free);
     ctx->log_max_priority = LOG_INFO;
     ctx->blob_fd = -EBADF;
+    keeper_link_init(&ctx->keeper);
     participants_init(ctx);
     *ret_ctx = ctx;
     return 0;
@@ -44,6 +45,8 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
     closep(&ctx->blob_fd);
     command_line_clear(&ctx->rescue);
     free(ctx->rollback_reason);
+    g_free(ctx->restart_reason);
+    keeper_link_clear(&ctx->keeper);
     free(ctx->last_error);
     free(ctx);
 }

@@ -73,6 +73,34 @@ static void add_blocker(void *userdata, const char *owner, const char *reason)
     json_array_append_new(userdata, b);
 }
 
+/* "keeper": null, or who keeps our fds and how often it restarted us. */
+static void add_keeper(cprkit_ctx *ctx, json_t *o)
+{
+    struct cprkit_keeper_status ks = {.size = sizeof(ks)};
+    json_t *k;
+
+    if (cprkit_keeper_status(ctx, &ks) < 0) {
+        json_object_set_new(o, "keeper", json_null());
+        return;
+    }
+    k = json_object();
+    control_set_int(k, "pid", ks.pid);
+    control_set_bool(k, "reachable", ks.reachable);
+    control_set_int(k, "restarts", ks.restarts);
+    if (ks.last_cause) {
+        g_autoptr(GDateTime) at = g_date_time_new_from_unix_utc(
+            (gint64)(ks.last_restart_realtime_us / 1000000u));
+        g_autofree char *iso = at ? g_date_time_format_iso8601(at) : NULL;
+
+        control_set_str(k, "last_cause", ks.last_cause);
+        control_set_str(k, "last_restart", iso);
+    } else {
+        json_object_set_new(k, "last_cause", json_null());
+        json_object_set_new(k, "last_restart", json_null());
+    }
+    json_object_set_new(o, "keeper", k);
+}
+
 static void cmd_status(cprkit_control *c, struct control_client *cl,
                        const json_t *req)
 {
@@ -101,6 +129,7 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
     cprkit_participant_stats(ctx, add_participant_stat, o);
 
     add_last_update(c, o);
+    add_keeper(ctx, o);
     control_write_json(cl->fd, o);
 }
 

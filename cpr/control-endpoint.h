@@ -93,3 +93,7 @@ const char *control_get_string(const json_t *obj, const char *name,
 void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                          const json_t *req);
 void control_finish_update(cprkit_control *c, uint64_t serving_ns);
+
+/* control.c: hands the keeper what changed (cprkit_keeper_sync()); a
+ * failure is the library's to log, the endpoint serves on. */
+void control_keeper_sync(cprkit_control *c);

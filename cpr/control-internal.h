@@ -24,6 +24,10 @@
 #define CONTROL_LISTEN_FD_NAME "cprkit-control"
 #define CONTROL_CLIENT_FD_NAME "cprkit-control-client"
 
+/* The new binary's time to commit when the request does not say
+ * (cprkit_set_commit_timeout(); docs/keeper.md). */
+#define CONTROL_DEFAULT_COMMIT_TIMEOUT_MS 30000u
+
 /* Longest request line a server accepts; longer ones get an error reply
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)

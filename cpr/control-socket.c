@@ -157,6 +157,9 @@ CPRKIT_EXPORT int cprkit_control_dispatch(cprkit_control *c)
     /* Committed without saying so: the reply goes out now. */
     if (c->update_pending && !cprkit_is_incoming(c->ctx))
         control_finish_update(c, control_now_ns());
+    /* The keeper gets what changed since the last request (no-op without
+     * a keeper, or when nothing changed). */
+    control_keeper_sync(c);
 
     for (int round = 0; round < 8; round++) {
         struct epoll_event events[16];
@@ -182,5 +185,6 @@ CPRKIT_EXPORT int cprkit_control_dispatch(cprkit_control *c)
             client_serve(c, cl);
         }
     }
+    control_keeper_sync(c);
     return 0;
 }

@@ -112,6 +112,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     bool bad = false;
     const char *binary = control_get_string(req, "binary", &bad);
     const char *argv_error = NULL;
+    const json_t *commit_timeout;
     g_auto(GStrv) argv = NULL;
     int r;
 
@@ -124,6 +125,21 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     if (!argv) {
         control_reply_error(cl->fd, "error", "%s", argv_error);
         return;
+    }
+    commit_timeout = json_object_get(req, "commit_timeout_ms");
+    if (commit_timeout) {
+        if (!json_is_integer(commit_timeout) ||
+            json_integer_value(commit_timeout) < 1 ||
+            json_integer_value(commit_timeout) > UINT32_MAX) {
+            control_reply_error(cl->fd, "error",
+                                "\"commit_timeout_ms\" must be a positive "
+                                "integer");
+            return;
+        }
+        cprkit_set_commit_timeout(
+            ctx, (uint32_t)json_integer_value(commit_timeout));
+    } else {
+        cprkit_set_commit_timeout(ctx, CONTROL_DEFAULT_COMMIT_TIMEOUT_MS);
     }
     if (!c->upgrade_fn) {
         upgrade_failed(c, cl, "request", binary,
@@ -141,12 +157,15 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         upgrade_failed(c, cl, "blockers", binary, cprkit_last_error(ctx));
         return;
     }
-    /* The connection crosses exec: the new binary answers it. */
+    /* The connection crosses exec: the new binary answers it. The
+     * keeper holds it too, so that whoever it starts if this process or
+     * the new binary dies answers it. */
     r = cprkit_fd_save(ctx, CONTROL_CLIENT_FD_NAME, 0, cl->fd);
     if (r < 0) {
         upgrade_failed(c, cl, "preserve", binary, cprkit_last_error(ctx));
         return;
     }
+    control_keeper_sync(c);
     control_send_phase(cl->fd, "exec", binary);
     sdnotify_sendf("STATUS=cprkit: exec %s", binary);
     cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
@@ -176,16 +195,41 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
 void control_finish_update(cprkit_control *c, uint64_t serving_ns)
 {
     cprkit_ctx *ctx = c->ctx;
-    uint64_t suspend = cprkit_timestamp(ctx, "suspend");
-    uint64_t blackout =
-        suspend && serving_ns > suspend ? serving_ns - suspend : 0;
+    bool restarted = cprkit_is_restart(ctx);
+    /* An update's blackout starts at the suspend; a crash restart's when
+     * the keeper saw the program die. */
+    uint64_t start = cprkit_timestamp(ctx, "suspend");
+    uint64_t died = cprkit_timestamp(ctx, "died");
     bool rolled_back = cprkit_is_rollback(ctx);
-    const char *reason = rolled_back ? cprkit_rollback_reason(ctx) : NULL;
+    g_autofree char *reason = NULL;
     g_autofree char *exe = control_self_exe();
+    const char *result;
+    uint64_t blackout;
+
+    if (restarted && !rolled_back && died)
+        start = died;
+    blackout = start && serving_ns > start ? serving_ns - start : 0;
+    if (rolled_back) {
+        result = "rolled-back";
+        reason = g_strdup(cprkit_rollback_reason(ctx));
+    } else if (restarted && c->pending_fd >= 0) {
+        /* It died after taking the request, before the exec: the update
+         * did not happen, the same binary serves again. */
+        result = "rolled-back";
+        reason = g_strdup_printf("the program died during the update (%s) "
+                                 "and was restarted by the keeper",
+                                 cprkit_restart_reason(ctx));
+    } else if (restarted) {
+        result = "restarted";
+        reason = g_strdup(cprkit_restart_reason(ctx));
+    } else {
+        result = "committed";
+    }
+    rolled_back = strcmp(result, "committed") != 0;
 
     c->update_pending = false;
-    record_result(c, rolled_back ? "rolled-back" : "committed",
-                  rolled_back ? "restore" : "commit", reason, blackout);
+    record_result(c, result, !rolled_back ? "commit" : "restore", reason,
+                  blackout);
     if (c->pending_fd >= 0) {
         json_auto_t *o = json_object();
 
@@ -204,7 +248,11 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
         c->pending_fd = -1;
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
     }
-    if (rolled_back)
+    if (!strcmp(result, "restarted"))
+        sdnotify_sendf("READY=1\nSTATUS=cprkit: restarted by the keeper, "
+                       "generation %" PRIu64 " serving: %s",
+                       cprkit_generation(ctx), reason ? reason : "");
+    else if (rolled_back)
         sdnotify_sendf("READY=1\nSTATUS=cprkit: update rolled back, "
                        "generation %" PRIu64 " serving: %s",
                        cprkit_generation(ctx), reason ? reason : "");

@@ -192,6 +192,12 @@ CPRKIT_EXPORT void cprkit_control_set_upgrade_fn(cprkit_control *control,
     control->upgrade_userdata = userdata;
 }
 
+void control_keeper_sync(cprkit_control *c)
+{
+    if (cprkit_keeper_sync(c->ctx) < 0)
+        cprkit_clear_error(c->ctx);
+}
+
 CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
 {
     if (cprkit_is_incoming(control->ctx))
@@ -202,6 +208,8 @@ CPRKIT_EXPORT int cprkit_control_mark_serving(cprkit_control *control)
     else
         sdnotify_sendf("READY=1\nSTATUS=cprkit: serving, generation %" PRIu64,
                        cprkit_generation(control->ctx));
+    /* Set up and serving: what the keeper restarts us with from now on. */
+    control_keeper_sync(control);
     return 0;
 }
 

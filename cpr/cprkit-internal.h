@@ -82,6 +82,21 @@ struct command_line {
     char **argv;
 };
 
+/* The connection to the keeper (cpr-exec run's parent process, which
+ * keeps dups of the preserved fds and the last state; keeper-link.c). */
+struct keeper_link {
+    int fd;              /* our end, or -EBADF when not under a keeper */
+    int pid;
+    unsigned restarts;   /* as the keeper told us at start */
+    char *last_cause;
+    uint64_t last_at_us; /* CLOCK_REALTIME */
+    uint64_t synced_serial;
+    bool synced;
+    bool broken;         /* a send failed: the keeper is gone */
+    uint32_t commit_timeout_ms;
+    uint64_t died_ns;    /* when the keeper saw our predecessor die */
+};
+
 struct cprkit_ctx {
     GPtrArray *fds;        /* struct fd_entry *, in save order */
     GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
@@ -109,6 +124,16 @@ struct cprkit_ctx {
 
     /* struct update_blocker *: why no update may start now (check.c). */
     GPtrArray *blockers;
+
+    /* Bumped by every change to what a state would hold (fds, sections,
+     * participant records), so the keeper is handed a new state only when
+     * there is one (keeper-link.c). */
+    uint64_t state_serial;
+    /* Started by the keeper after the previous process died (the cause in
+     * restart_reason): what that process left may be half-changed. */
+    bool restarted;
+    char *restart_reason;
+    struct keeper_link keeper;
 
     /* Private state of every participant, in priority order
      * (cpr/participant.c). */
@@ -190,12 +215,32 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 /* state.c: memory owned by a built State, freed by state_build_free(). */
 void *state_alloc(Cprkit__State *state, size_t size);
 
-/* exec.c */
+/* exec.c. restart: the command line the keeper runs if what execve
+ * starts dies before it commits (the rollback target). */
 int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                    char *const envp[], int blob_fd, const char *rollback_reason,
-                   bool skip_missing_fds);
+                   bool skip_missing_fds, const struct command_line *restart);
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);
 int exec_check_target(cprkit_ctx *ctx, const char *path);
+
+/* keeper-link.c */
+#define KEEPER_DEFAULT_COMMIT_TIMEOUT_MS 30000u
+static inline void ctx_state_changed(cprkit_ctx *ctx)
+{
+    ctx->state_serial++;
+}
+void keeper_link_init(struct keeper_link *k);
+void keeper_link_clear(struct keeper_link *k);
+/* Reads the keeper's variables (and the restart cause) and unsets them. */
+void keeper_attach(cprkit_ctx *ctx);
+/* "hello": this binary started, and whether it loaded a state. */
+void keeper_hello(cprkit_ctx *ctx, bool loaded);
+/* Around execve: the keeper gets the exec's blob and fds and the restart
+ * command line; env gets our variables (g_strdup'ed "NAME=value"). */
+void keeper_handoff(cprkit_ctx *ctx, int blob_fd,
+                    const struct command_line *restart, GPtrArray *env);
+void keeper_handoff_failed(cprkit_ctx *ctx);
+bool keeper_env_is_ours(const char *entry);
 
 /* check.c: the pre-flight (cprkit_check_update()). */
 char *proc_status_field(const char *field);

@@ -18,19 +18,23 @@ static bool env_is_ours(const char *entry)
 {
     return g_str_has_prefix(entry, CPRKIT_STATE_FD_ENV "=") ||
            g_str_has_prefix(entry, CPRKIT_ROLLBACK_REASON_ENV "=") ||
-           g_str_has_prefix(entry, CPRKIT_EXECVE_NS_ENV "=");
+           g_str_has_prefix(entry, CPRKIT_EXECVE_NS_ENV "=") ||
+           keeper_env_is_ours(entry);
 }
 
 /* The environment for the new binary: base without stale cprkit variables,
- * plus ours. */
-static char **build_envp(char *const base[], int blob_fd,
-                         const char *rollback_reason)
+ * plus ours. The keeper is told about the exec here too (keeper-link.c):
+ * its variables go in env. */
+static char **build_envp(cprkit_ctx *ctx, char *const base[], int blob_fd,
+                         const char *rollback_reason,
+                         const struct command_line *restart)
 {
     GPtrArray *env = g_ptr_array_new();
 
     for (char *const *e = base; e && *e; e++)
         if (!env_is_ours(*e))
             g_ptr_array_add(env, g_strdup(*e));
+    keeper_handoff(ctx, blob_fd, restart, env);
     g_ptr_array_add(env, g_strdup_printf(CPRKIT_STATE_FD_ENV "=%d", blob_fd));
     /* When execve was called: taken after the blob was written, so it
      * cannot be in the blob; the new binary reads it as phase "execve". */
@@ -49,9 +53,10 @@ static char **build_envp(char *const base[], int blob_fd,
  * failing: the previous binary will report them. */
 int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                    char *const envp[], int blob_fd, const char *rollback_reason,
-                   bool skip_missing_fds)
+                   bool skip_missing_fds, const struct command_line *restart)
 {
-    char **new_env = build_envp(envp ? envp : environ, blob_fd, rollback_reason);
+    char **new_env = build_envp(ctx, envp ? envp : environ, blob_fd,
+                                rollback_reason, restart);
     int exec_errno, r;
 
     if (skip_missing_fds) {
@@ -62,6 +67,7 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
     } else {
         r = fdreg_set_cloexec_all(ctx, false);
         if (r < 0) {
+            keeper_handoff_failed(ctx);
             g_strfreev(new_env);
             return r;
         }
@@ -69,6 +75,7 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
     r = fd_set_cloexec(blob_fd, false);
     if (r < 0) {
         fdreg_set_cloexec_all(ctx, true);
+        keeper_handoff_failed(ctx);
         g_strfreev(new_env);
         return ctx_fail(ctx, r, "cannot clear FD_CLOEXEC on the state blob: %s",
                         strerror(-r));
@@ -80,6 +87,7 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
     exec_errno = errno;
     fd_set_cloexec(blob_fd, true);
     fdreg_set_cloexec_all(ctx, true);
+    keeper_handoff_failed(ctx);
     g_strfreev(new_env);
     return ctx_fail(ctx, -exec_errno, "execve '%s' failed: %s", path,
                     strerror(exec_errno));
@@ -208,11 +216,12 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     if (r >= 0)
         r = blob_encode(ctx, state, &rescue, &blob, &blob_size);
     state_build_free(state);
-    command_line_clear(&rescue);
     if (r >= 0)
         r = blob_write_sealed_memfd(ctx, blob, blob_size, &blob_fd);
-    if (r < 0)
+    if (r < 0) {
+        command_line_clear(&rescue);
         goto resume;
+    }
 
     /* Inside the blackout: format the figures only for a listener. */
     if (ctx->log_fn && ctx->log_max_priority >= LOG_INFO) {
@@ -226,7 +235,8 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     }
     /* 4. Returns only on failure; blob_fd is closed by cleanup. */
     r = exec_with_blob(ctx, path, argv, opts ? opts->envp : NULL, blob_fd,
-                       NULL, false);
+                       NULL, false, &rescue);
+    command_line_clear(&rescue);
 
 resume:
     /* The exec did not happen: this binary goes on serving. */

@@ -98,6 +98,7 @@ int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
     e->fd = fd;
     e->identity = *identity;
     e->claimed = claimed;
+    ctx_state_changed(ctx);
     return 0;
 }
 
@@ -154,6 +155,7 @@ CPRKIT_EXPORT int cprkit_fd_remove(cprkit_ctx *ctx, const char *name, int id)
                         name ? name : "(null)", id);
     g_hash_table_remove(ctx->fd_index, e);
     g_ptr_array_remove(ctx->fds, e);
+    ctx_state_changed(ctx);
     return 0;
 }
 

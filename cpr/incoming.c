@@ -124,8 +124,13 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
 
     if (ctx->incoming)
         return 1;
-    if (!fd_str)
+    /* Under `cpr-exec run`: the keeper's connection, and why it started
+     * us if our predecessor died. */
+    keeper_attach(ctx);
+    if (!fd_str) {
+        keeper_hello(ctx, false);
         return 0;
+    }
     r = parse_fd_number(fd_str, &blob_fd);
     /* The variables are for us alone: children must not see them, and a
      * failed load must not be retried by a later cprkit_new(). */
@@ -146,10 +151,16 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     ctx->blob_fd = blob_fd;
 
     r = load_blob(ctx);
+    /* The keeper started us after our predecessor died: what it left may
+     * be half-done (VFIO: vaddrs of a dead address space still valid). */
+    if (r >= 0 && ctx->restarted)
+        r = participants_adopt(ctx);
     if (r < 0)
         return r;
     if (execve_at)
         timestamps_set(ctx->timestamps, "execve", execve_at);
+    if (ctx->keeper.died_ns)
+        timestamps_set(ctx->timestamps, "died", ctx->keeper.died_ns);
     timestamps_set(ctx->timestamps, "loaded", monotonic_now_ns());
 
     /* The blob says what generation its reader is; on a rollback the
@@ -157,10 +168,18 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     if (ctx->rollback && ctx->generation > 0)
         ctx->generation--;
     ctx->incoming = true;
-    ctx_log(ctx, LOG_INFO,
-            "%s: %u preserved fds, %u sections, generation %" PRIu64,
-            ctx->rollback ? "rolled back" : "incoming update", ctx->fds->len,
-            ctx->sections->len, ctx->generation);
+    if (ctx->restarted)
+        ctx_log(ctx, LOG_INFO,
+                "restarted by the keeper (%s)%s: %u preserved fds, %u "
+                "sections, generation %" PRIu64,
+                ctx->restart_reason, ctx->rollback ? ", update rolled back" : "",
+                ctx->fds->len, ctx->sections->len, ctx->generation);
+    else
+        ctx_log(ctx, LOG_INFO,
+                "%s: %u preserved fds, %u sections, generation %" PRIu64,
+                ctx->rollback ? "rolled back" : "incoming update",
+                ctx->fds->len, ctx->sections->len, ctx->generation);
+    keeper_hello(ctx, true);
     return 1;
 }
 
@@ -226,6 +245,11 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
     ctx->incoming = false;
     ctx_log(ctx, LOG_INFO, "update committed, generation %" PRIu64,
             ctx->generation);
+    /* The keeper drops the update's state for this one. A keeper that
+     * cannot be reached does not undo the commit. */
+    ctx->keeper.synced = false;
+    if (cprkit_keeper_sync(ctx) < 0)
+        ctx_clear_error(ctx);
     return 0;
 }
 
@@ -260,7 +284,7 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
     /* The same sealed blob goes back: it describes the fds exactly as the
      * previous binary left them, and nothing here has changed them. */
     r = exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
-                       ctx->blob_fd, why, true);
+                       ctx->blob_fd, why, true, &ctx->rescue);
     participants_rollback_abort(ctx);
     return r;
 }

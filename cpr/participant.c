@@ -174,6 +174,18 @@ int participants_load(cprkit_ctx *ctx, const Cprkit__State *state)
     return 0;
 }
 
+int participants_adopt(cprkit_ctx *ctx)
+{
+    for (unsigned i = 0; i < ctx->n_participants; i++) {
+        const struct participant *p = ctx->participants[i].p;
+        int r = p->adopt ? p->adopt(ctx) : 0;
+
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* Each participant's clause, joined with "; ". */
 unsigned participants_pending(cprkit_ctx *ctx, GString *out)
 {

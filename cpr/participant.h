@@ -12,8 +12,8 @@
  * errno after ctx_fail() has said why, naming the culprit.
  *
  * Order (lower priority first; registration order among equals):
- *   init, check_blockers, suspend, save, load, rollback_prepare, committed,
- *   pending: ascending;
+ *   init, check_blockers, suspend, save, load, adopt, rollback_prepare,
+ *   committed, pending: ascending;
  *   resume, rollback_abort, clear: descending.
  * A failing suspend (rollback_prepare) of participant k has undone its
  * own part; the core then resumes (aborts) participants k-1 .. 0, so the
@@ -76,6 +76,13 @@ struct participant {
     void (*committed)(cprkit_ctx *ctx);
     int (*rollback_prepare)(cprkit_ctx *ctx);
     void (*rollback_abort)(cprkit_ctx *ctx);
+    /* New side, in a process the keeper started after its predecessor
+     * died (cprkit_is_restart()), once load passed and the fds are
+     * validated: the predecessor may have died anywhere — with its state
+     * as committed, halfway through a suspend, or after the new binary of
+     * an update had redone half of it. Bring the kernel's state to what
+     * load expects (VFIO: every mapping's vaddr suspended). */
+    int (*adopt)(cprkit_ctx *ctx);
 
     /* Figures for status output and the exec log line. */
     void (*stats)(cprkit_ctx *ctx, participant_stat_fn add, void *userdata);
@@ -108,6 +115,7 @@ int participants_suspend(cprkit_ctx *ctx);
 int participants_resume(cprkit_ctx *ctx);
 int participants_save(cprkit_ctx *ctx, Cprkit__State *state);
 int participants_load(cprkit_ctx *ctx, const Cprkit__State *state);
+int participants_adopt(cprkit_ctx *ctx);
 unsigned participants_pending(cprkit_ctx *ctx, GString *out);
 void participants_committed(cprkit_ctx *ctx);
 int participants_rollback_prepare(cprkit_ctx *ctx);

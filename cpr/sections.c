@@ -60,6 +60,7 @@ CPRKIT_EXPORT int cprkit_section_put(cprkit_ctx *ctx, const char *name,
     free(s->data);
     s->data = copy;
     s->size = size;
+    ctx_state_changed(ctx);
     return 0;
 }
 

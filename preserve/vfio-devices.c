@@ -122,6 +122,7 @@ CPRKIT_EXPORT int cprkit_vfio_container_open(cprkit_ctx *ctx, int id,
     c->fd = fd;
     c->id = id;
     g_ptr_array_add(vfio_of(ctx)->containers, c);
+    ctx_state_changed(ctx);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return TAKE_FD(fd);
@@ -228,6 +229,7 @@ CPRKIT_EXPORT int cprkit_vfio_group_open(cprkit_ctx *ctx, int container_fd,
     g->number = group_number;
     g->container_fd = container_fd;
     g_ptr_array_add(vfio_of(ctx)->groups, g);
+    ctx_state_changed(ctx);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return TAKE_FD(fd);
@@ -309,6 +311,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
     d->bdf = g_strdup(bdf);
     d->group_number = (unsigned)group_entry->id;
     g_ptr_array_add(devices, d);
+    ctx_state_changed(ctx);
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return fd;

@@ -126,6 +126,7 @@ CPRKIT_EXPORT int cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
     m->backing_offset = backing.offset;
     m->backing_shared = backing.shared && backing.file_backed;
     g_ptr_array_add(vfio_of(ctx)->mappings, m);
+    ctx_state_changed(ctx);
     if (!m->backing_shared) {
         g_autofree char *why = private_memory_blocker(m);
 
@@ -158,6 +159,7 @@ CPRKIT_EXPORT int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd,
         (void)ctx_remove_blocker(ctx, vfio_participant.name, why);
     }
     g_ptr_array_remove(vfio_of(ctx)->mappings, m);
+    ctx_state_changed(ctx);
     return 0;
 }
 

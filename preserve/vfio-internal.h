@@ -55,4 +55,6 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state);
 int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 unsigned vfio_list_unremapped(cprkit_ctx *ctx, GString *out);
 int vfio_suspend_for_rollback(cprkit_ctx *ctx);
+/* restore/vfio-adopt.c */
+int vfio_adopt(cprkit_ctx *ctx);
 void vfio_undo_rollback_suspend(cprkit_ctx *ctx);

@@ -189,6 +189,7 @@ CPRKIT_EXPORT int cprkit_vfio_irq_enable(cprkit_ctx *ctx, int device_fd,
     irq->eventfds = g_memdup2(fds, sizeof(int) * count);
     irq->unmask_fd = unmask_fd;
     g_ptr_array_add(vfio_of(ctx)->irqs, irq);
+    ctx_state_changed(ctx);
     memcpy(ret_eventfds, fds, sizeof(int) * count);
     return 0;
 
@@ -243,5 +244,6 @@ CPRKIT_EXPORT int cprkit_vfio_irq_disable(cprkit_ctx *ctx, int device_fd,
         close(irq->unmask_fd);
     }
     g_ptr_array_remove(vfio_of(ctx)->irqs, irq);
+    ctx_state_changed(ctx);
     return 0;
 }

@@ -100,8 +100,10 @@ static int load_mapping(cprkit_ctx *ctx, const Cprkit__DmaMapping *m)
     if (!m->has_iova || !m->size)
         return ctx_fail(ctx, -EBADMSG, "DMA mapping without iova or size");
     /* The blob is written after the suspend; a mapping that was not
-     * suspended cannot be remapped with MAP_FLAG_VADDR. */
-    if (!m->vaddr_suspended)
+     * suspended cannot be remapped with MAP_FLAG_VADDR. The keeper's
+     * state of a committed program has them valid: a restarted process
+     * suspends them first (vfio-adopt.c). */
+    if (!m->vaddr_suspended && !ctx->restarted)
         return ctx_fail(ctx, -EBADMSG,
                         "DMA mapping iova 0x%" PRIx64 " was not suspended "
                         "before exec",

@@ -59,6 +59,7 @@ const struct participant vfio_participant = {
     .committed = vma_cache_drop,
     .rollback_prepare = vfio_suspend_for_rollback,
     .rollback_abort = vfio_undo_rollback_suspend,
+    .adopt = vfio_adopt,
     .stats = vfio_stats,
 };
 

@@ -2,11 +2,13 @@
 /*
  * cpr-exec run [--socket S] -- PROG ARGS...
  *
- * Execs PROG in place (same pid, so a service manager keeps tracking it)
- * with CPRKIT_CONTROL_SOCKET set, after printing the socket path. A PROG
- * that links libcprkit serves the control socket itself; any other PROG
- * runs with the LD_PRELOAD shim (libcprkit-preload.so, shim/preload/),
- * which serves it and maps the program's VFIO calls onto the library.
+ * Runs PROG with CPRKIT_CONTROL_SOCKET set, after printing the socket
+ * path, as the child of a keeper (keeper.c, docs/keeper.md) that holds its
+ * preserved fds and restarts it from them when it or an update's new
+ * binary dies; with --no-keeper, execs PROG in place instead. A PROG that
+ * links libcprkit serves the control socket itself; any other PROG runs
+ * with the LD_PRELOAD shim (libcprkit-preload.so, shim/preload/), which
+ * serves it and maps the program's VFIO calls onto the library.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "cpr-exec.h"
+#include "keeper.h"
 
 /* Where `ninja install` puts the shim; --preload or $CPRKIT_PRELOAD
  * override it. */
@@ -88,7 +91,11 @@ int verb_run(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
     g_autofree char *arg_preload = NULL;
-    gboolean arg_json = false, arg_no_check = false;
+    gboolean arg_json = false, arg_no_check = false, arg_no_keeper = false;
+    g_autofree char *arg_restart = NULL;
+    int arg_restart_delay = 100, arg_restart_max_delay = 5000,
+        arg_restart_burst = 5, arg_restart_interval = 10000,
+        arg_commit_timeout = 30000;
     GOptionEntry entries[] = {
         {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
          "Control socket path (default: $CPRKIT_CONTROL_SOCKET, else "
@@ -103,10 +110,34 @@ int verb_run(int argc, char **argv)
          "The LD_PRELOAD shim for programs that do not link libcprkit "
          "(default: $CPRKIT_PRELOAD, else " CPRKIT_PRELOAD_PATH ")",
          "PATH"},
+        {"no-keeper", 0, 0, G_OPTION_ARG_NONE, &arg_no_keeper,
+         "Exec PROG in place of this process, without a keeper: nothing "
+         "survives a crash of PROG or of an update's new binary",
+         NULL},
+        {"restart", 0, 0, G_OPTION_ARG_STRING, &arg_restart,
+         "Restart a committed PROG that dies: on-failure (default) or no",
+         "WHEN"},
+        {"restart-delay", 0, 0, G_OPTION_ARG_INT, &arg_restart_delay,
+         "First restart after MS ms, doubled for each further one within "
+         "--restart-interval (default 100)",
+         "MS"},
+        {"restart-max-delay", 0, 0, G_OPTION_ARG_INT, &arg_restart_max_delay,
+         "Longest restart delay (default 5000)", "MS"},
+        {"restart-burst", 0, 0, G_OPTION_ARG_INT, &arg_restart_burst,
+         "Give up after N restarts within --restart-interval (default 5)",
+         "N"},
+        {"restart-interval", 0, 0, G_OPTION_ARG_INT, &arg_restart_interval,
+         "The window of --restart-burst (default 10000)", "MS"},
+        {"commit-timeout", 0, 0, G_OPTION_ARG_INT, &arg_commit_timeout,
+         "A restarted PROG must commit within MS ms, or it is killed and "
+         "started again (default 30000; an update's deadline is "
+         "`cpr-exec upgrade --commit-timeout`)",
+         "MS"},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
          NULL},
         {NULL},
     };
+    struct keeper_options ko = {0};
     g_autofree char *prog = NULL;
     g_autofree char *path = NULL;
     bool uses = false, preload = false;
@@ -114,11 +145,28 @@ int verb_run(int argc, char **argv)
     int r;
 
     if (!parse_verb_options("run", "-- PROG [ARGS...]",
-                            "Runs PROG in place of this process with "
-                            "CPRKIT_CONTROL_SOCKET set,\nafter printing the "
-                            "socket path on stdout.",
+                            "Runs PROG with CPRKIT_CONTROL_SOCKET set, after "
+                            "printing the socket path on\nstdout, as the "
+                            "child of a keeper that holds its preserved fds "
+                            "and restarts\nit from them when it, or the new "
+                            "binary of an update, dies (docs/keeper.md).\n"
+                            "Exits with PROG's status.",
                             entries, &argc, &argv))
         return EXIT_USAGE;
+    if (arg_restart && strcmp(arg_restart, "on-failure") &&
+        strcmp(arg_restart, "no")) {
+        log_msg(LOG_ERR, "run: --restart is on-failure or no, not '%s'",
+                arg_restart);
+        return EXIT_USAGE;
+    }
+    if (arg_restart_delay < 0 || arg_restart_max_delay < arg_restart_delay ||
+        arg_restart_burst < 1 || arg_restart_interval < 1 ||
+        arg_commit_timeout < 1) {
+        log_msg(LOG_ERR, "run: restart delays must be >= 0 (the maximum not "
+                "below the first), --restart-burst, --restart-interval and "
+                "--commit-timeout >= 1");
+        return EXIT_USAGE;
+    }
     /* GOption leaves "--" in place when it stops there. */
     if (argc >= 2 && strcmp(argv[1], "--") == 0) {
         argv++;
@@ -174,6 +222,18 @@ int verb_run(int argc, char **argv)
             log_msg(LOG_ERR, "run: cannot preload %s: %s", shim, strerror(-r));
             return EXIT_FAILED;
         }
+    }
+    if (!arg_no_keeper) {
+        ko.restart = !arg_restart || strcmp(arg_restart, "no") != 0;
+        ko.delay_ms = (uint32_t)arg_restart_delay;
+        ko.max_delay_ms = (uint32_t)arg_restart_max_delay;
+        ko.burst = (unsigned)arg_restart_burst;
+        ko.interval_ms = (uint32_t)arg_restart_interval;
+        ko.commit_timeout_ms = (uint32_t)arg_commit_timeout;
+        ko.socket_path = path;
+        ko.preload = preload ? shim : NULL;
+        ko.json = arg_json;
+        return keeper_run(prog, argv + 1, &ko);
     }
     if (arg_json) {
         g_autoptr(JsonBuilder) b = json_builder_new();

@@ -72,7 +72,7 @@ int verb_upgrade(int argc, char **argv)
     g_autofree char *arg_to = NULL;
     g_auto(GStrv) arg_args = NULL;
     gboolean arg_json = false, arg_no_args = false;
-    int arg_timeout = 60;
+    int arg_timeout = 0, arg_commit_timeout = 30;
     GOptionEntry entries[] = {
         {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
          "Control socket (default: $CPRKIT_CONTROL_SOCKET)", "PATH"},
@@ -85,7 +85,14 @@ int verb_upgrade(int argc, char **argv)
         {"no-args", 0, 0, G_OPTION_ARG_NONE, &arg_no_args,
          "Start the new binary without arguments", NULL},
         {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
-         "Seconds to wait for the result (default 60)", "SECONDS"},
+         "Seconds to wait for the result (default: the commit timeout "
+         "plus 30)",
+         "SECONDS"},
+        {"commit-timeout", 'C', 0, G_OPTION_ARG_INT, &arg_commit_timeout,
+         "Seconds the new binary has to commit; past them the keeper of "
+         "`cpr-exec run` kills it and the old version serves again "
+         "(default 30)",
+         "SECONDS"},
         {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json,
          "Print the result as one JSON object", NULL},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
@@ -109,13 +116,24 @@ int verb_upgrade(int argc, char **argv)
                             entries, &argc, &argv))
         return EXIT_USAGE;
     socket = socket_path_or_env(arg_socket);
-    if (!socket || !arg_to || arg_timeout <= 0) {
+    if (arg_timeout == 0 && arg_commit_timeout > 0)
+        arg_timeout = arg_commit_timeout + 30;
+    if (!socket || !arg_to || arg_timeout <= 0 || arg_commit_timeout <= 0 ||
+        arg_commit_timeout > 4000000) {
         log_msg(LOG_ERR, "upgrade: %s (try 'cpr-exec upgrade --help')",
-                !socket  ? "no --socket and no $CPRKIT_CONTROL_SOCKET"
+                !socket   ? "no --socket and no $CPRKIT_CONTROL_SOCKET"
                 : !arg_to ? "--to BINARY is required"
-                          : "--timeout must be positive");
+                : arg_timeout <= 0 ? "--timeout must be positive"
+                                   : "--commit-timeout must be 1..4000000 "
+                                     "seconds");
         return EXIT_USAGE;
     }
+    if (arg_timeout <= arg_commit_timeout)
+        log_msg(LOG_WARNING,
+                "upgrade: --timeout %d s is not longer than --commit-timeout "
+                "%d s: a rollback after the deadline will be reported as a "
+                "timeout",
+                arg_timeout, arg_commit_timeout);
     if (argc >= 2 && strcmp(argv[1], "--") == 0) {
         argv++;
         argc--;
@@ -128,6 +146,8 @@ int verb_upgrade(int argc, char **argv)
     json_builder_add_string_value(b, "upgrade");
     json_builder_set_member_name(b, "binary");
     json_builder_add_string_value(b, binary);
+    json_builder_set_member_name(b, "commit_timeout_ms");
+    json_builder_add_int_value(b, (gint64)arg_commit_timeout * 1000);
     if (arg_args || argc > 1 || arg_no_args) {
         json_builder_set_member_name(b, "args");
         json_builder_begin_array(b);
@@ -207,6 +227,39 @@ out:
                                                    : "");
     }
     return code;
+}
+
+/* "keeper: pid 12, 2 restarts, last 2026-12-03T10:00:00Z: program killed
+ * by SIGKILL", or that there is none. */
+static void print_keeper(JsonObject *o)
+{
+    JsonObject *k = json_object_has_member(o, "keeper") &&
+                            JSON_NODE_HOLDS_OBJECT(
+                                json_object_get_member(o, "keeper"))
+                        ? json_object_get_object_member(o, "keeper")
+                        : NULL;
+    gint64 restarts;
+
+    if (!k) {
+        printf("keeper: none (a crash of this process loses its devices' "
+               "state; run it with `cpr-exec run`)\n");
+        return;
+    }
+    restarts = json_get_int(k, "restarts", 0);
+    printf("keeper: pid %" G_GINT64_FORMAT "%s, %" G_GINT64_FORMAT
+           " restart%s",
+           json_get_int(k, "pid", 0),
+           json_object_get_boolean_member_with_default(k, "reachable", true)
+               ? ""
+               : " (unreachable)",
+           restarts, restarts == 1 ? "" : "s");
+    if (json_get_string(k, "last_cause"))
+        printf(", last %s: %s",
+               json_get_string(k, "last_restart")
+                   ? json_get_string(k, "last_restart")
+                   : "?",
+               json_get_string(k, "last_cause"));
+    printf("\n");
 }
 
 int verb_status(int argc, char **argv)
@@ -320,5 +373,6 @@ int verb_status(int argc, char **argv)
                                               : "");
     else
         printf("last update: none\n");
+    print_keeper(o);
     return EXIT_OK;
 }

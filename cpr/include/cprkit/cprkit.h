@@ -333,6 +333,65 @@ struct cprkit_blob_visitor {
 int cprkit_blob_visit(cprkit_ctx *ctx, const void *buf, size_t size,
                       const struct cprkit_blob_visitor *v, void *userdata);
 
+/* ---- 0.3: the keeper -------------------------------------------------------
+ *
+ * Under `cpr-exec run` the program runs as the child of a keeper process
+ * that holds dups of every preserved fd and the last committed state
+ * (docs/keeper.md). If the program dies — a new binary that crashes,
+ * hangs past its commit deadline or is no cprkit program, or a committed
+ * program that crashes — the keeper starts the right binary with what it
+ * kept, and cprkit_load_incoming() loads it like an update: the device is
+ * never reset. cprkit_load_incoming() picks up the keeper's connection
+ * (CPRKIT_KEEPER_FD); without a keeper these functions do nothing.
+ */
+
+/* True when the keeper started this process after its predecessor died;
+ * cprkit_restart_reason() says how it died ("killed by SIGSEGV", "no
+ * commit within 30 s"). The state is loaded (cprkit_is_incoming()): reclaim
+ * and commit as after an update. When the predecessor was the new binary
+ * of an update, cprkit_is_rollback() is true too. Since: 0.3 */
+bool cprkit_is_restart(const cprkit_ctx *ctx);
+const char *cprkit_restart_reason(const cprkit_ctx *ctx);
+
+/*
+ * cprkit_keeper_sync:
+ * Hands the keeper the current state (every preserved fd, dup'ed over the
+ * keeper's socket, and the records that name them) if it changed since the
+ * last time. cprkit_commit() does it; the control endpoint does it after
+ * start-up and whenever it serves a request; call it after setting up or
+ * changing devices, memory or interrupts outside those. A crash restart
+ * gets the state of the last sync. Between cprkit_load_incoming() and
+ * cprkit_commit() it does nothing: the keeper holds the update's state.
+ * Returns: 0 (also without a keeper) or < 0 when the state cannot be kept
+ * (a DMA mapping of anonymous memory; the keeper drops what it held and
+ * will not restart the program) or the keeper is gone.
+ * Since: 0.3
+ */
+int cprkit_keeper_sync(cprkit_ctx *ctx);
+
+struct cprkit_keeper_status {
+    /* Set to sizeof() by the caller. */
+    size_t size;
+    int pid;
+    /* How often the keeper restarted the program so far, the last cause
+     * and when (CLOCK_REALTIME µs, 0 if never). */
+    unsigned restarts;
+    const char *last_cause;
+    uint64_t last_restart_realtime_us;
+    /* False once a send to the keeper failed (it is gone). */
+    bool reachable;
+};
+
+/* Fills ret (strings valid while ctx lives). Returns 0, -ENOENT when not
+ * under a keeper, -EINVAL when ret->size is too small. Since: 0.3 */
+int cprkit_keeper_status(const cprkit_ctx *ctx,
+                         struct cprkit_keeper_status *ret);
+
+/* How long the new binary of the next update has to commit before the
+ * keeper kills it and starts this binary again (default 30 000 ms).
+ * Returns 0 or -EINVAL (0 ms). Since: 0.3 */
+int cprkit_set_commit_timeout(cprkit_ctx *ctx, uint32_t ms);
+
 #ifdef __cplusplus
 }
 #endif
