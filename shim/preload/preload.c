@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "control-internal.h"
+#include "keeper-proto.h"
 #include "preload-internal.h"
 
 cprkit_ctx *preload_ctx;
@@ -129,7 +130,8 @@ static void after_fork_child(void)
 __attribute__((constructor)) static void preload_init(void)
 {
     const char *debug = getenv("CPRKIT_PRELOAD_DEBUG");
-    int r;
+    struct cprkit_keeper_status keeper = {.size = sizeof(keeper)};
+    int keeper_fd, r;
 
     preload_resolve();
     if (debug && *debug && strcmp(debug, "0") != 0)
@@ -150,6 +152,11 @@ __attribute__((constructor)) static void preload_init(void)
     }
     cprkit_set_log_fn(preload_ctx, lib_log, NULL);
     cprkit_set_log_priority(preload_ctx, log_max);
+    /* The load takes the keeper's socket out of the environment; the
+     * program must not close it (docs/keeper.md). */
+    keeper_fd = getenv(CPRKIT_KEEPER_FD_ENV)
+                    ? atoi(getenv(CPRKIT_KEEPER_FD_ENV))
+                    : -1;
     r = cprkit_load_incoming(preload_ctx);
     if (r < 0) {
         preload_log(LOG_ERR,
@@ -182,6 +189,8 @@ __attribute__((constructor)) static void preload_init(void)
     if (r >= 0)
         preload_private_add(r);
     preload_private_add(cprkit_control_fd(preload_control));
+    if (keeper_fd >= 0 && cprkit_keeper_status(preload_ctx, &keeper) == 0)
+        preload_private_add(keeper_fd);
     preload_owner = getpid();
     preload_active = true;
     pthread_atfork(NULL, NULL, after_fork_child);
