@@ -592,6 +592,8 @@ static int child_died(struct keeper *k, int status)
     drain_socket(k);
     closep(&k->sock);
     k->sock = -1;
+    /* fds of a state whose closing message never came. */
+    kept_clear(&k->pending);
     k->child = 0;
     k->died_ns = mono_ns();
     set_deadline(k, 0);
