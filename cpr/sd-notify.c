@@ -19,6 +19,7 @@
  * systemd does. The "vsock:" form (VMs talking to their host's manager)
  * is not supported: -EAFNOSUPPORT.
  */
+#include <alloca.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +33,11 @@
 #include "sd-notify.h"
 
 int sdnotify_send(const char *message)
+{
+    return sdnotify_send_fds(message, NULL, 0);
+}
+
+int sdnotify_send_fds(const char *message, const int *fds, unsigned n_fds)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -60,6 +66,21 @@ int sdnotify_send(const char *message)
             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
     }
 
+    if (n_fds) {
+        size_t space = CMSG_SPACE(sizeof(int) * n_fds);
+        struct cmsghdr *cm;
+
+        if (n_fds > 253)
+            return -EINVAL;
+        mh.msg_control = alloca(space);
+        memset(mh.msg_control, 0, space);
+        mh.msg_controllen = space;
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
+    }
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;

@@ -8,5 +8,9 @@
  * wants notifications), negative errno on failure. */
 int sdnotify_send(const char *message);
 
+/* The same with fds attached (SCM_RIGHTS), as sd_pid_notify_with_fds():
+ * "FDSTORE=1\nFDNAME=x" puts them in the service manager's fd store. */
+int sdnotify_send_fds(const char *message, const int *fds, unsigned n_fds);
+
 /* The same with a printf format. */
 int sdnotify_sendf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -47,16 +47,6 @@
 
 extern char **environ;
 
-/* A state the keeper can start a binary with. */
-struct kept {
-    GArray *fds;     /* int: our dups */
-    GArray *targets; /* int: the number each has in the program */
-    int blob_fd;     /* -1 while only fds arrived */
-    char *path;      /* what to exec, with argv */
-    char **argv;
-    uint64_t generation;
-};
-
 enum phase {
     PHASE_SERVING,   /* committed, or a fresh start */
     PHASE_UPDATE,    /* an update's exec happened, no commit yet */
@@ -95,6 +85,8 @@ struct keeper {
     char *restart_cause;
     uint64_t died_ns;
 
+    struct fdstore store; /* with --fd-store */
+
     unsigned restarts;
     GArray *restart_times; /* uint64_t ns, within the interval */
     char *last_cause;
@@ -119,7 +111,7 @@ static uint64_t realtime_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void kept_init(struct kept *k)
+void kept_init(struct kept *k)
 {
     k->fds = g_array_new(false, false, sizeof(int));
     k->targets = g_array_new(false, false, sizeof(int));
@@ -129,7 +121,7 @@ static void kept_init(struct kept *k)
     k->generation = 0;
 }
 
-static void kept_clear(struct kept *k)
+void kept_clear(struct kept *k)
 {
     for (guint i = 0; i < k->fds->len; i++)
         close(g_array_index(k->fds, int, i));
@@ -169,7 +161,7 @@ static void kept_move(struct kept *dst, struct kept *src)
     src->argv = NULL;
 }
 
-static bool kept_valid(const struct kept *k)
+bool kept_valid(const struct kept *k)
 {
     return k->blob_fd >= 0 && k->path && k->argv && k->argv[0];
 }
@@ -320,6 +312,16 @@ static void handle_message(struct keeper *k, char *buf, size_t len, int *fds,
             kept_clear(&k->update);
             kept_clear(&k->update_prev);
             set_deadline(k, 0);
+            if (k->o->fd_store) {
+                int r = fdstore_push(&k->store, &k->committed, (int)k->child);
+
+                if (r < 0)
+                    log_msg(LOG_WARNING,
+                            "keeper: cannot put the state in the fd store "
+                            "(%s): a restart of the keeper will not keep the "
+                            "device (FileDescriptorStoreMax= too low?)",
+                            strerror(-r));
+            }
             log_msg(LOG_DEBUG, "keeper: keeping %u fds, generation %" PRIu64,
                     k->committed.fds->len, gen);
         } else {
@@ -364,6 +366,8 @@ static void handle_message(struct keeper *k, char *buf, size_t len, int *fds,
         kept_clear(&k->committed);
         kept_clear(&k->pending);
         k->have_committed = false;
+        if (k->o->fd_store)
+            fdstore_drop(&k->store);
     } else {
         log_msg(LOG_WARNING, "keeper: unknown message '%s' ignored", kind);
     }
@@ -578,6 +582,8 @@ static void give_up(struct keeper *k, const char *why)
     kept_clear(&k->update);
     kept_clear(&k->update_prev);
     kept_clear(&k->pending);
+    if (k->o->fd_store)
+        fdstore_drop(&k->store);
 }
 
 /* Returns -1 to go on, or the keeper's exit status. */
@@ -600,6 +606,8 @@ static int child_died(struct keeper *k, int status)
 
     if (k->stopping) {
         log_msg(LOG_INFO, "keeper: program %s after the stop request", how);
+        if (k->o->fd_store)
+            fdstore_drop(&k->store);
         return exit_code_of(status);
     }
     switch (k->phase) {
@@ -623,6 +631,9 @@ static int child_died(struct keeper *k, int status)
     case PHASE_SERVING:
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             log_msg(LOG_INFO, "keeper: program exited with status 0");
+            /* A stop, not a crash: the next start is a fresh one. */
+            if (k->o->fd_store)
+                fdstore_drop(&k->store);
             return 0;
         }
         cause = g_strdup_printf("program %s", how);
@@ -755,7 +766,6 @@ int keeper_run(const char *prog, char **argv, const struct keeper_options *o)
     kept_init(&k.update);
     kept_init(&k.update_prev);
     k.restart_times = g_array_new(false, false, sizeof(uint64_t));
-    k.base_env = g_strdupv(environ);
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -764,6 +774,19 @@ int keeper_run(const char *prog, char **argv, const struct keeper_options *o)
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGQUIT);
     sigprocmask(SIG_BLOCK, &mask, &k.child_mask);
+    fdstore_init(&k.store);
+    if (o->fd_store) {
+        /* Before the environment is copied: LISTEN_* are for us alone. */
+        int r = fdstore_recover(&k.store, &k.committed);
+
+        if (r < 0) {
+            log_msg(LOG_ERR, "keeper: cannot take the state back from the fd "
+                    "store: %s", strerror(-r));
+            return EXIT_FAILED;
+        }
+        k.have_committed = r > 0;
+    }
+    k.base_env = g_strdupv(environ);
     k.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     k.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (k.sigfd < 0 || k.timerfd < 0 || pipe2(go, O_CLOEXEC) < 0) {
@@ -774,8 +797,24 @@ int keeper_run(const char *prog, char **argv, const struct keeper_options *o)
     child_argv = g_new0(char *, argc + 1);
     for (int i = 0; i < argc; i++)
         child_argv[i] = argv[i];
-    if (spawn(&k, NULL, prog, child_argv, NULL, false, go[0]) < 0)
+    if (k.have_committed) {
+        /* A previous keeper died; the program with it. Its state is back
+         * from the fd store: start the program from it, as after a crash. */
+        k.restart_cause =
+            g_strdup("the keeper was restarted (state from the fd store)");
+        k.died_ns = mono_ns();
+        k.restarts++;
+        k.last_cause = g_strdup(k.restart_cause);
+        k.last_at_us = realtime_us();
+        if (spawn(&k, &k.committed, k.committed.path, k.committed.argv,
+                  k.restart_cause, false, go[0]) < 0)
+            return EXIT_FAILED;
+        k.restart_from = &k.committed;
+        k.phase = PHASE_RESTARTED;
+        set_deadline(&k, o->commit_timeout_ms);
+    } else if (spawn(&k, NULL, prog, child_argv, NULL, false, go[0]) < 0) {
         return EXIT_FAILED;
+    }
     close(go[0]);
     print_started(&k, prog);
     log_msg(LOG_INFO, "keeper %d: running %s as pid %d, control socket %s%s%s",
@@ -850,6 +889,7 @@ int keeper_run(const char *prog, char **argv, const struct keeper_options *o)
     kept_free(&k.update);
     kept_free(&k.update_prev);
     g_array_unref(k.restart_times);
+    fdstore_free(&k.store);
     g_strfreev(k.base_env);
     g_free(k.restart_cause);
     g_free(k.last_cause);

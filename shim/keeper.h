@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <glib.h>
+
 struct keeper_options {
     /* Restart a committed program that dies (signal, non-zero exit). */
     bool restart;
@@ -23,7 +25,41 @@ struct keeper_options {
     const char *socket_path;
     const char *preload;
     bool json;
+    /* Also keep the committed state in systemd's fd store (FDSTORE=1), and
+     * take it back from there at start (LISTEN_FDS). */
+    bool fd_store;
 };
+
+/* A state the keeper can start a binary with (keeper.c). */
+struct kept {
+    GArray *fds;     /* int: our dups */
+    GArray *targets; /* int: the number each has in the program */
+    int blob_fd;     /* -1 while only fds arrived */
+    char *path;      /* what to exec, with argv */
+    char **argv;
+    uint64_t generation;
+};
+void kept_init(struct kept *k);
+void kept_clear(struct kept *k);
+bool kept_valid(const struct kept *k);
+
+/* keeper-fdstore.c: the committed state in systemd's fd store. */
+struct fdstore {
+    uint64_t seq;     /* of the last push */
+    GPtrArray *names; /* FDNAMEs of it, in the store now */
+};
+void fdstore_init(struct fdstore *st);
+void fdstore_free(struct fdstore *st);
+/* Replaces what the store holds with k (run by pid). Returns 0 or a
+ * negative errno. */
+int fdstore_push(struct fdstore *st, const struct kept *k, int pid);
+/* Removes what this keeper stored (a clean stop, or giving up). */
+void fdstore_drop(struct fdstore *st);
+/* Takes the newest complete state from LISTEN_FDS/LISTEN_FDNAMES (when
+ * LISTEN_PID is us) into ret and unsets the variables. Returns 1 if one
+ * was found, 0 if none, < 0 on error (-EBUSY: the program the previous
+ * keeper ran still runs). */
+int fdstore_recover(struct fdstore *st, struct kept *ret);
 
 /* Runs prog (argv, the environment as it is now) as a child and keeps it
  * until it exits for good. Returns the exit status for cpr-exec. */

@@ -91,7 +91,8 @@ int verb_run(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
     g_autofree char *arg_preload = NULL;
-    gboolean arg_json = false, arg_no_check = false, arg_no_keeper = false;
+    gboolean arg_json = false, arg_no_check = false, arg_no_keeper = false,
+             arg_fd_store = false;
     g_autofree char *arg_restart = NULL;
     int arg_restart_delay = 100, arg_restart_max_delay = 5000,
         arg_restart_burst = 5, arg_restart_interval = 10000,
@@ -128,6 +129,11 @@ int verb_run(int argc, char **argv)
          "N"},
         {"restart-interval", 0, 0, G_OPTION_ARG_INT, &arg_restart_interval,
          "The window of --restart-burst (default 10000)", "MS"},
+        {"fd-store", 0, 0, G_OPTION_ARG_NONE, &arg_fd_store,
+         "Also keep the state in systemd's fd store (FDSTORE=1), so that a "
+         "restart of the keeper itself keeps the device; at start, take it "
+         "back from there (LISTEN_FDS). Needs FileDescriptorStoreMax=",
+         NULL},
         {"commit-timeout", 0, 0, G_OPTION_ARG_INT, &arg_commit_timeout,
          "A restarted PROG must commit within MS ms, or it is killed and "
          "started again (default 30000; an update's deadline is "
@@ -233,6 +239,7 @@ int verb_run(int argc, char **argv)
         ko.socket_path = path;
         ko.preload = preload ? shim : NULL;
         ko.json = arg_json;
+        ko.fd_store = arg_fd_store;
         return keeper_run(prog, argv + 1, &ko);
     }
     if (arg_json) {
