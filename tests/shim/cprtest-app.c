@@ -5,13 +5,21 @@
  * preserves a memfd holding a counter and an eventfd, and serves until
  * SIGTERM.
  *
- *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown]
+ *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown] [--hold-events]
  *
- * MODE, acted on when the process was started by an update:
+ * MODE, acted on when the process was started by an update (not by the
+ * keeper's rollback to it):
  *   normal   reclaim, commit, mark serving (default)
  *   veto     reclaim, then roll back: "health check failed (veto mode)"
  *   hang     reclaim and never commit (the client times out)
  *   slow     reclaim, commit, sleep 300 ms, then mark serving
+ *   crash             SIGSEGV right after cprkit_load_incoming()
+ *   abort-after-claim claim half the fds (the memfd), then abort()
+ *   exit1-early       exit(1) before cprkit_load_incoming()
+ * The last three are for the keeper (tests/shim/test-keeper.c).
+ *
+ * --hold-events: never read the eventfd, so that a test can check that a
+ * value written into it survives an update or a restart (same object).
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -23,6 +31,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +60,20 @@ __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     exit(1);
+}
+
+/* Dies by sig without a core dump, so that the keeper's cause is the
+ * plain "killed by SIGx" whatever the system's core settings. */
+static void die_by(int sig)
+{
+    struct rlimit none = {0, 0};
+
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0);
+    if (sig == SIGABRT)
+        abort();
+    raise(sig);
+    _exit(99); /* not reached */
 }
 
 static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
@@ -85,7 +109,7 @@ static int find_or_create(cprkit_ctx *ctx, const char *name,
 int main(int argc, char **argv)
 {
     const char *socket = NULL, *mode = "normal", *blocker = NULL;
-    bool lockdown = false;
+    bool lockdown = false, hold_events = false;
     cprkit_control *control;
     cprkit_ctx *ctx;
     uint64_t *counter;
@@ -100,6 +124,8 @@ int main(int argc, char **argv)
             blocker = argv[++i];
         else if (strcmp(argv[i], "--lockdown") == 0)
             lockdown = true;
+        else if (strcmp(argv[i], "--hold-events") == 0)
+            hold_events = true;
         else
             die("unknown argument %s", argv[i]);
     }
@@ -109,10 +135,25 @@ int main(int argc, char **argv)
     if (cprkit_new(&ctx) < 0)
         die("cprkit_new");
     cprkit_set_log_fn(ctx, log_stderr, NULL);
+    /* Started by an update or by the keeper: a state is waiting. A
+     * rollback runs the previous command line, so its mode is not this. */
+    if (strcmp(mode, "exit1-early") == 0 && getenv("CPRKIT_STATE_FD"))
+        exit(1);
     r = cprkit_load_incoming(ctx);
     if (r < 0) {
         cprkit_rollback(ctx, cprkit_last_error(ctx));
         die("load: %s", cprkit_last_error(ctx));
+    }
+    if (cprkit_is_incoming(ctx) && !cprkit_is_rollback(ctx)) {
+        if (strcmp(mode, "crash") == 0)
+            die_by(SIGSEGV);
+        if (strcmp(mode, "abort-after-claim") == 0) {
+            /* The memfd is claimed; the eventfd and the control socket
+             * are not. */
+            if (cprkit_fd_find(ctx, "data", 0, CPRKIT_FD_MEMFD) < 0)
+                die("claim: %s", cprkit_last_error(ctx));
+            die_by(SIGABRT);
+        }
     }
 
     if (blocker && cprkit_blocker_add(ctx, "app", blocker) < 0)
@@ -158,7 +199,7 @@ int main(int argc, char **argv)
                               {.fd = ev, .events = POLLIN}};
         uint64_t v;
 
-        if (poll(p, 2, 500) < 0 && errno != EINTR)
+        if (poll(p, hold_events ? 1 : 2, 500) < 0 && errno != EINTR)
             die("poll: %m");
         if (p[1].revents & POLLIN && read(ev, &v, sizeof(v)) < 0)
             die("eventfd read: %m");

@@ -99,9 +99,10 @@ static inline void die_with_parent(gpointer unused)
 
 /* Starts `cpr-exec run --json --socket DIR/ctl.sock RUN_OPTS... --
  * cprtest-app EXTRA...`, checks the socket it prints and takes the
- * program's pid from it, waits until the socket accepts. */
-static inline void app_start_with(struct app *a, const char *const *run_opts,
-                                  const char *const *extra)
+ * program's pid from it, waits until the socket accepts. err_fd: if not
+ * NULL, a pipe from the stderr of the keeper and its programs. */
+static inline void app_start_err(struct app *a, const char *const *run_opts,
+                                 const char *const *extra, int *err_fd)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autoptr(GError) error = NULL;
@@ -128,7 +129,7 @@ static inline void app_start_with(struct app *a, const char *const *run_opts,
     g_ptr_array_add(argv, NULL);
     g_assert_true(g_spawn_async_with_pipes(
         NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent,
-        NULL, &a->pid, NULL, &out_fd, NULL, &error));
+        NULL, &a->pid, NULL, &out_fd, err_fd, &error));
     g_assert_no_error(error);
     /* Also here: the child may not have run setpgid yet. */
     setpgid(a->pid, a->pid);
@@ -154,6 +155,12 @@ static inline void app_start_with(struct app *a, const char *const *run_opts,
         g_usleep(10000);
     }
     g_error("control socket %s never accepted", a->socket);
+}
+
+static inline void app_start_with(struct app *a, const char *const *run_opts,
+                                  const char *const *extra)
+{
+    app_start_err(a, run_opts, extra, NULL);
 }
 
 static inline void app_start(struct app *a, const char *const *extra)
