@@ -132,9 +132,9 @@ static void stop(pid_t keeper, pid_t target)
 
     g_assert_cmpint(kill(target, SIGTERM), ==, 0);
     g_assert_cmpint(waitpid(keeper, &status, 0), ==, keeper);
+    app_group_track(keeper, false); /* reaped: its number may be reused */
     g_assert_true(WIFEXITED(status));
     g_assert_cmpint(WEXITSTATUS(status), ==, 0);
-    app_group_track(keeper, false);
 }
 
 static void test_upgrade(void)

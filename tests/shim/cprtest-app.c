@@ -5,7 +5,7 @@
  * preserves a memfd holding a counter and an eventfd, and serves until
  * SIGTERM.
  *
- *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown] [--hold-events]
+ *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown] [--seed-events N]
  *
  * MODE, acted on when the process was started by an update (not by the
  * keeper's rollback to it):
@@ -18,8 +18,10 @@
  *   exit1-early       exit(1) before cprkit_load_incoming()
  * The last three are for the keeper (tests/shim/test-keeper.c).
  *
- * --hold-events: never read the eventfd, so that a test can check that a
- * value written into it survives an update or a restart (same object).
+ * --seed-events N: a fresh start (not an update, not a restart) writes N
+ * into the new eventfd, and the eventfd is never read: a test sees in
+ * /proc/PID/fdinfo that a later process has the same object (a new one
+ * would hold 0).
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -70,6 +72,8 @@ static void die_by(int sig)
 
     setrlimit(RLIMIT_CORE, &none);
     prctl(PR_SET_DUMPABLE, 0);
+    /* Not a sanitizer's handler: it would report and exit(1). */
+    signal(sig, SIG_DFL);
     if (sig == SIGABRT)
         abort();
     raise(sig);
@@ -109,7 +113,8 @@ static int find_or_create(cprkit_ctx *ctx, const char *name,
 int main(int argc, char **argv)
 {
     const char *socket = NULL, *mode = "normal", *blocker = NULL;
-    bool lockdown = false, hold_events = false;
+    bool lockdown = false;
+    uint64_t seed_events = 0;
     cprkit_control *control;
     cprkit_ctx *ctx;
     uint64_t *counter;
@@ -124,21 +129,21 @@ int main(int argc, char **argv)
             blocker = argv[++i];
         else if (strcmp(argv[i], "--lockdown") == 0)
             lockdown = true;
-        else if (strcmp(argv[i], "--hold-events") == 0)
-            hold_events = true;
+        else if (strcmp(argv[i], "--seed-events") == 0 && i + 1 < argc)
+            seed_events = strtoull(argv[++i], NULL, 10);
         else
             die("unknown argument %s", argv[i]);
     }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
 
-    if (cprkit_new(&ctx) < 0)
-        die("cprkit_new");
-    cprkit_set_log_fn(ctx, log_stderr, NULL);
     /* Started by an update or by the keeper: a state is waiting. A
      * rollback runs the previous command line, so its mode is not this. */
     if (strcmp(mode, "exit1-early") == 0 && getenv("CPRKIT_STATE_FD"))
         exit(1);
+    if (cprkit_new(&ctx) < 0)
+        die("cprkit_new");
+    cprkit_set_log_fn(ctx, log_stderr, NULL);
     r = cprkit_load_incoming(ctx);
     if (r < 0) {
         cprkit_rollback(ctx, cprkit_last_error(ctx));
@@ -160,6 +165,9 @@ int main(int argc, char **argv)
         die("blocker: %s", cprkit_last_error(ctx));
     mem = find_or_create(ctx, "data", CPRKIT_FD_MEMFD);
     ev = find_or_create(ctx, "events", CPRKIT_FD_EVENTFD);
+    if (seed_events && !cprkit_is_incoming(ctx) &&
+        eventfd_write(ev, seed_events) < 0)
+        die("eventfd write: %m");
     counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mem, 0);
     if (counter == MAP_FAILED)
         die("mmap: %m");
@@ -199,7 +207,7 @@ int main(int argc, char **argv)
                               {.fd = ev, .events = POLLIN}};
         uint64_t v;
 
-        if (poll(p, hold_events ? 1 : 2, 500) < 0 && errno != EINTR)
+        if (poll(p, seed_events ? 1 : 2, 500) < 0 && errno != EINTR)
             die("poll: %m");
         if (p[1].revents & POLLIN && read(ev, &v, sizeof(v)) < 0)
             die("eventfd read: %m");

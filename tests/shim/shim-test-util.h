@@ -175,8 +175,8 @@ static inline bool app_alive(struct app *a)
 }
 
 /* SIGTERM to `cpr-exec run` (the keeper passes it on), and it must exit 0
- * after the program did (which removes its socket); or SIGKILL to them
- * all. */
+ * after the program did (which removes its socket); or SIGKILL to the
+ * whole group, programs included. */
 static inline void app_stop(struct app *a, bool expect_clean_exit)
 {
     int status;
@@ -186,6 +186,8 @@ static inline void app_stop(struct app *a, bool expect_clean_exit)
     else
         kill(-a->pid, SIGKILL);
     g_assert_cmpint(waitpid(a->pid, &status, 0), ==, a->pid);
+    /* Reaped: its pid, and so the group's number, may be reused. */
+    app_group_track(a->pid, false);
     if (expect_clean_exit) {
         g_assert_true(WIFEXITED(status));
         g_assert_cmpint(WEXITSTATUS(status), ==, 0);
@@ -193,9 +195,6 @@ static inline void app_stop(struct app *a, bool expect_clean_exit)
         /* The keeper reaped it before it exited. */
         g_assert_cmpint(kill(a->prog_pid, 0), ==, -1);
     }
-    /* Whatever is left of the group (a program whose keeper died). */
-    kill(-a->pid, SIGKILL);
-    app_group_track(a->pid, false);
     g_unlink(a->socket);
     g_rmdir(a->dir);
     g_free(a->socket);
