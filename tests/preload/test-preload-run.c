@@ -3,7 +3,8 @@
  * The shim end to end on the host, without VFIO: `cpr-exec run` preloads
  * libcprkit-preload.so into plain-app (which does not link libcprkit), the
  * shim serves the control socket, and `cpr-exec upgrade` replaces the
- * program in place (same pid, generation 1, committed). A failing update
+ * program in place (the program keeps its pid, a child of the keeper that
+ * `cpr-exec run` stays; generation 1, committed). A failing update
  * leaves the old binary serving; the program exec'ing itself is an update;
  * a missing shim is refused by `run`.
  */
@@ -17,6 +18,8 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "../shim/shim-test-util.h"
+
 static const char *cpr_exec, *shim, *app;
 
 static char *sock_path(void)
@@ -24,10 +27,14 @@ static char *sock_path(void)
     return g_strdup_printf("%s/preload-%d.sock", g_get_tmp_dir(), (int)getpid());
 }
 
-static int spawn_run(const char *sock, const char *arg, const char *out)
+/* `cpr-exec run --json` with its stdout in out; returns its pid (the
+ * keeper's), *ret_prog the program's, from the JSON it printed first. */
+static int spawn_run(const char *sock, const char *arg, const char *out,
+                     pid_t *ret_prog)
 {
-    const char *argv[] = {cpr_exec, "run", "--preload", shim, "--socket",
-                          sock, "--", app, arg, NULL};
+    const char *argv[] = {cpr_exec, "run", "--json", "--preload", shim,
+                          "--socket", sock, "--", app, arg, NULL};
+    g_autoptr(JsonParser) p = json_parser_new();
     pid_t pid = fork();
 
     g_assert_cmpint(pid, >=, 0);
@@ -36,10 +43,32 @@ static int spawn_run(const char *sock, const char *arg, const char *out)
 
         if (!f)
             _exit(127);
+        /* The keeper dies with the test; its group, programs included, is
+         * killed when an assertion fails (app_groups). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0);
         execv(cpr_exec, (char **)argv);
         _exit(127);
     }
-    return pid;
+    setpgid(pid, pid);
+    app_group_track(pid, true);
+    for (int i = 0; i < 500; i++) {
+        g_autofree char *text = NULL;
+        char *nl;
+
+        if (g_file_get_contents(out, &text, NULL, NULL) &&
+            (nl = strchr(text, '\n'))) {
+            *nl = '\0';
+            g_assert_true(json_parser_load_from_data(p, text, -1, NULL));
+            *ret_prog = (pid_t)json_object_get_int_member(
+                json_node_get_object(json_parser_get_root(p)), "pid");
+            g_assert_cmpint(*ret_prog, >, 0);
+            g_assert_cmpint(*ret_prog, !=, pid);
+            return pid;
+        }
+        g_usleep(20000);
+    }
+    g_error("cpr-exec run printed nothing in 10 s");
 }
 
 static JsonObject *cmd_json(JsonParser *p, const char *const *argv, int *ret_code)
@@ -58,6 +87,7 @@ static JsonObject *cmd_json(JsonParser *p, const char *const *argv, int *ret_cod
     return json_node_get_object(json_parser_get_root(p));
 }
 
+/* A member of status, or of its "keeper" object with "keeper.NAME". */
 static gint64 status_member(const char *sock, const char *member)
 {
     const char *argv[] = {cpr_exec, "status", "--json", "--socket", sock, NULL};
@@ -67,6 +97,14 @@ static gint64 status_member(const char *sock, const char *member)
 
     for (int i = 0; i < 200; i++) {
         o = cmd_json(p, argv, &code);
+        if (o && code == 0 && g_str_has_prefix(member, "keeper.")) {
+            JsonNode *k = json_object_get_member(o, "keeper");
+
+            if (!k || !JSON_NODE_HOLDS_OBJECT(k))
+                return -1;
+            return json_object_get_int_member_with_default(
+                json_node_get_object(k), member + strlen("keeper."), -1);
+        }
         if (o && code == 0)
             return json_object_get_int_member_with_default(o, member, -1);
         g_usleep(20000);
@@ -86,12 +124,15 @@ static int count_lines(const char *file, const char *needle)
     return n;
 }
 
-static void stop(pid_t pid)
+/* SIGTERM to target (the keeper passes it on, or the program itself);
+ * the program exits 0 and so does the keeper. */
+static void stop(pid_t keeper, pid_t target)
 {
     int status;
 
-    g_assert_cmpint(kill(pid, SIGTERM), ==, 0);
-    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_cmpint(kill(target, SIGTERM), ==, 0);
+    g_assert_cmpint(waitpid(keeper, &status, 0), ==, keeper);
+    app_group_track(keeper, false); /* reaped: its number may be reused */
     g_assert_true(WIFEXITED(status));
     g_assert_cmpint(WEXITSTATUS(status), ==, 0);
 }
@@ -106,11 +147,12 @@ static void test_upgrade(void)
     const char *bad[] = {cpr_exec, "upgrade", "--json", "--socket", sock,
                          "--to", "/nonexistent/app", NULL};
     JsonObject *o;
-    pid_t pid;
+    pid_t pid, keeper;
     int code;
 
-    pid = spawn_run(sock, "one", out);
+    keeper = spawn_run(sock, "one", out, &pid);
     g_assert_cmpint(status_member(sock, "pid"), ==, pid);
+    g_assert_cmpint(status_member(sock, "keeper.pid"), ==, keeper);
     g_assert_cmpint(status_member(sock, "generation"), ==, 0);
 
     o = cmd_json(p, up, &code);
@@ -132,8 +174,8 @@ static void test_upgrade(void)
     g_assert_cmpint(status_member(sock, "pid"), ==, pid);
 
     /* and the signals reach the program after an update from the control
-     * thread (its mask is not the program's) */
-    stop(pid);
+     * thread (its mask is not the program's): sent to the program itself */
+    stop(keeper, pid);
     unlink(out);
 }
 
@@ -141,7 +183,8 @@ static void test_selfexec(void)
 {
     g_autofree char *sock = sock_path();
     g_autofree char *out = g_strdup_printf("%s.out", sock);
-    pid_t pid = spawn_run(sock, "selfexec", out);
+    pid_t pid;
+    pid_t keeper = spawn_run(sock, "selfexec", out, &pid);
 
     for (int i = 0; i < 200 && count_lines(out, "arg=selfexec-done") < 1; i++)
         g_usleep(20000);
@@ -149,7 +192,9 @@ static void test_selfexec(void)
     g_assert_cmpint(count_lines(out, "execv failed"), ==, 0);
     g_assert_cmpint(status_member(sock, "generation"), ==, 1);
     g_assert_cmpint(status_member(sock, "pid"), ==, pid);
-    stop(pid);
+    g_assert_cmpint(status_member(sock, "keeper.pid"), ==, keeper);
+    /* through the keeper, which passes SIGTERM on */
+    stop(keeper, keeper);
     unlink(out);
 }
 

@@ -5,13 +5,23 @@
  * preserves a memfd holding a counter and an eventfd, and serves until
  * SIGTERM.
  *
- *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown]
+ *   cprtest-app [--socket PATH] [--mode MODE] [--lockdown] [--seed-events N]
  *
- * MODE, acted on when the process was started by an update:
+ * MODE, acted on when the process was started by an update (not by the
+ * keeper's rollback to it):
  *   normal   reclaim, commit, mark serving (default)
  *   veto     reclaim, then roll back: "health check failed (veto mode)"
  *   hang     reclaim and never commit (the client times out)
  *   slow     reclaim, commit, sleep 300 ms, then mark serving
+ *   crash             SIGSEGV right after cprkit_load_incoming()
+ *   abort-after-claim claim half the fds (the memfd), then abort()
+ *   exit1-early       exit(1) before cprkit_load_incoming()
+ * The last three are for the keeper (tests/shim/test-keeper.c).
+ *
+ * --seed-events N: a fresh start (not an update, not a restart) writes N
+ * into the new eventfd, and the eventfd is never read: a test sees in
+ * /proc/PID/fdinfo that a later process has the same object (a new one
+ * would hold 0).
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -23,6 +33,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +62,22 @@ __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     exit(1);
+}
+
+/* Dies by sig without a core dump, so that the keeper's cause is the
+ * plain "killed by SIGx" whatever the system's core settings. */
+static void die_by(int sig)
+{
+    struct rlimit none = {0, 0};
+
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0);
+    /* Not a sanitizer's handler: it would report and exit(1). */
+    signal(sig, SIG_DFL);
+    if (sig == SIGABRT)
+        abort();
+    raise(sig);
+    _exit(99); /* not reached */
 }
 
 static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
@@ -86,6 +114,7 @@ int main(int argc, char **argv)
 {
     const char *socket = NULL, *mode = "normal", *blocker = NULL;
     bool lockdown = false;
+    uint64_t seed_events = 0;
     cprkit_control *control;
     cprkit_ctx *ctx;
     uint64_t *counter;
@@ -100,12 +129,18 @@ int main(int argc, char **argv)
             blocker = argv[++i];
         else if (strcmp(argv[i], "--lockdown") == 0)
             lockdown = true;
+        else if (strcmp(argv[i], "--seed-events") == 0 && i + 1 < argc)
+            seed_events = strtoull(argv[++i], NULL, 10);
         else
             die("unknown argument %s", argv[i]);
     }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
 
+    /* Started by an update or by the keeper: a state is waiting. A
+     * rollback runs the previous command line, so its mode is not this. */
+    if (strcmp(mode, "exit1-early") == 0 && getenv("CPRKIT_STATE_FD"))
+        exit(1);
     if (cprkit_new(&ctx) < 0)
         die("cprkit_new");
     cprkit_set_log_fn(ctx, log_stderr, NULL);
@@ -114,11 +149,25 @@ int main(int argc, char **argv)
         cprkit_rollback(ctx, cprkit_last_error(ctx));
         die("load: %s", cprkit_last_error(ctx));
     }
+    if (cprkit_is_incoming(ctx) && !cprkit_is_rollback(ctx)) {
+        if (strcmp(mode, "crash") == 0)
+            die_by(SIGSEGV);
+        if (strcmp(mode, "abort-after-claim") == 0) {
+            /* The memfd is claimed; the eventfd and the control socket
+             * are not. */
+            if (cprkit_fd_find(ctx, "data", 0, CPRKIT_FD_MEMFD) < 0)
+                die("claim: %s", cprkit_last_error(ctx));
+            die_by(SIGABRT);
+        }
+    }
 
     if (blocker && cprkit_blocker_add(ctx, "app", blocker) < 0)
         die("blocker: %s", cprkit_last_error(ctx));
     mem = find_or_create(ctx, "data", CPRKIT_FD_MEMFD);
     ev = find_or_create(ctx, "events", CPRKIT_FD_EVENTFD);
+    if (seed_events && !cprkit_is_incoming(ctx) &&
+        eventfd_write(ev, seed_events) < 0)
+        die("eventfd write: %m");
     counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mem, 0);
     if (counter == MAP_FAILED)
         die("mmap: %m");
@@ -158,7 +207,7 @@ int main(int argc, char **argv)
                               {.fd = ev, .events = POLLIN}};
         uint64_t v;
 
-        if (poll(p, 2, 500) < 0 && errno != EINTR)
+        if (poll(p, seed_events ? 1 : 2, 500) < 0 && errno != EINTR)
             die("poll: %m");
         if (p[1].revents & POLLIN && read(ev, &v, sizeof(v)) < 0)
             die("eventfd read: %m");

@@ -19,10 +19,52 @@
 #include <unistd.h>
 
 struct app {
-    GPid pid;
+    GPid pid;      /* `cpr-exec run`: the keeper (or, --no-keeper, the program) */
+    GPid prog_pid; /* the program, as `run --json` printed it */
     char *socket;
     char *dir;
 };
+
+/* The process groups of the `cpr-exec run`s started (the keeper and every
+ * program it starts share one). PR_SET_PDEATHSIG reaches only the keeper:
+ * when a test dies on an assertion, the program would live on as an
+ * orphan holding the test's stdout, and meson would wait for it until the
+ * timeout. A handler for the fatal signals kills the groups first. */
+static pid_t app_groups[32];
+
+static inline void app_groups_kill(int sig)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(app_groups); i++)
+        if (app_groups[i] > 0)
+            kill(-app_groups[i], SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Registers (add) or forgets the group led by pid. */
+static inline void app_group_track(pid_t pid, bool add)
+{
+    static bool installed;
+
+    if (!installed) {
+        static const int sigs[] = {SIGABRT, SIGSEGV, SIGBUS, SIGTERM, SIGINT};
+
+        for (size_t i = 0; i < G_N_ELEMENTS(sigs); i++)
+            signal(sigs[i], app_groups_kill);
+        installed = true;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(app_groups); i++) {
+        if (add && app_groups[i] == 0) {
+            app_groups[i] = pid;
+            return;
+        }
+        if (!add && app_groups[i] == pid) {
+            app_groups[i] = 0;
+            return;
+        }
+    }
+    g_assert_false(add); /* more apps than slots */
+}
 
 static inline const char *env_or_fail(const char *name)
 {
@@ -47,19 +89,26 @@ static inline int try_connect(const char *path)
     return fd;
 }
 
-/* The app dies with the test, even when an assertion aborts it. */
+/* The keeper dies with the test, even when an assertion aborts it; it
+ * leads a process group its programs inherit (app_groups). */
 static inline void die_with_parent(gpointer unused)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setpgid(0, 0);
 }
 
-/* Starts `cpr-exec run --socket DIR/ctl.sock -- cprtest-app EXTRA...`,
- * checks the path it prints, waits until the socket accepts. */
-static inline void app_start(struct app *a, const char *const *extra)
+/* Starts `cpr-exec run --json --socket DIR/ctl.sock RUN_OPTS... --
+ * cprtest-app EXTRA...`, checks the socket it prints and takes the
+ * program's pid from it, waits until the socket accepts. err_fd: if not
+ * NULL, a pipe from the stderr of the keeper and its programs. */
+static inline void app_start_err(struct app *a, const char *const *run_opts,
+                                 const char *const *extra, int *err_fd)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autoptr(GError) error = NULL;
+    g_autoptr(JsonParser) p = json_parser_new();
     char line[4096] = "";
+    JsonObject *o;
     FILE *out;
     int out_fd;
 
@@ -68,8 +117,11 @@ static inline void app_start(struct app *a, const char *const *extra)
     a->socket = g_build_filename(a->dir, "ctl.sock", NULL);
     g_ptr_array_add(argv, (char *)env_or_fail("CPR_EXEC"));
     g_ptr_array_add(argv, "run");
+    g_ptr_array_add(argv, "--json");
     g_ptr_array_add(argv, "--socket");
     g_ptr_array_add(argv, a->socket);
+    for (const char *const *e = run_opts; e && *e; e++)
+        g_ptr_array_add(argv, (char *)*e);
     g_ptr_array_add(argv, "--");
     g_ptr_array_add(argv, (char *)env_or_fail("CPRTEST_APP"));
     for (const char *const *e = extra; e && *e; e++)
@@ -77,14 +129,21 @@ static inline void app_start(struct app *a, const char *const *extra)
     g_ptr_array_add(argv, NULL);
     g_assert_true(g_spawn_async_with_pipes(
         NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent,
-        NULL, &a->pid, NULL, &out_fd, NULL, &error));
+        NULL, &a->pid, NULL, &out_fd, err_fd, &error));
     g_assert_no_error(error);
+    /* Also here: the child may not have run setpgid yet. */
+    setpgid(a->pid, a->pid);
+    app_group_track(a->pid, true);
     out = fdopen(out_fd, "r");
     g_assert_nonnull(out);
     g_assert_nonnull(fgets(line, sizeof(line), out));
     fclose(out);
-    g_strchomp(line);
-    g_assert_cmpstr(line, ==, a->socket);
+    g_assert_true(json_parser_load_from_data(p, line, -1, &error));
+    g_assert_no_error(error);
+    o = json_node_get_object(json_parser_get_root(p));
+    g_assert_cmpstr(json_object_get_string_member(o, "socket"), ==, a->socket);
+    a->prog_pid = (GPid)json_object_get_int_member(o, "pid");
+    g_assert_cmpint(a->prog_pid, >, 0);
 
     for (int i = 0; i < 1000; i++) {
         int fd = try_connect(a->socket);
@@ -98,22 +157,43 @@ static inline void app_start(struct app *a, const char *const *extra)
     g_error("control socket %s never accepted", a->socket);
 }
 
-static inline bool app_alive(struct app *a)
+static inline void app_start_with(struct app *a, const char *const *run_opts,
+                                  const char *const *extra)
 {
-    return waitpid(a->pid, NULL, WNOHANG) == 0;
+    app_start_err(a, run_opts, extra, NULL);
 }
 
-/* SIGTERM, and the app must exit 0 (it removes its socket). */
+static inline void app_start(struct app *a, const char *const *extra)
+{
+    app_start_with(a, NULL, extra);
+}
+
+/* `cpr-exec run` and the program it started both live. */
+static inline bool app_alive(struct app *a)
+{
+    return waitpid(a->pid, NULL, WNOHANG) == 0 && kill(a->prog_pid, 0) == 0;
+}
+
+/* SIGTERM to `cpr-exec run` (the keeper passes it on), and it must exit 0
+ * after the program did (which removes its socket); or SIGKILL to the
+ * whole group, programs included. */
 static inline void app_stop(struct app *a, bool expect_clean_exit)
 {
     int status;
 
-    kill(a->pid, expect_clean_exit ? SIGTERM : SIGKILL);
+    if (expect_clean_exit)
+        kill(a->pid, SIGTERM);
+    else
+        kill(-a->pid, SIGKILL);
     g_assert_cmpint(waitpid(a->pid, &status, 0), ==, a->pid);
+    /* Reaped: its pid, and so the group's number, may be reused. */
+    app_group_track(a->pid, false);
     if (expect_clean_exit) {
         g_assert_true(WIFEXITED(status));
         g_assert_cmpint(WEXITSTATUS(status), ==, 0);
         g_assert_false(g_file_test(a->socket, G_FILE_TEST_EXISTS));
+        /* The keeper reaped it before it exited. */
+        g_assert_cmpint(kill(a->prog_pid, 0), ==, -1);
     }
     g_unlink(a->socket);
     g_rmdir(a->dir);

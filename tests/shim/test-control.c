@@ -33,7 +33,8 @@ static void assert_server_alive(void)
     JsonObject *o = parse_object(reply, &p);
 
     g_assert_true(json_object_get_boolean_member(o, "ok"));
-    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    /* The program's pid: `cpr-exec run` stays as its keeper. */
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_true(app_alive(&app));
 }
 

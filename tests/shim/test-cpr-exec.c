@@ -112,7 +112,15 @@ static void test_status(void)
     struct cmd_result r;
     bool memfd = false, eventfd = false, sock = false;
 
-    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    /* `cpr-exec run` is the keeper, the program its child. */
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
+    g_assert_cmpint(app.prog_pid, !=, app.pid);
+    g_assert_cmpint(json_object_get_int_member(
+                        json_object_get_object_member(o, "keeper"), "pid"),
+                    ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(
+                        json_object_get_object_member(o, "keeper"), "restarts"),
+                    ==, 0);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, 0);
     g_assert_cmpint(json_object_get_int_member(o, "format_major"), ==, 1);
     g_assert_cmpstr(json_object_get_string_member(o, "binary"), ==,
@@ -174,7 +182,8 @@ static void test_upgrade_committed(void)
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "committed");
     g_assert_true(json_object_get_boolean_member(o, "ok"));
-    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    /* An update execs in place: the program keeps its pid. */
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 1);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >, 0);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), <,
@@ -227,7 +236,7 @@ static void test_upgrade_missing(void)
         strstr(json_object_get_string_member(o, "error"), "/nonexistent"));
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
-    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "failed");
@@ -266,7 +275,7 @@ static void test_upgrade_veto(void)
     g_assert_false(json_object_get_boolean_member(o, "ok"));
     g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
                             "health check failed (veto mode)"));
-    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.pid);
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     g_assert_true(
         array_has_string(json_object_get_array_member(o, "phases"),
@@ -333,7 +342,7 @@ static void test_inspect(void)
     g_assert_cmpint(json_object_get_int_member(frame, "format_major"), ==, 1);
     state = json_object_get_object_member(o, "state");
     g_assert_cmpint(json_object_get_int_member(state, "writer_pid"), ==,
-                    app.pid);
+                    app.prog_pid);
     g_assert_cmpuint(
         json_array_get_length(json_object_get_array_member(state, "fds")), ==,
         3);
@@ -596,6 +605,33 @@ static void test_example_unit(void)
     g_rmdir(dir);
 }
 
+/* --no-keeper, the one end-to-end test of that mode: cpr-exec execs the
+ * program in place (the pid `run` had), status shows no keeper, an update
+ * commits in place, SIGTERM reaches the program directly. */
+static void test_no_keeper(void)
+{
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    struct app a;
+    JsonObject *o;
+
+    app_start_with(&a, (const char *const[]){"--no-keeper", NULL}, NULL);
+    g_assert_cmpint(a.prog_pid, ==, a.pid);
+    o = status_of(&a, &p);
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, a.pid);
+    g_assert_true(json_object_get_null_member(o, "keeper"));
+    o = upgrade(&a, 0, &p2,
+                (const char *const[]){"--to", g_getenv("CPRTEST_APP"), NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "committed");
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, a.pid);
+    o = status_of(&a, &p3);
+    g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, 1);
+    g_assert_true(json_object_get_null_member(o, "keeper"));
+    app_stop(&a, true);
+}
+
 int main(int argc, char **argv)
 {
     int r;
@@ -612,6 +648,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);
     g_test_add_func("/cpr-exec/timeout", test_timeout);
+    g_test_add_func("/cpr-exec/no-keeper", test_no_keeper);
     g_test_add_func("/cpr-exec/sd-notify", test_sd_notify);
     g_test_add_func("/cpr-exec/example-script", test_example_script);
     g_test_add_func("/cpr-exec/example-unit", test_example_unit);
