@@ -188,7 +188,7 @@ static int driver_main(void)
     pid_t app;
     int status, code;
 
-    tap_plan(11 + 9 * N_CASES);
+    tap_plan(12 + 9 * N_CASES);
     TAP_CHECK(setup(DIR));
     unlink(SOCK);
 
@@ -285,8 +285,10 @@ static int driver_main(void)
     }
 
     kill(app, SIGTERM);
-    tap_ok(waitpid(app, &status, 0) == app && WIFEXITED(status) &&
-               WEXITSTATUS(status) == 0,
+    status = -1;
+    if (waitpid(app, &status, 0) != app)
+        status = -1;
+    tap_ok(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
            "SIGTERM to the keeper: the workload stops, exit 0 = every check "
            "of its last image passed (status 0x%x)", status);
     tap_ok(access(SOCK, F_OK) < 0 && errno == ENOENT,
@@ -311,6 +313,12 @@ static int driver_main(void)
                "expected)", i + 1, cases[i].name, valid,
                cases[i].still_valid);
     }
+    tap_ok(log && strstr(log, "update rolled back without an injected fault "
+                             "(restarted by the keeper: new binary exited "
+                             "with status 0 without loading the state)"),
+           "workload 4. /bin/true: the old image knows it was restarted by "
+           "the keeper for a rollback (cprkit_is_restart, "
+           "cprkit_is_rollback)");
     tap_ok(log && strstr(log, "update 1 (generation 1") &&
                strstr(strstr(log, "update 1 (generation 1"), ": OK"),
            "workload: the final update committed, its own checks OK");
