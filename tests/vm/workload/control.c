@@ -14,11 +14,19 @@
  *
  * An upgrade request is handled by upgrade(): work in flight, sections,
  * cprkit_exec() of the requested binary with the workload's own arguments
- * plus --control. The only argument the operator may add is
- * --fail-health-check: the new image then reclaims everything, fails its
- * health check and rolls back. Arguments the running image already has
- * are accepted and ignored (cpr-exec sends the current ones by default);
- * anything else refuses the update before anything changes.
+ * plus --control. The operator may add --fail-health-check: the new image
+ * then reclaims everything, fails its health check and rolls back. Where
+ * the binary is linked with tests/vm/interposer/act-wrap.c (the
+ * ops-keeper-faults VM test), the operator may instead add one of
+ * --fail-crash-after-load, --fail-abort-mid-remap, --fail-hang,
+ * --fail-exit-early: the new image dies (or hangs until the keeper's
+ * commit deadline) at that point, and the keeper of `cpr-exec run` starts
+ * this binary again with the update's state; it then checks like any
+ * rollback (no reset, nothing lost) and answers the operator. These go to
+ * the new image in $WL_ACT_ENV, not in argv, so the restarted old image
+ * (the keeper's environment) never sees them. Arguments the running image
+ * already has are accepted and ignored (cpr-exec sends the current ones by
+ * default); anything else refuses the update before anything changes.
  *
  * Stopping: SIGTERM or SIGINT (read from a signalfd, so a signal never
  * interrupts a DMA wait) ends the loop after the current round; the
@@ -46,6 +54,34 @@ static bool own_argument(const struct workload *w, const char *arg)
     return false;
 }
 
+/* The operator's fault arguments. */
+static const struct {
+    const char *arg;
+    enum fault fault;
+} fail_args[] = {
+    { WL_FAIL_HEALTH_CHECK, FAULT_VETO },
+    { WL_FAIL_CRASH_AFTER_LOAD, FAULT_CRASH_AFTER_LOAD },
+    { WL_FAIL_ABORT_MID_REMAP, FAULT_ABORT_MID_REMAP },
+    { WL_FAIL_HANG, FAULT_HANG },
+    { WL_FAIL_EXIT_EARLY, FAULT_EXIT_EARLY },
+};
+
+/* WL_ACT_ENV=... for a keeper-side fault: what act-wrap.c does. */
+static void act_env(const struct workload *w, enum fault f, char *buf,
+                    size_t size)
+{
+    unsigned maps = 0;
+
+    for (unsigned i = 0; i < w->nengines; i++)
+        maps += w->engines[i].nmaps;
+    if (f == FAULT_ABORT_MID_REMAP)
+        /* Half of them remapped (at least one, one at least left). */
+        snprintf(buf, size, WL_ACT_ENV "=%s=%u", fault_name(f),
+                 maps / 2 ? maps / 2 : 1);
+    else
+        snprintf(buf, size, WL_ACT_ENV "=%s", fault_name(f));
+}
+
 /* cprkit_upgrade_fn: returns only when the update did not happen. */
 static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
                    char *const argv[])
@@ -54,12 +90,31 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
     struct workload *w = userdata;
     enum fault acting = FAULT_NONE;
     char **next_argv, **envp;
+    static char act[128];
+    const char *acting_arg = NULL;
     int n, r;
 
     for (char *const *a = argv + 1; *a; a++) {
-        if (!strcmp(*a, WL_FAIL_HEALTH_CHECK))
-            acting = FAULT_VETO;
-        else if (!own_argument(w, *a)) {
+        size_t i;
+
+        for (i = 0; i < sizeof(fail_args) / sizeof(fail_args[0]); i++)
+            if (!strcmp(*a, fail_args[i].arg))
+                break;
+        if (i < sizeof(fail_args) / sizeof(fail_args[0]) &&
+            (!acting_arg || !strcmp(acting_arg, *a))) {
+            acting = fail_args[i].fault;
+            acting_arg = fail_args[i].arg;
+            if (fault_is_keeper_side(acting) && !wl_act_hooks)
+                return cprkit_set_error(ctx, -EOPNOTSUPP,
+                                        "refused: %s needs a build with the "
+                                        "act-wrap interposer (the "
+                                        "ops-keeper-faults test binary)",
+                                        *a);
+        } else if (i < sizeof(fail_args) / sizeof(fail_args[0])) {
+            return cprkit_set_error(ctx, -EINVAL,
+                                    "refused: %s and %s together (one "
+                                    "fault at a time)", acting_arg, *a);
+        } else if (!own_argument(w, *a)) {
             note("upgrade to %s refused: unknown argument '%s' (only "
                  WL_FAIL_HEALTH_CHECK " may be added)", binary, *a);
             /* The control endpoint reports this to the operator. */
@@ -69,8 +124,9 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
                                     *a);
         }
     }
-    note("upgrade to %s%s requested: work in flight, exec", binary,
-         acting == FAULT_VETO ? " (" WL_FAIL_HEALTH_CHECK ")" : "");
+    note("upgrade to %s%s%s%s requested: work in flight, exec", binary,
+         acting_arg ? " (" : "", acting_arg ? acting_arg : "",
+         acting_arg ? ")" : "");
 
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->start_inflight(w, &w->engines[i]);
@@ -79,13 +135,24 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
     w->st.exec_started_ns = mono_ns();
     save_sections(w, acting);
 
-    next_argv = wl_next_argv(w, binary, 0, acting);
+    /* Only the veto travels in argv (--fault=veto); the keeper-side
+     * faults go in the new image's environment. */
+    next_argv = wl_next_argv(w, binary, 0,
+                             acting == FAULT_VETO ? acting : FAULT_NONE);
     for (n = 0; next_argv[n]; n++)
         ;
     next_argv[n] = strdup("--control"); /* room: wl_next_argv allocates 32 */
     next_argv[n + 1] = NULL;
     report_export();
     envp = wl_next_envp(NULL);
+    if (fault_is_keeper_side(acting)) {
+        /* wl_next_envp() leaves room for one more entry. */
+        for (n = 0; envp[n]; n++)
+            ;
+        act_env(w, acting, act, sizeof(act));
+        envp[n] = act;
+        envp[n + 1] = NULL;
+    }
     opts.envp = envp;
 
     r = cprkit_exec(ctx, binary, next_argv, &opts);

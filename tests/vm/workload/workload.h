@@ -43,6 +43,14 @@ enum fault {
     FAULT_UNCLAIMED_EVENTFD, /* new binary forgets an interrupt eventfd */
     FAULT_UNCLAIMED_DEVICE,  /* new binary forgets a whole device */
     FAULT_VETO,              /* new binary's health check fails */
+    /* new side, operator mode only: the new binary dies or hangs and the
+     * keeper of `cpr-exec run` starts the old one again (a rollback that
+     * is also a restart). Acted by tests/vm/interposer/act-wrap.c, told by
+     * WL_ACT_ENV; never in --inject/--fault. */
+    FAULT_CRASH_AFTER_LOAD,  /* SIGSEGV right after loading the state */
+    FAULT_ABORT_MID_REMAP,   /* abort() after remapping half the DMA maps */
+    FAULT_HANG,              /* hangs before commit, past the deadline */
+    FAULT_EXIT_EARLY,        /* exit(1) before loading the state */
 };
 
 const char *fault_name(enum fault f);
@@ -252,3 +260,18 @@ __attribute__((weak, __noreturn__)) void wl_control_run(struct workload *w);
 /* Upgrade argument the operator may pass: the new image fails its health
  * check (to see a rollback). */
 #define WL_FAIL_HEALTH_CHECK "--fail-health-check"
+/* Upgrade arguments the operator may add to make the new image die or hang
+ * so that the keeper rolls back (FAULT_CRASH_AFTER_LOAD ... FAULT_EXIT_EARLY).
+ * Only in a binary linked with the link-time interposer
+ * tests/vm/interposer/act-wrap.c (which defines wl_act_hooks); elsewhere
+ * the upgrade refuses them. */
+#define WL_FAIL_CRASH_AFTER_LOAD "--fail-crash-after-load"
+#define WL_FAIL_ABORT_MID_REMAP "--fail-abort-mid-remap"
+#define WL_FAIL_HANG "--fail-hang"
+#define WL_FAIL_EXIT_EARLY "--fail-exit-early"
+/* The new image's environment only: "crash-after-load", "abort-mid-remap=N"
+ * (abort after the Nth remap), "hang", "exit-early". */
+#define WL_ACT_ENV "CPRKIT_WORKLOAD_ACT"
+extern const char wl_act_hooks[] __attribute__((weak));
+/* Faults acted through WL_ACT_ENV (not --fault): FAULT_CRASH_AFTER_LOAD on. */
+bool fault_is_keeper_side(enum fault f);

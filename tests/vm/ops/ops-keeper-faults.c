@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * VM test of the keeper (docs/keeper.md) with real vfio-pci: the reference
+ * workload runs in operator mode (`cprkit-workload --control edu-msi
+ * nvme`) under `cpr-exec run`, with NVMe I/O and edu DMA in flight, and is
+ * upgraded five times to a new binary that fails in a different way:
+ *   1. SIGSEGV right after loading the state      --fail-crash-after-load
+ *   2. abort() after remapping half of its DMA     --fail-abort-mid-remap
+ *      mappings (some vaddrs valid in a dead address space, some suspended)
+ *   3. hangs before commit, --commit-timeout 5     --fail-hang
+ *   4. /bin/true: no cprkit program at all
+ *   5. exit(1) before loading the state            --fail-exit-early
+ * Each must end with `cpr-exec upgrade` reporting "rolled-back" (exit 3)
+ * with the keeper's cause, the OLD binary serving again as a new process
+ * started by the keeper (new pid, generation unchanged, one more restart
+ * in `cpr-exec status`), and the workload's own checks of a rollback
+ * passing in it: no device reset (edu registers, NVMe CSTS.RDY and
+ * CC/AQA/ASQ/ACQ), the data DMA'd meanwhile intact, every interrupt of the
+ * blackout accounted, fd count and VmLck as before the upgrade. Then one
+ * normal upgrade commits, SIGTERM, and the workload's verdict: exit 0.
+ * The new images act their fault through tests/vm/interposer/act-wrap.c
+ * (linked into this binary with ld --wrap), told by control.c.
+ *
+ * One binary, several roles, chosen by the name it is called by:
+ *   ops-keeper-faults [driver]    the TAP test (run by run-vm)
+ *   ops-keeper-faults setup DIR   DIR/cpr-exec, DIR/cprkit-workload
+ *   .../cpr-exec ...              cpr-exec (shim/ compiled in)
+ *   .../cprkit-workload ...       the reference workload
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "ops-util.h"
+#include "tap.h"
+
+int cpr_exec_main(int argc, char **argv);
+int cprkit_workload_main(int argc, char **argv);
+
+#define DIR "/tmp/cprkit-ops-kf"
+#define SOCK DIR "/ctl.sock"
+#define LOG DIR "/workload.log"
+
+static const struct fault_case {
+    const char *name;
+    const char *binary; /* NULL: the workload */
+    const char *arg;    /* the upgrade argument, or NULL */
+    const char *commit_timeout;
+    const char *cause;
+    unsigned still_valid; /* vaddrs the dead image left valid (of 3) */
+} cases[] = {
+    {"crash after load", NULL, "--fail-crash-after-load", NULL,
+     "new binary killed by SIGSEGV before commit", 0},
+    {"abort mid-remap", NULL, "--fail-abort-mid-remap", NULL,
+     "new binary killed by SIGABRT before commit", 1},
+    {"hang before commit", NULL, "--fail-hang", "5", "no commit within 5 s",
+     3},
+    {"/bin/true", "/bin/true", NULL, NULL,
+     "new binary exited with status 0 without loading the state", 0},
+    {"exit 1 before load", NULL, "--fail-exit-early", NULL,
+     "new binary exited with status 1 without loading the state", 0},
+};
+#define N_CASES G_N_ELEMENTS(cases)
+
+/* DIR/cpr-exec, DIR/cprkit-workload. */
+static int setup(const char *dir)
+{
+    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+    const char *const links[] = {"cpr-exec", "cprkit-workload"};
+
+    if (!self || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+        return -errno;
+    for (size_t i = 0; i < G_N_ELEMENTS(links); i++) {
+        g_autofree char *p = g_build_filename(dir, links[i], NULL);
+
+        unlink(p);
+        if (symlink(self, p) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static const char *str(JsonObject *o, const char *member)
+{
+    return o && json_object_has_member(o, member) &&
+                   JSON_NODE_HOLDS_VALUE(json_object_get_member(o, member))
+               ? json_object_get_string_member_with_default(o, member, "")
+               : "";
+}
+
+static gint64 num(JsonObject *o, const char *member)
+{
+    return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
+}
+
+static JsonObject *obj(JsonObject *o, const char *member)
+{
+    return o && json_object_has_member(o, member) &&
+                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, member))
+               ? json_object_get_object_member(o, member)
+               : NULL;
+}
+
+static void diag_file(const char *path)
+{
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        tap_diag("  %s", line);
+}
+
+/* `cpr-exec status --json`: the object (owned by p), or NULL. */
+static JsonObject *get_status(JsonParser *p)
+{
+    const char *const argv[] = {DIR "/cpr-exec", "status", "--json",
+                                "--socket", SOCK, NULL};
+    g_autofree char *out = NULL;
+    int code = ops_run(DIR, argv, &out);
+
+    tap_diag("cpr-exec status --json -> exit %d: %s", code,
+             out ? g_strstrip(out) : "");
+    return code == 0 ? ops_parse_json(p, out, NULL) : NULL;
+}
+
+/* `cpr-exec upgrade --json`; returns its exit code, the result in *ret. */
+static int upgrade(const char *binary, const char *commit_timeout,
+                   const char *arg, JsonParser *p, JsonObject **ret)
+{
+    const char *argv[12] = {DIR "/cpr-exec", "upgrade", "--json",
+                            "--socket", SOCK, "--to", binary};
+    g_autofree char *out = NULL;
+    int n = 7, code;
+
+    if (commit_timeout) {
+        argv[n++] = "--commit-timeout";
+        argv[n++] = commit_timeout;
+    }
+    if (arg) {
+        argv[n++] = "--";
+        argv[n++] = arg;
+    }
+    argv[n] = NULL;
+    code = ops_run(DIR, argv, &out);
+    *ret = ops_parse_json(p, out, NULL);
+    tap_diag("cpr-exec upgrade --to %s%s%s%s%s -> exit %d: %s", binary,
+             commit_timeout ? " --commit-timeout " : "",
+             commit_timeout ? commit_timeout : "", arg ? " -- " : "",
+             arg ? arg : "", code, out ? g_strstrip(out) : "");
+    return code;
+}
+
+/* The n-th (from 0) "(K still had its addresses)" of the log: K, or -1. */
+static int still_valid(const char *log, unsigned n)
+{
+    const char *key = " still had its addresses)";
+    const char *p = log;
+
+    for (unsigned i = 0; p && i <= n; i++) {
+        p = strstr(p, key);
+        if (p && i < n)
+            p += strlen(key);
+    }
+    if (!p)
+        return -1;
+    while (p > log && p[-1] != '(')
+        p--;
+    return atoi(p);
+}
+
+static int driver_main(void)
+{
+    g_autoptr(JsonParser) ps = json_parser_new();
+    g_autofree char *log = NULL;
+    const char *self = DIR "/cprkit-workload";
+    JsonObject *o, *k;
+    gint64 pid, prev_pid;
+    pid_t app;
+    int status, code;
+
+    tap_plan(12 + 9 * N_CASES);
+    TAP_CHECK(setup(DIR));
+    unlink(SOCK);
+
+    app = fork();
+    TAP_CHECK(app < 0 ? -errno : 0);
+    if (app == 0) {
+        int log_fd = open(LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                          0600);
+
+        dup2(log_fd, STDOUT_FILENO);
+        dup2(log_fd, STDERR_FILENO);
+        execl(DIR "/cpr-exec", "cpr-exec", "run", "--socket", SOCK, "--",
+              self, "--control", "edu-msi", "nvme", (char *)NULL);
+        _exit(127);
+    }
+    tap_ok(ops_wait_for_socket(SOCK, app, 60),
+           "cprkit-workload --control edu-msi nvme runs under cpr-exec run "
+           "(the keeper is pid %d)", (int)app);
+
+    o = get_status(ps);
+    k = obj(o, "keeper");
+    pid = num(o, "pid");
+    tap_ok(o && pid > 0 && pid != app && num(o, "generation") == 0,
+           "status: program pid %" G_GINT64_FORMAT " (a child of the keeper),"
+           " generation %" G_GINT64_FORMAT, pid, num(o, "generation"));
+    tap_ok(k && num(k, "pid") == app && num(k, "restarts") == 0,
+           "status: keeper pid %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+           " restarts", num(k, "pid"), num(k, "restarts"));
+
+    for (unsigned i = 0; i < N_CASES; i++) {
+        const struct fault_case *c = &cases[i];
+        g_autoptr(JsonParser) pu = json_parser_new();
+        g_autoptr(JsonParser) pst = json_parser_new();
+
+        prev_pid = pid;
+        code = upgrade(c->binary ? c->binary : self, c->commit_timeout,
+                       c->arg, pu, &o);
+        tap_ok(code == 3 && !strcmp(str(o, "result"), "rolled-back") &&
+                   num(o, "exit_code") == 3,
+               "%u. %s: cpr-exec upgrade exits 3, rolled-back (%d, %s)",
+               i + 1, c->name, code, str(o, "result"));
+        tap_ok(!strcmp(str(o, "reason"), c->cause),
+               "%u. %s: the cause is '%s' ('%s')", i + 1, c->name, c->cause,
+               str(o, "reason"));
+        tap_ok(num(o, "generation") == 0 && num(o, "pid") > 0 &&
+                   num(o, "pid") != prev_pid,
+               "%u. %s: answered by the old binary started again: generation "
+               "%" G_GINT64_FORMAT ", pid %" G_GINT64_FORMAT " (was %"
+               G_GINT64_FORMAT ")", i + 1, c->name, num(o, "generation"),
+               num(o, "pid"), prev_pid);
+        tap_ok(num(o, "blackout_us") > 0,
+               "%u. %s: rollback round trip measured: %" G_GINT64_FORMAT
+               " us", i + 1, c->name, num(o, "blackout_us"));
+
+        o = get_status(pst);
+        k = obj(o, "keeper");
+        pid = num(o, "pid");
+        tap_ok(o && pid > 0 && pid != prev_pid && pid != app &&
+                   num(o, "generation") == 0,
+               "%u. %s: status: a new pid %" G_GINT64_FORMAT " serves, "
+               "generation %" G_GINT64_FORMAT, i + 1, c->name, pid,
+               num(o, "generation"));
+        tap_ok(k && num(k, "pid") == app && num(k, "restarts") == i + 1 &&
+                   !strcmp(str(k, "last_cause"), c->cause),
+               "%u. %s: status: keeper %" G_GINT64_FORMAT ", %"
+               G_GINT64_FORMAT " restarts, last cause '%s'", i + 1, c->name,
+               num(k, "pid"), num(k, "restarts"), str(k, "last_cause"));
+        tap_ok(kill((pid_t)pid, 0) == 0 && kill((pid_t)prev_pid, 0) < 0,
+               "%u. %s: pid %" G_GINT64_FORMAT " alive, pid %" G_GINT64_FORMAT
+               " gone", i + 1, c->name, pid, prev_pid);
+    }
+
+    /* The state is still good: a normal upgrade commits. */
+    {
+        g_autoptr(JsonParser) pu = json_parser_new();
+        g_autoptr(JsonParser) pst = json_parser_new();
+
+        prev_pid = pid;
+        code = upgrade(self, NULL, NULL, pu, &o);
+        tap_ok(code == 0 && !strcmp(str(o, "result"), "committed") &&
+                   num(o, "generation") == 1,
+               "then a normal upgrade commits: exit %d, %s, generation %"
+               G_GINT64_FORMAT, code, str(o, "result"), num(o, "generation"));
+        tap_ok(num(o, "pid") == prev_pid,
+               "the update execs in place: pid %" G_GINT64_FORMAT " (%"
+               G_GINT64_FORMAT ")", num(o, "pid"), prev_pid);
+        o = get_status(pst);
+        k = obj(o, "keeper");
+        tap_ok(num(o, "pid") == prev_pid && num(o, "generation") == 1 &&
+                   k && num(k, "restarts") == N_CASES,
+               "status: pid %" G_GINT64_FORMAT ", generation %"
+               G_GINT64_FORMAT ", %" G_GINT64_FORMAT " restarts",
+               num(o, "pid"), num(o, "generation"), num(k, "restarts"));
+    }
+
+    kill(app, SIGTERM);
+    status = -1;
+    if (waitpid(app, &status, 0) != app)
+        status = -1;
+    tap_ok(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "SIGTERM to the keeper: the workload stops, exit 0 = every check "
+           "of its last image passed (status 0x%x)", status);
+    tap_ok(access(SOCK, F_OK) < 0 && errno == ENOENT,
+           "the socket file is gone");
+
+    /* What the workload said (stdout + stderr of every image). */
+    g_file_get_contents(LOG, &log, NULL, NULL);
+    for (unsigned i = 0; i < N_CASES; i++) {
+        g_autofree char *needle =
+            g_strdup_printf("ROLLED BACK (%s)", cases[i].cause);
+        const char *line = log ? strstr(log, needle) : NULL;
+        const char *eol = line ? strchrnul(line, '\n') : NULL;
+        int valid = log ? still_valid(log, i) : -1;
+
+        tap_ok(line && eol - line > 4 && !strncmp(eol - 4, ": OK", 4),
+               "workload %u. %s: the old image checked the rollback: no "
+               "reset, data intact, every interrupt accounted, fds and "
+               "VmLck as before: OK", i + 1, cases[i].name);
+        tap_ok(valid == (int)cases[i].still_valid,
+               "workload %u. %s: the restarted image took over 3 DMA "
+               "mappings, %d of them still valid in the dead process (%u "
+               "expected)", i + 1, cases[i].name, valid,
+               cases[i].still_valid);
+    }
+    tap_ok(log && strstr(log, "update rolled back without an injected fault "
+                             "(restarted by the keeper: new binary exited "
+                             "with status 0 without loading the state)"),
+           "workload 4. /bin/true: the old image knows it was restarted by "
+           "the keeper for a rollback (cprkit_is_restart, "
+           "cprkit_is_rollback)");
+    tap_ok(log && strstr(log, "update 1 (generation 1") &&
+               strstr(strstr(log, "update 1 (generation 1"), ": OK"),
+           "workload: the final update committed, its own checks OK");
+    tap_ok(log && !strstr(log, "FAIL") && !strstr(log, "Bail out"),
+           "workload: no failed check in any image (no FAIL/FATAL line)");
+    tap_ok(log && strstr(log, "PASSED"), "workload: PASSED at exit");
+    tap_diag("workload output:");
+    diag_file(LOG);
+    unlink(DIR "/cpr-exec");
+    unlink(DIR "/cprkit-workload");
+    unlink(LOG);
+    tap_exit();
+}
+
+int main(int argc, char **argv)
+{
+    g_autofree char *name = g_path_get_basename(argv[0]);
+
+    if (strcmp(name, "cpr-exec") == 0)
+        return cpr_exec_main(argc, argv);
+    if (strcmp(name, "cprkit-workload") == 0)
+        return cprkit_workload_main(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "setup") == 0) {
+        int r = setup(argv[2]);
+
+        if (r < 0) {
+            fprintf(stderr, "ops-keeper-faults setup %s: %s\n", argv[2],
+                    strerror(-r));
+            return 1;
+        }
+        printf("%s/cpr-exec, %s/cprkit-workload\n", argv[2], argv[2]);
+        return 0;
+    }
+    return driver_main();
+}
