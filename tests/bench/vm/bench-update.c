@@ -544,7 +544,7 @@ static int run_crash_child(struct config *cfg)
 static int run_crash(struct config *cfg)
 {
     char mem[16], maps[16], vec[16], dev[16], runs[16], self[512];
-    char sock[64];
+    char sock[64], burst[16];
     const char *cpr_exec =
         getenv("BENCH_CPR_EXEC") ? getenv("BENCH_CPR_EXEC") : BENCH_CPR_EXEC;
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -562,6 +562,10 @@ static int run_crash(struct config *cfg)
     snprintf(dev, sizeof(dev), "%u", cfg->devices);
     snprintf(runs, sizeof(runs), "%u", cfg->runs);
     snprintf(sock, sizeof(sock), "/tmp/bench-crash-%d.sock", (int)getpid());
+    /* One restart per run and no more: a restarted process that fails
+     * (exit 1 before its commit) would otherwise be restarted again and
+     * again; past the burst the keeper gives up and ends non-zero. */
+    snprintf(burst, sizeof(burst), "%u", cfg->runs + 1);
     fflush(stdout);
     pid = fork();
     if (pid < 0)
@@ -569,7 +573,7 @@ static int run_crash(struct config *cfg)
     if (pid == 0) {
         char *argv[] = {
             (char *)cpr_exec, "run", "--no-check", "--socket", sock,
-            "--restart-delay", "0", "--restart-burst", "1000", "--",
+            "--restart-delay", "0", "--restart-burst", burst, "--",
             self, "--mode", "crash", "--mem-mib", mem, "--mappings", maps,
             "--vectors", vec, "--devices", dev, "--runs", runs,
             "--out", (char *)cfg->out, "--under-keeper", NULL};
