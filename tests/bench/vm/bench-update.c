@@ -15,7 +15,15 @@
  *           exec-based update pays (exec + dynamic loading to main());
  *   naive   what a restart without cprkit costs: close everything (vfio-pci
  *           resets the NVMe), exec, reopen, re-pin and re-map all DMA
- *           memory, re-initialise the controller, first command serviced.
+ *           memory, re-initialise the controller, first command serviced;
+ *   crash   a crash restart under the keeper: the program runs under
+ *           `cpr-exec run --restart-delay 0` (the real cpr-exec, put into
+ *           the guest by run-bench with run-vm --extra), hands the keeper
+ *           its state (cprkit_keeper_sync), keeps the NVMe queue positions
+ *           in a preserved memfd and SIGKILLs itself; the keeper restarts
+ *           it with what it kept, and the restarted process reclaims,
+ *           remaps, services the first NVMe command and commits. Measured
+ *           from the kill to that first command.
  *
  * Each run appends a sample line to --out; the last run of a mode prints
  * a "BENCH ..." summary line (median, min, max). --sweep runs the
@@ -26,6 +34,7 @@
 #include <inttypes.h>
 #include <linux/vfio.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +72,10 @@ struct config {
     unsigned vectors;
     unsigned devices;
     unsigned runs;
-    const char *mode; /* "cprkit", "bare", "naive" */
+    const char *mode; /* "cprkit", "bare", "naive", "crash" */
     const char *out;  /* sample file */
     unsigned run;     /* 0 = first start; n = after the n-th exec */
+    bool under_keeper; /* crash mode: the program, not the driver */
 };
 
 /* The driver's state that crosses exec (cprkit mode), as a section. */
@@ -433,14 +443,171 @@ static int run_naive(struct config *cfg, uint64_t t_stop)
     return 1;
 }
 
+/* ---- crash: restart by the keeper after a SIGKILL ------------------------ */
+
+/* Where the driver finds cpr-exec: $BENCH_CPR_EXEC, else the build tree's
+ * (meson passes its path; run-bench puts it into the guest). */
+#ifndef BENCH_CPR_EXEC
+#define BENCH_CPR_EXEC "cpr-exec"
+#endif
+
+/* The live state a restarted process continues from: a preserved memfd
+ * the program updates as it goes (a crash restart gets the records of the
+ * last sync, not later sections). */
+struct crash_state {
+    uint64_t magic;
+    uint64_t t_kill; /* CLOCK_MONOTONIC just before raise(SIGKILL) */
+    uint32_t run;    /* restarts so far */
+    uint16_t sq_tail, cq_head, phase;
+};
+#define CRASH_MAGIC 0x6372617368737431ull
+
+static const char *const crash_cols[] = {
+    "blackout_us", "reap_us",  "restart_us", "load_us",   "remap_us",
+    "irq_us",      "first_us", "commit_us",  "died_us",
+};
+
+static void crash_kill_self(struct crash_state *st, const struct rig *rig)
+{
+    st->sq_tail = rig->nvme.sq_tail;
+    st->cq_head = rig->nvme.cq_head;
+    st->phase = rig->nvme.phase;
+    st->magic = CRASH_MAGIC;
+    st->t_kill = now_ns();
+    raise(SIGKILL);
+    _exit(1);
+}
+
+/* The program under the keeper: first start or restart. */
+static int run_crash_child(struct config *cfg)
+{
+    struct rig rig = {0};
+    struct crash_state *st;
+    uint64_t t_remapped, t_irq, t_first, t_commit, t_loaded, died;
+    int r, fd;
+
+    if (cprkit_new(&rig.ctx) < 0)
+        die("cprkit_new", NULL);
+    r = cprkit_load_incoming(rig.ctx);
+    if (r < 0)
+        die("load", rig.ctx);
+    t_loaded = now_ns();
+    rig_setup(&rig, cfg, &t_remapped, &t_irq);
+    fd = cprkit_ram_open(rig.ctx, "bench-crash", 4096, NULL);
+    if (fd < 0)
+        die("state memfd", rig.ctx);
+    st = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (st == MAP_FAILED)
+        die("mmap state memfd", NULL);
+    if (r == 0) {
+        /* First start: bring the controller up, serve once, hand the
+         * keeper the state, die. */
+        if (cprkit_is_restart(rig.ctx))
+            die("restart without state", NULL);
+        nvme_bring_up(&rig, rig.nvme.mem);
+        nvme_first_command(&rig);
+        memset(st, 0, sizeof(*st));
+        if (cprkit_keeper_sync(rig.ctx) < 0)
+            die("keeper sync", rig.ctx);
+        crash_kill_self(st, &rig);
+    }
+    if (!cprkit_is_restart(rig.ctx) || !rig.reclaimed ||
+        st->magic != CRASH_MAGIC)
+        die("not restarted by the keeper with the state", NULL);
+    rig.nvme.sq_tail = st->sq_tail;
+    rig.nvme.cq_head = st->cq_head;
+    rig.nvme.phase = st->phase;
+    nvme_first_command(&rig);
+    t_first = now_ns();
+    if (cprkit_commit(rig.ctx) < 0)
+        die("commit", rig.ctx);
+    t_commit = now_ns();
+    died = cprkit_timestamp(rig.ctx, "died");
+    if (!died)
+        die("no \"died\" timestamp from the keeper", NULL);
+    /* t_loaded is taken here rather than from the "loaded" timestamp so
+     * both ends are this binary's clock reads. */
+    append_sample(cfg,
+                  "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+                  " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                  t_first - st->t_kill, died - st->t_kill, t_main - died,
+                  t_loaded - t_main, t_remapped - t_loaded, t_irq - t_remapped,
+                  t_first - t_irq, t_commit - t_first, t_first - died);
+    st->run++;
+    if (st->run >= cfg->runs)
+        return 0; /* status 0: the keeper ends too */
+    crash_kill_self(st, &rig);
+    return 1;
+}
+
+/* The driver: runs the program under the real keeper and waits for it. */
+static int run_crash(struct config *cfg)
+{
+    char mem[16], maps[16], vec[16], dev[16], runs[16], self[512];
+    char sock[64], burst[16];
+    const char *cpr_exec =
+        getenv("BENCH_CPR_EXEC") ? getenv("BENCH_CPR_EXEC") : BENCH_CPR_EXEC;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    int status;
+    pid_t pid;
+
+    if (cfg->under_keeper)
+        return run_crash_child(cfg);
+    if (n <= 0)
+        die("readlink /proc/self/exe", NULL);
+    self[n] = '\0';
+    snprintf(mem, sizeof(mem), "%u", cfg->mem_mib);
+    snprintf(maps, sizeof(maps), "%u", cfg->mappings);
+    snprintf(vec, sizeof(vec), "%u", cfg->vectors);
+    snprintf(dev, sizeof(dev), "%u", cfg->devices);
+    snprintf(runs, sizeof(runs), "%u", cfg->runs);
+    snprintf(sock, sizeof(sock), "/tmp/bench-crash-%d.sock", (int)getpid());
+    /* One restart per run and no more: a restarted process that fails
+     * (exit 1 before its commit) would otherwise be restarted again and
+     * again; past the burst the keeper gives up and ends non-zero. */
+    snprintf(burst, sizeof(burst), "%u", cfg->runs + 1);
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        die("fork", NULL);
+    if (pid == 0) {
+        char *argv[] = {
+            (char *)cpr_exec, "run", "--no-check", "--socket", sock,
+            "--restart-delay", "0", "--restart-burst", burst, "--",
+            self, "--mode", "crash", "--mem-mib", mem, "--mappings", maps,
+            "--vectors", vec, "--devices", dev, "--runs", runs,
+            "--out", (char *)cfg->out, "--under-keeper", NULL};
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+        /* cpr-exec run prints the socket path: keep it off the TAP
+         * stream (the program prints nothing on stdout either). */
+        if (null < 0 || dup2(null, STDOUT_FILENO) < 0)
+            _exit(127);
+        execv(cpr_exec, argv);
+        fprintf(stderr, "bench-update: exec %s: %s\n", cpr_exec,
+                strerror(errno));
+        _exit(127);
+    }
+    if (waitpid(pid, &status, 0) != pid)
+        die("waitpid", NULL);
+    unlink(sock);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench-update: the keeper ended with status 0x%x\n",
+                status);
+        return 1;
+    }
+    summarize(cfg, crash_cols, 9);
+    return 0;
+}
+
 /* The configurations of docs/performance.md, each mode in a child. */
 static int run_sweep(unsigned runs)
 {
     static const unsigned mem[] = {64, 256, 1024};
     static const unsigned maps[] = {1, 16, 256, 4096};
     static const unsigned vecs[] = {1, 8, 64};
-    static const char *const modes[] = {"cprkit", "naive", "bare"};
-    struct config base = {64, 1, 1, 1, runs, NULL, NULL, 0};
+    static const char *const modes[] = {"cprkit", "crash", "naive", "bare"};
+    struct config base = {64, 1, 1, 1, runs, NULL, NULL, 0, false};
     struct config list[32];
     unsigned n = 0, done = 0;
 
@@ -463,14 +630,14 @@ static int run_sweep(unsigned runs)
     }
     setenv("BENCH_RESULTS", "0", 1);
     for (unsigned i = 0; i < n; i++) {
-        for (unsigned m = 0; m < 3; m++) {
+        for (unsigned m = 0; m < 4; m++) {
             char mem_s[16], maps_s[16], vec_s[16], dev_s[16], runs_s[16];
             char out[] = "/tmp/bench-XXXXXX";
             int fd = mkstemp(out), status;
             pid_t pid;
 
             /* bare does not depend on the configuration: once is enough */
-            if (m == 2 && i > 0)
+            if (m == 3 && i > 0)
                 continue;
             close(fd);
             unlink(out);
@@ -514,7 +681,7 @@ static int run_sweep(unsigned runs)
 
 int main(int argc, char **argv)
 {
-    struct config cfg = {64, 1, 1, 1, 5, "cprkit", NULL, 0};
+    struct config cfg = {64, 1, 1, 1, 5, "cprkit", NULL, 0, false};
     uint64_t t0 = 0;
     unsigned sweep_runs = 0;
 
@@ -527,6 +694,10 @@ int main(int argc, char **argv)
 
         if (strncmp(a, "--t0=", 5) == 0) {
             t0 = strtoull(a + 5, NULL, 10);
+            continue;
+        }
+        if (strcmp(a, "--under-keeper") == 0) {
+            cfg.under_keeper = true;
             continue;
         }
         if (!v) {
@@ -570,6 +741,8 @@ int main(int argc, char **argv)
         return run_bare(&cfg, t0);
     if (strcmp(cfg.mode, "naive") == 0)
         return run_naive(&cfg, t0);
+    if (strcmp(cfg.mode, "crash") == 0)
+        return run_crash(&cfg);
     fprintf(stderr, "bench-update: unknown mode %s\n", cfg.mode);
     return 2;
 }

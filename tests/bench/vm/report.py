@@ -21,6 +21,16 @@ PHASE_NAMES = {
     "first": "first DMA + IRQ",
     "commit": "commit",
 }
+CRASH_PHASES = ["reap", "restart", "load", "remap", "irq", "first", "commit"]
+CRASH_PHASE_NAMES = {
+    "reap": "kill → keeper reaps",
+    "restart": "keeper fork + exec + loading",
+    "load": "blob load",
+    "remap": "reclaim + vaddr remap",
+    "irq": "IRQ re-attach",
+    "first": "first DMA + IRQ",
+    "commit": "commit",
+}
 BASE = {"mem_mib": 64, "mappings": 1, "vectors": 1, "devices": 1}
 
 
@@ -52,12 +62,49 @@ def ms(us):
     return "%.1f" % (us / 1000.0)
 
 
+def crash_tables(crash, naive, cprkit, bare_us):
+    """The crash restart under the keeper beside the naive restart."""
+    order = sorted(crash, key=lambda k: (k[3], k[2], k[1], k[0]))
+    lines = ["Crash restart under the keeper (`cpr-exec run --restart-delay 0`): "
+             "SIGKILL → first NVMe command (IDENTIFY: 4 KiB DMA + MSI-X) "
+             "serviced by the restarted process; *from died* starts at the "
+             "keeper's reap of the dead process instead.", "",
+             "| DMA memory | mappings | MSI-X vectors | devices | crash "
+             "restart (kill → first command) | from died | naive restart | "
+             "naive / crash | crash / bare exec | crash / cprkit update |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key in order:
+        c, n, u = crash[key], naive.get(key), cprkit.get(key)
+        lines.append("| %d MiB | %d | %d | %d | %s (%s–%s) | %s | %s | %s | "
+                     "%.1f× | %s |" % (
+                         key[0], key[1], key[2], key[3], ms(c["blackout_us"]),
+                         ms(c["blackout_us_min"]), ms(c["blackout_us_max"]),
+                         ms(c["died_us"]),
+                         ms(n["restart_us"]) if n else "–",
+                         "%.1f×" % (n["restart_us"] / c["blackout_us"])
+                         if n else "–",
+                         c["blackout_us"] / bare_us,
+                         "%.2f×" % (c["blackout_us"] / u["blackout_us"])
+                         if u else "–"))
+    lines += ["", "Crash restart phases (medians, ms):", "",
+              "| DMA memory | mappings | vectors | devices | " +
+              " | ".join(CRASH_PHASE_NAMES[p] for p in CRASH_PHASES) + " |",
+              "|---|---|---|---|" + "---|" * len(CRASH_PHASES)]
+    for key in order:
+        c = crash[key]
+        lines.append("| %d MiB | %d | %d | %d | " % key +
+                     " | ".join(ms(c[p + "_us"]) for p in CRASH_PHASES) + " |")
+    lines.append("")
+    return lines
+
+
 def main():
     raw, out = sys.argv[1], sys.argv[2]
     rows = parse(raw)
     kernel = next((r["kernel"] for r in rows if r["kernel"]), "?")
     cprkit = {config_key(r): r for r in rows if r["mode"] == "cprkit"}
     naive = {config_key(r): r for r in rows if r["mode"] == "naive"}
+    crash = {config_key(r): r for r in rows if r["mode"] == "crash"}
     bare = next(r for r in rows if r["mode"] == "bare")
     bare_us = bare["exec_us"]
 
@@ -94,6 +141,8 @@ def main():
                      "**%.2f**." % (mems[-1][0], mems[0][0],
                                     large["blackout_us"] / small["blackout_us"]))
         lines.append("")
+    if crash:
+        lines.extend(crash_tables(crash, naive, cprkit, bare_us))
     lines.append("Phase breakdown (medians, ms):")
     lines.append("")
     lines.append("| DMA memory | mappings | vectors | devices | " +
@@ -117,11 +166,12 @@ def main():
         data = os.path.join(out, "sweep-%s.dat" % axis)
         with open(data, "w") as f:
             for k in pts:
-                c, n = cprkit[k], naive.get(k)
-                f.write("%d %f %f %f %f\n" % (
+                c, n, x = cprkit[k], naive.get(k), crash.get(k)
+                f.write("%d %f %f %f %f %f\n" % (
                     k[i], c["blackout_us"] / 1000, c["blackout_us_min"] / 1000,
                     c["blackout_us_max"] / 1000,
-                    n["restart_us"] / 1000 if n else float("nan")))
+                    n["restart_us"] / 1000 if n else float("nan"),
+                    x["blackout_us"] / 1000 if x else float("nan")))
         logx = "set logscale x 2" if axis in ("mem_mib", "mappings", "vectors") else ""
         script = """
 set terminal pngcairo size 720,420 font ",10"
@@ -135,6 +185,7 @@ set key top left
 set grid
 plot '{data}' using 1:2:3:4 with yerrorlines title 'cprkit blackout (median, min-max)', \\
      '{data}' using 1:5 with linespoints title 'naive restart', \\
+     '{data}' using 1:6 with linespoints title 'crash restart (keeper)', \\
      {bare} with lines dashtype 2 title 'bare exec'
 """.format(png=os.path.join(out, "sweep-%s.png" % axis), label=label,
            kernel=kernel, data=data, logx=logx, bare=bare_us / 1000)
