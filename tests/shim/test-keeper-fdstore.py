@@ -113,7 +113,9 @@ def main():
     keeper = subprocess.Popen(
         [CPR_EXEC, "run", "--fd-store", "--json", "--socket", ctl, "--",
          APP], stdout=subprocess.PIPE, env=env, text=True)
+    procs.append(keeper)
     started = json.loads(keeper.stdout.readline())
+    program_pids.append(started["pid"])
     ok(started["keeper_pid"] == keeper.pid and started["pid"] != keeper.pid,
        "run --json names the keeper and the program")
     st = wait_for(lambda: status(ctl), store, "the program to serve")
@@ -129,7 +131,8 @@ def main():
     ok(len(data_name) == 1 and any(n.endswith("-cmd") for n in names),
        "one fd per name: the command line, the blob and fd "
        f"{data_fd_no} ('data')")
-    data = store.fds[data_name[0]][0]
+    # Our own dup: the store closes its copy when the set is replaced.
+    data = os.dup(store.fds[data_name[0]][0])
     before = counter_of(data)
     ok(before >= 1, f"the program's memfd, through the store: counter "
        f"{before}")
@@ -164,10 +167,9 @@ def main():
          "--fd-store", "--json", "--socket", ctl, "--", APP],
         stdout=subprocess.PIPE, env=env2, text=True, preexec_fn=as_systemd,
         close_fds=False)
-    for fd in passed:
-        # The store keeps its own; the new keeper has them now.
-        pass
+    procs.append(keeper2)
     started2 = json.loads(keeper2.stdout.readline())
+    program_pids.append(started2["pid"])
     st2 = wait_for(lambda: (lambda s: s if s and s["last_update"] and
                             s["last_update"]["result"] == "restarted"
                             else None)(status(ctl)),
@@ -185,8 +187,10 @@ def main():
     ok(counter_of(data) == before + 1,
        f"the same memfd counted the restart ({before} -> "
        f"{counter_of(data)}): not a fresh start")
-    newer = wait_for(lambda: store.names() if store.names() != names and
-                     any(n.endswith("-blob") for n in store.names())
+    # The new set is stored before the old one is removed: wait for both.
+    newer = wait_for(lambda: store.names() if not set(store.names()) &
+                     set(names) and any(n.endswith("-blob")
+                                        for n in store.names())
                      else None, store, "the new state in the store")
     ok(newer is not None and not set(newer) & set(names),
        "the restarted program's state replaced the old set in the store")
@@ -198,6 +202,22 @@ def main():
     ok(not store.names(), "a clean stop empties the fd store")
 
 
+procs = []
+program_pids = []
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        # Whatever failed, nothing may outlive the test (and hold its
+        # stdout open).
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for pid in program_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     sys.exit(1 if failed else 0)
