@@ -260,6 +260,16 @@ void inject_check_rollback(struct workload *w, enum fault f)
     };
     const char *reason = cprkit_rollback_reason(w->ctx);
 
+    if (f == FAULT_NONE && cprkit_is_restart(w->ctx)) {
+        /* No injected fault: the keeper restarted us after the update's
+         * process was killed (ops-keeper: kill-exec.so, --crash-at-start). */
+        check(contains(reason, "killed"), "the keeper rolled back an update "
+              "whose process was killed: %s", reason);
+        check(cprkit_generation(w->ctx) == w->st.updates_done,
+              "generation after the keeper's rollback is the old one (%llu)",
+              (unsigned long long)cprkit_generation(w->ctx));
+        return;
+    }
     if (!check(fault_is_new_side(f), "rolled back only after an injected "
                "fault (attempt: %s, reason: %s)", fault_name(f), reason))
         return;
