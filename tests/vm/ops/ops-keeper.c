@@ -137,6 +137,26 @@ static pid_t wait_restarted(pid_t old, int seconds, gint64 *ret_us,
     return -1;
 }
 
+/* True once @pid sits in poll(fds, 1, 100): nvme_wait() waiting for
+ * commands it submitted (/proc/PID/syscall); false after ~@seconds. */
+static bool wait_nvme_io(pid_t pid, int seconds)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/syscall", (int)pid);
+    gint64 deadline = g_get_monotonic_time() + seconds * G_USEC_PER_SEC;
+
+    while (g_get_monotonic_time() < deadline) {
+        g_autofree char *text = NULL;
+        unsigned long nr, a0, a1, a2;
+
+        if (g_file_get_contents(path, &text, NULL, NULL) &&
+            sscanf(text, "%lu %lx %lx %lx", &nr, &a0, &a1, &a2) == 4 &&
+            nr == 7 /* poll */ && a1 == 1 && a2 == 100)
+            return true;
+        g_usleep(2000);
+    }
+    return false;
+}
+
 static int cmp_gint64(const void *a, const void *b)
 {
     gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
@@ -223,18 +243,26 @@ static int driver_main(const char *kill_exec_so)
         gint64 us = -1;
         pid_t next;
 
-        /* A random moment of the service loop: a round of DMA and I/O,
-         * then up to 100 ms waiting for a request. */
-        g_usleep((gulong)g_random_int_range(0, 150000));
+        const char *when = "at a random moment";
+
+        /* Odd kills: while NVMe commands are outstanding (the workload
+         * waits for their completions in nvme_wait(): poll() of one
+         * eventfd, 100 ms). Even kills: a random moment of the service
+         * loop (a round of edu DMA and NVMe I/O, then up to 100 ms
+         * waiting for a request). */
+        if (i % 2 && wait_nvme_io(prog, 3))
+            when = "with NVMe I/O outstanding";
+        else
+            g_usleep((gulong)g_random_int_range(0, 150000));
         if (prog <= 0 || kill(prog, SIGKILL) < 0) {
             tap_ok(false, "kill %d: pid %d: %s", i, (int)prog,
                    strerror(errno));
             break;
         }
         next = wait_restarted(prog, 120, &us, &restarts);
-        tap_ok(next > 0, "kill %d: pid %d SIGKILLed, restarted as pid %d, "
-               "serving again %" G_GINT64_FORMAT " us after the keeper saw "
-               "it die", i, (int)prog, (int)next, us);
+        tap_ok(next > 0, "kill %d: pid %d SIGKILLed %s, restarted as pid "
+               "%d, serving again %" G_GINT64_FORMAT " us after the keeper "
+               "saw it die", i, (int)prog, when, (int)next, us);
         if (next <= 0) {
             tap_diag("workload output so far:");
             diag_file(LOG);
@@ -321,6 +349,29 @@ static int driver_main(const char *kill_exec_so)
             n += strncmp(s, "crash restart by", 16) != 0 &&
                  strncmp(s, "crash restart: ", 15) != 0;
         tap_ok(n >= KILLS, "workload: %u crash restarts recovered", n);
+    }
+    {
+        /* What was in flight at the kills, as the restarted images saw it
+         * ("crash restart N (...): ... [edu-msi I irq/C completion(s),
+         * nvme I irq/C completion(s)]"). */
+        unsigned nvme = 0, edu = 0;
+
+        for (const char *s = log; s && (s = strstr(s, "\ncrash restart "));
+             s++) {
+            const char *eol = strchr(s + 1, '\n');
+            const char *e = strstr(s, "edu-msi "), *v = strstr(s, "nvme ");
+            unsigned irq, c;
+
+            if (e && (!eol || e < eol) &&
+                sscanf(e, "edu-msi %u irq/%u", &irq, &c) == 2 && c)
+                edu++;
+            if (v && (!eol || v < eol) &&
+                sscanf(v, "nvme %u irq/%u", &irq, &c) == 2 && c)
+                nvme++;
+        }
+        tap_diag("in flight at the kill (completed while no driver ran): "
+                 "NVMe commands in %u, an edu transfer in %u of %d kills",
+                 nvme, edu, KILLS);
     }
     tap_ok(log && !strstr(log, "FAIL"), "workload: no failed check");
     tap_ok(log && strstr(log, "PASSED"), "workload: PASSED at exit");
