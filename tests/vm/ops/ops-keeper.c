@@ -268,8 +268,11 @@ static int driver_main(const char *kill_exec_so)
             diag_file(LOG);
             break;
         }
-        if (us >= 0)
+        if (us >= 0) {
             blackouts[nblack++] = us;
+            tap_diag("crash-restart blackout %d: %" G_GINT64_FORMAT " us",
+                     i, us);
+        }
         prog = next;
         /* Let it serve a little: the next kill hits a full service loop. */
         g_usleep(200000);
