@@ -61,3 +61,19 @@ JsonObject *ops_parse_json(JsonParser *p, const char *text, const char *path)
         return NULL;
     return json_node_get_object(json_parser_get_root(p));
 }
+
+pid_t ops_status_pid(const char *dir, const char *sock)
+{
+    g_autofree char *cpr_exec = g_strdup_printf("%s/cpr-exec", dir);
+    const char *const argv[] = {cpr_exec, "status", "--json", "--socket",
+                                sock, NULL};
+    g_autoptr(JsonParser) p = json_parser_new();
+    g_autofree char *out = NULL;
+    JsonObject *o;
+
+    if (ops_run(dir, argv, &out) != 0)
+        return -1;
+    o = ops_parse_json(p, out, NULL);
+    return o ? (pid_t)json_object_get_int_member_with_default(o, "pid", -1)
+             : -1;
+}

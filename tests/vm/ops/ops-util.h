@@ -18,3 +18,8 @@ bool ops_wait_for_socket(const char *path, pid_t pid, int seconds);
 /* Parses @text, or the file @path when given, as one JSON object (owned by
  * @p); NULL if it is not one. */
 JsonObject *ops_parse_json(JsonParser *p, const char *text, const char *path);
+
+/* The program's pid from `@dir/cpr-exec status --json --socket @sock`
+ * ("pid": under the keeper, a child of `cpr-exec run`, not its pid), or
+ * -1. */
+pid_t ops_status_pid(const char *dir, const char *sock);

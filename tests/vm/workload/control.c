@@ -89,6 +89,7 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
     struct cprkit_exec_opts opts = { .size = sizeof(opts) };
     struct workload *w = userdata;
     enum fault acting = FAULT_NONE;
+    bool crash = false;
     char **next_argv, **envp;
     static char act[128];
     const char *acting_arg = NULL;
@@ -114,6 +115,8 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
             return cprkit_set_error(ctx, -EINVAL,
                                     "refused: %s and %s together (one "
                                     "fault at a time)", acting_arg, *a);
+        } else if (!strcmp(*a, WL_CRASH_AT_START)) {
+            crash = true;
         } else if (!own_argument(w, *a)) {
             note("upgrade to %s refused: unknown argument '%s' (only "
                  WL_FAIL_HEALTH_CHECK " may be added)", binary, *a);
@@ -124,9 +127,9 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
                                     *a);
         }
     }
-    note("upgrade to %s%s%s%s requested: work in flight, exec", binary,
+    note("upgrade to %s%s%s%s%s requested: work in flight, exec", binary,
          acting_arg ? " (" : "", acting_arg ? acting_arg : "",
-         acting_arg ? ")" : "");
+         acting_arg ? ")" : "", crash ? " (" WL_CRASH_AT_START ")" : "");
 
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->start_inflight(w, &w->engines[i]);
@@ -141,8 +144,10 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
                              acting == FAULT_VETO ? acting : FAULT_NONE);
     for (n = 0; next_argv[n]; n++)
         ;
-    next_argv[n] = strdup("--control"); /* room: wl_next_argv allocates 32 */
-    next_argv[n + 1] = NULL;
+    next_argv[n++] = strdup("--control"); /* room: wl_next_argv allocates 32 */
+    if (crash)
+        next_argv[n++] = strdup(WL_CRASH_AT_START);
+    next_argv[n] = NULL;
     report_export();
     envp = wl_next_envp(NULL);
     if (fault_is_keeper_side(acting)) {
@@ -175,10 +180,18 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
 
 static void mark_serving(struct workload *w)
 {
-    int r = cprkit_control_mark_serving(w->control_endpoint);
+    int r;
+
+    /* The "workload" section (the run's nonce) goes with the state the
+     * keeper gets now: a crash restart reads it from there. */
+    r = cprkit_section_put(w->ctx, "workload", &w->st, sizeof(w->st));
+    if (r < 0)
+        check(false, "section workload: %s", strerror(-r));
+    r = cprkit_control_mark_serving(w->control_endpoint);
 
     check(r == 0, "serving, generation %llu (%d)",
           (unsigned long long)cprkit_generation(w->ctx), r);
+    wl_live_record(w);
 }
 
 static int stop_signals(void)
@@ -215,7 +228,12 @@ void wl_control_run(struct workload *w)
     cprkit_control_set_upgrade_fn(control, upgrade, w);
     w->control_endpoint = control;
 
-    if (w->incoming) {
+    if (w->restart) {
+        /* Crash restart: recover every engine from its live state,
+         * checks, commit, mark_serving() (status: "restarted"). */
+        w->on_serving = mark_serving;
+        restart_incoming(w);
+    } else if (w->incoming) {
         /* Checks, commits, services the work of the blackout, then
          * mark_serving() (the client gets "committed" or "rolled-back"
          * with the blackout), then fresh work. A vetoing image rolls back

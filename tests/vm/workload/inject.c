@@ -280,6 +280,19 @@ void inject_check_rollback(struct workload *w, enum fault f)
     };
     const char *reason = cprkit_rollback_reason(w->ctx);
 
+    if (f == FAULT_NONE && cprkit_is_restart(w->ctx)) {
+        /* No injected fault: the keeper restarted us after the update's
+         * new image died (ops-keeper: killed in the update window;
+         * ops-keeper-faults: /bin/true). The operator's news, checked by
+         * the test from cpr-exec's report; here: the old generation. */
+        note("the keeper rolled back an update without an injected fault: "
+             "%s", reason);
+        check(reason && *reason, "the keeper gave the rollback a cause");
+        check(cprkit_generation(w->ctx) == w->st.updates_done,
+              "generation after the keeper's rollback is the old one (%llu)",
+              (unsigned long long)cprkit_generation(w->ctx));
+        return;
+    }
     /* Operator mode: an upgrade the operator asked for without a fault
      * may roll back too (a new binary that is no cprkit program, say);
      * that is the operator's news, not a failed check of this image. */

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static const struct engine_ops *engine_kind(const char *name)
 static void parse_options(struct workload *w, int argc, char **argv)
 {
     enum { O_UPDATES = 256, O_ROUNDS, O_CONTAINERS, O_INJECT, O_INTERPOSER,
-           O_V2, O_REMAINING, O_FAULT, O_TAP, O_CONTROL };
+           O_V2, O_REMAINING, O_FAULT, O_TAP, O_CONTROL, O_CRASH };
     static const struct option opts[] = {
         { "tap", no_argument, NULL, O_TAP },
         { "updates", required_argument, NULL, O_UPDATES },
@@ -94,6 +95,7 @@ static void parse_options(struct workload *w, int argc, char **argv)
         { "remaining", required_argument, NULL, O_REMAINING },
         { "fault", required_argument, NULL, O_FAULT },
         { "control", no_argument, NULL, O_CONTROL },
+        { "crash-at-start", no_argument, NULL, O_CRASH },
         {}
     };
     bool have_remaining = false;
@@ -106,6 +108,7 @@ static void parse_options(struct workload *w, int argc, char **argv)
         switch (c) {
         case O_TAP: w->tap = true; break;
         case O_CONTROL: w->control = true; break;
+        case O_CRASH: raise(SIGKILL); break; /* WL_CRASH_AT_START */
         case O_UPDATES: w->updates = parse_uint(optarg, 1000); break;
         case O_ROUNDS: w->rounds = parse_uint(optarg, 1000); break;
         case O_CONTAINERS:
@@ -259,7 +262,30 @@ int main(int argc, char **argv)
         wl_rollback(&w, cprkit_last_error(w.ctx));
     }
     w.incoming = r == 1;
+    /* The keeper restarted us after the previous process died outside an
+     * update (a failed update's restart is a rollback instead). */
+    w.restart = w.incoming && cprkit_is_restart(w.ctx) &&
+                !cprkit_is_rollback(w.ctx);
     w.generation = cprkit_generation(w.ctx);
+    {
+        void *mem;
+
+        r = wl_ram(&w, "workload-state", 4096, &mem);
+        if (r < 0)
+            fatal("RAM block workload-state: %s (%s)", strerror(-r),
+                  cprkit_last_error(w.ctx));
+        w.live = mem;
+        if (!w.incoming)
+            w.live->version = WL_LIVE_VERSION;
+        else if (w.live->version != WL_LIVE_VERSION)
+            fatal("RAM block workload-state: version %u, expected %u",
+                  w.live->version, WL_LIVE_VERSION);
+        report_attach(&w.live->failed, w.incoming);
+    }
+    if (w.restart)
+        note("crash restart by the keeper (%s): generation %llu, state "
+             "from the live RAM blocks", cprkit_restart_reason(w.ctx),
+             (unsigned long long)w.generation);
 
     if (w.incoming) {
         load_workload_state(&w, &w.st);
@@ -289,7 +315,9 @@ int main(int argc, char **argv)
                   "built without control.c and libcprkit-control)");
         wl_control_run(&w); /* serves until stopped; never returns */
     }
-    if (w.incoming) {
+    if (w.restart) {
+        restart_incoming(&w);
+    } else if (w.incoming) {
         update_incoming(&w); /* commits, or rolls back a faulty image */
     } else {
         for (unsigned i = 0; i < w.nengines; i++)

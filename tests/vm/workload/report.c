@@ -13,6 +13,7 @@
 
 static bool tap_mode;
 static unsigned human_checks, human_failed;
+static uint32_t *live_failed; /* report_attach() */
 
 void report_init(bool tap)
 {
@@ -32,6 +33,8 @@ bool check(bool pass, const char *fmt, ...)
     human_checks++;
     if (!pass) {
         human_failed++;
+        if (live_failed)
+            *live_failed = human_failed;
         printf("  FAIL: %s\n", msg);
         fflush(stdout);
     }
@@ -71,6 +74,19 @@ void fatal(const char *fmt, ...)
 unsigned report_failures(void)
 {
     return tap_mode ? tap_failed() : human_failed;
+}
+
+void report_attach(uint32_t *failed, bool incoming)
+{
+    if (tap_mode)
+        return;
+    /* After an update the environment brought the same count; after a
+     * restart by the keeper (crash, or an update's process killed) only
+     * the RAM block has it. */
+    if (incoming && *failed > human_failed)
+        human_failed = *failed;
+    *failed = human_failed;
+    live_failed = failed;
 }
 
 void report_export(void)

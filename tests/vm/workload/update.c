@@ -309,3 +309,73 @@ void update_incoming(struct workload *w)
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->serve(w, &w->engines[i], w->rounds);
 }
+
+void wl_live_record(struct workload *w)
+{
+    w->live->fd_count = (uint32_t)wl_fd_count(w);
+    w->live->vmlck_kb = (uint64_t)proc_vmlck_kb();
+}
+
+/*
+ * After a crash: the engines' live state blocks are current (the sections
+ * are as of the last keeper sync, so only "workload" is read from them:
+ * the nonce). Recover each engine (no re-initialisation: see its
+ * recover()), commit, compare fd count and VmLck with the image that
+ * served before, mark serving, fresh work.
+ */
+void restart_incoming(struct workload *w)
+{
+    struct blackout total = {0};
+    char detail[512] = "";
+    uint64_t t_first = UINT64_MAX, t_commit;
+    long vmlck;
+    int r, fds;
+    bool ok;
+
+    for (unsigned i = 0; i < w->nengines; i++) {
+        struct engine *e = &w->engines[i];
+        struct blackout b = {0};
+        size_t len = strlen(detail);
+
+        if (!e->ops->recover)
+            fatal("%s: crash restarts are not supported by this engine",
+                  e->name);
+        e->ops->recover(w, e, &b);
+        if (b.first_service_ns && b.first_service_ns < t_first)
+            t_first = b.first_service_ns;
+        total.irqs += b.irqs;
+        total.dma_bytes += b.dma_bytes;
+        total.completions += b.completions;
+        snprintf(detail + len, sizeof(detail) - len,
+                 "%s%s %llu irq/%u completion(s)", len ? ", " : "", e->name,
+                 (unsigned long long)b.irqs, b.completions);
+    }
+    r = cprkit_commit(w->ctx);
+    t_commit = mono_ns();
+    if (!check(r == 0, "crash restart: cprkit_commit: %s",
+               r == 0 ? "every preserved resource claimed"
+                      : cprkit_last_error(w->ctx)))
+        fatal("crash restart: commit failed: %s", cprkit_last_error(w->ctx));
+    fds = wl_fd_count(w);
+    vmlck = proc_vmlck_kb();
+    check(fds == (int)w->live->fd_count,
+          "crash restart: fd count as in the image that died (%u, now %d%s)",
+          w->live->fd_count, fds, w->control ? ", sockets not counted" : "");
+    check(vmlck == (long)w->live->vmlck_kb,
+          "crash restart: VmLck as in the image that died (%llu kB, now %ld "
+          "kB)", (unsigned long long)w->live->vmlck_kb, vmlck);
+    w->live->restarts++;
+    ok = report_failures() == 0;
+    note("crash restart %llu (%s, generation %llu): %.1f ms from main() to "
+         "commit; while no driver ran: %llu irq, %u completion(s) [%s]; "
+         "fds %d, VmLck %ld kB: %s",
+         (unsigned long long)w->live->restarts,
+         cprkit_restart_reason(w->ctx), (unsigned long long)w->generation,
+         (double)(t_commit - w->main_started_ns) / 1e6,
+         (unsigned long long)total.irqs, total.completions, detail, fds,
+         vmlck, ok ? "OK" : "FAILED");
+    if (w->on_serving)
+        w->on_serving(w);
+    for (unsigned i = 0; i < w->nengines; i++)
+        w->engines[i].ops->serve(w, &w->engines[i], w->rounds);
+}

@@ -84,6 +84,38 @@ int wl_ram(struct workload *w, const char *name, uint64_t size, void **ret)
     return r;
 }
 
+int wl_engine_state(struct workload *w, struct engine *e, size_t size,
+                    uint32_t version, void **ret)
+{
+    char name[40];
+    uint32_t got;
+    void *mem;
+    int r;
+
+    if (size > 4096)
+        return -E2BIG;
+    snprintf(name, sizeof(name), "%s-state", e->name);
+    r = wl_ram(w, name, 4096, &mem);
+    if (r < 0)
+        return r;
+    if (!e->reclaimed) {
+        memset(mem, 0, 4096);
+        memcpy(mem, &version, sizeof(version));
+    } else if (!w->restart) {
+        /* An update: the section is the state as of the exec. */
+        r = wl_section_load(w, e, mem, size, version);
+        if (r < 0)
+            return r;
+    } else {
+        /* A crash: the block holds what the dead image last wrote. */
+        memcpy(&got, mem, sizeof(got));
+        if (got != version)
+            return -EPROTO;
+    }
+    *ret = mem;
+    return 0;
+}
+
 int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr)
 {
     struct vfio_iommu_type1_dma_map map = {

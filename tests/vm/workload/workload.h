@@ -88,6 +88,14 @@ struct engine_ops {
                             struct blackout *ret);
     /* The engine's state as an application section. */
     int (*save)(struct workload *w, struct engine *e);
+    /* Crash restart (the keeper restarted us after a SIGKILL, say): the
+     * state is the engine's live "<name>-state" RAM block, current to the
+     * instruction the dead image stopped at; the device was not reset.
+     * Reconcile that state with the device, service what completed while
+     * no driver ran, verify the data, account the interrupts. NULL: the
+     * engine does not support crash restarts. */
+    void (*recover)(struct workload *w, struct engine *e,
+                    struct blackout *ret);
 };
 
 struct engine {
@@ -125,6 +133,18 @@ struct wl_state {
     uint64_t exec_started_ns; /* our own clock, in case "suspend" is 0 */
 };
 
+/* RAM block "workload-state": what a crash restart compares with, written
+ * by the serving image (the sections are as of the last keeper sync). */
+#define WL_LIVE_VERSION 1
+struct wl_live {
+    uint32_t version;
+    uint32_t fd_count;      /* of the serving process */
+    uint64_t vmlck_kb;
+    uint64_t restarts;      /* crash restarts recovered so far */
+    uint32_t failed;        /* failed checks, every image (report.c) */
+    uint32_t pad;
+};
+
 struct workload {
     cprkit_ctx *ctx;
     const char *self;       /* our binary (rollback target and update) */
@@ -154,6 +174,8 @@ struct workload {
     struct engine engines[WL_MAX_ENGINES];
     unsigned nengines;
     bool incoming;
+    bool restart;           /* crash restart by the keeper, not an update */
+    struct wl_live *live;   /* RAM block "workload-state" */
     uint64_t main_started_ns; /* this image reached main() */
     uint64_t generation;
     uint32_t nonce;         /* per run: patterns never match stale data */
@@ -175,6 +197,11 @@ unsigned report_failures(void);
 /* The counters cross exec in WL_TAP_ENV: export before any exec. */
 void report_export(void);
 void report_import(void);
+/* Human mode: keep the failure count in @failed too (RAM block
+ * "workload-state"), which an @incoming image continues from: after a
+ * restart by the keeper, the environment that carries it across an update
+ * is not there. */
+void report_attach(uint32_t *failed, bool incoming);
 __attribute__((__noreturn__)) void report_finish(void);
 
 /* ---- procstat.c ------------------------------------------------------- */
@@ -196,6 +223,11 @@ bool wl_forgets_device(const struct workload *w, const struct engine *e);
 int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr);
 /* cprkit_ram_open() plus a shared mapping of it. */
 int wl_ram(struct workload *w, const char *name, uint64_t size, void **ret);
+/* An engine's live state: RAM block "<engine>-state" (one page), zeroed
+ * and stamped @version on a fresh start, the incoming section copied in
+ * on an update, left as the dead image wrote it on a crash restart. */
+int wl_engine_state(struct workload *w, struct engine *e, size_t size,
+                    uint32_t version, void **ret);
 
 /* ---- engines ----------------------------------------------------------- */
 extern const struct engine_ops edu_msi_ops, edu_intx_ops, nvme_ops,
@@ -225,6 +257,10 @@ long pattern_check(const void *buf, size_t len, uint32_t nonce,
 /* ---- update.c ---------------------------------------------------------- */
 /* Reclaim side: check, commit (or play the injected fault), account. */
 void update_incoming(struct workload *w);
+/* Crash restart side: recover every engine, check, commit, account. */
+void restart_incoming(struct workload *w);
+/* Record fd count and VmLck of the serving image in w->live. */
+void wl_live_record(struct workload *w);
 /* Old side: one forward update or one injected failure. Returns only when
  * the update did not happen (an old-side failure, or a bug). */
 void update_once(struct workload *w, enum fault fault);
@@ -275,3 +311,6 @@ __attribute__((weak, __noreturn__)) void wl_control_run(struct workload *w);
 extern const char wl_act_hooks[] __attribute__((weak));
 /* Faults acted through WL_ACT_ENV (not --fault): FAULT_CRASH_AFTER_LOAD on. */
 bool fault_is_keeper_side(enum fault f);
+/* ... or the new image SIGKILLs itself first thing (a crash inside the
+ * update window, after the exec: the keeper rolls back). */
+#define WL_CRASH_AT_START "--crash-at-start"
