@@ -612,11 +612,19 @@ static int child_died(struct keeper *k, int status)
     }
     switch (k->phase) {
     case PHASE_UPDATE:
-        cause = k->deadline_cause
-                    ? g_strdup(k->deadline_cause)
-                    : g_strdup_printf("new binary %s %s", how,
-                                      k->loaded ? "before commit"
-                                                : "without loading the state");
+        /* Without a hello the exec may not even have happened (the old
+         * binary killed inside execve): say so rather than blame. */
+        cause = k->deadline_cause ? g_strdup(k->deadline_cause)
+                : k->loaded
+                    ? g_strdup_printf("new binary %s before commit", how)
+                : WIFSIGNALED(status) && !k->hello
+                    ? g_strdup_printf("update's process %s before the new "
+                                      "binary loaded the state (in execve or "
+                                      "first thing in the new binary)",
+                                      how)
+                    : g_strdup_printf("new binary %s without loading the "
+                                      "state",
+                                      how);
         from = &k->update;
         rollback = true;
         break;

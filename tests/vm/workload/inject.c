@@ -285,8 +285,8 @@ void inject_check_rollback(struct workload *w, enum fault f)
          * new image died (ops-keeper: killed in the update window;
          * ops-keeper-faults: /bin/true). The operator's news, checked by
          * the test from cpr-exec's report; here: the old generation. */
-        note("the keeper rolled back an update without an injected fault: "
-             "%s", reason);
+        note("update rolled back without an injected fault (restarted by "
+             "the keeper: %s)", reason);
         check(reason && *reason, "the keeper gave the rollback a cause");
         check(cprkit_generation(w->ctx) == w->st.updates_done,
               "generation after the keeper's rollback is the old one (%llu)",
