@@ -198,6 +198,47 @@ static void test_selfexec(void)
     unlink(out);
 }
 
+/* A program that does not link libcprkit, killed with SIGKILL, comes back
+ * under the shim from the keeper's fds: a new pid, the same generation,
+ * "restarted" with the cause, and its own start-up run again (the shim
+ * answers its re-opens with the kept fds). */
+static void test_crash_restart(void)
+{
+    g_autofree char *sock = sock_path();
+    g_autofree char *out = g_strdup_printf("%s.out", sock);
+    const char *st[] = {cpr_exec, "status", "--json", "--socket", sock, NULL};
+    g_autoptr(JsonParser) p = json_parser_new();
+    JsonObject *o = NULL, *last = NULL;
+    pid_t pid, now = -1;
+    pid_t keeper = spawn_run(sock, "one", out, &pid);
+    int code;
+
+    g_assert_cmpint(status_member(sock, "pid"), ==, pid);
+    g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+    for (int i = 0; i < 500; i++) {
+        now = (pid_t)status_member(sock, "pid");
+        if (now > 0 && now != pid)
+            break;
+        g_usleep(20000);
+    }
+    g_assert_cmpint(now, >, 0);
+    g_assert_cmpint(now, !=, pid);
+    g_assert_cmpint(status_member(sock, "keeper.pid"), ==, keeper);
+    g_assert_cmpint(status_member(sock, "keeper.restarts"), ==, 1);
+    g_assert_cmpint(status_member(sock, "generation"), ==, 0);
+    o = cmd_json(p, st, &code);
+    g_assert_nonnull(o);
+    last = json_object_get_object_member(o, "last_update");
+    g_assert_nonnull(last);
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "restarted");
+    g_assert_cmpstr(json_object_get_string_member(last, "error"), ==,
+                    "program killed by SIGKILL");
+    g_assert_cmpint(count_lines(out, "arg=one"), ==, 2);
+    stop(keeper, keeper);
+    unlink(out);
+}
+
 static void test_missing_shim(void)
 {
     const char *argv[] = {cpr_exec, "run", "--preload", "/nonexistent/shim.so",
@@ -226,6 +267,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/preload/run/upgrade", test_upgrade);
     g_test_add_func("/preload/run/selfexec", test_selfexec);
+    g_test_add_func("/preload/run/crash-restart", test_crash_restart);
     g_test_add_func("/preload/run/missing-shim", test_missing_shim);
     return g_test_run();
 }
