@@ -69,6 +69,10 @@ static void *control_thread(void *arg)
         /* The timeout also wakes the deadline check up. */
         poll(&p, 1, 100);
         pthread_mutex_lock(&preload_lock);
+        /* Outside an update's incoming phase the record goes to the
+         * keeper with the next sync (in the dispatch). */
+        if (!preload_incoming)
+            preload_records_save_if_changed();
         cprkit_control_dispatch(preload_control);
         preload_check_deadline();
         pthread_mutex_unlock(&preload_lock);

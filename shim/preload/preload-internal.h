@@ -54,6 +54,7 @@ void preload_record_add(const struct preload_item *it);
 void preload_record_remove(const struct preload_item *it);
 void preload_record_remove_irqs(const char *bdf, uint64_t index);
 int preload_records_save(void);
+void preload_records_save_if_changed(void);
 int preload_records_load(struct preload_item *ret_items, size_t max,
                          size_t *ret_n, char *ret_why, size_t why_size);
 

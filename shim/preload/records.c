@@ -14,6 +14,9 @@
 
 static struct preload_item items[PRELOAD_MAX_ITEMS];
 static size_t n_items;
+/* Changed since the last save: the keeper must get the new record too
+ * (preload_records_save_if_changed(), from the control thread). */
+static bool changed;
 
 void preload_record_add(const struct preload_item *it)
 {
@@ -24,14 +27,17 @@ void preload_record_add(const struct preload_item *it)
         return;
     }
     items[n_items++] = *it;
+    changed = true;
 }
 
 void preload_record_remove(const struct preload_item *it)
 {
     int i = preload_items_find(items, n_items, it);
 
-    if (i >= 0)
+    if (i >= 0) {
         items[i] = items[--n_items];
+        changed = true;
+    }
 }
 
 /* Every vector count of an IRQ index: disabling takes them all. */
@@ -39,8 +45,10 @@ void preload_record_remove_irqs(const char *bdf, uint64_t index)
 {
     for (size_t i = 0; i < n_items; i++)
         if (items[i].kind == PRELOAD_ITEM_IRQ && items[i].a == index &&
-            strcmp(items[i].bdf, bdf) == 0)
+            strcmp(items[i].bdf, bdf) == 0) {
             items[i--] = items[--n_items];
+            changed = true;
+        }
 }
 
 int preload_records_save(void)
@@ -68,7 +76,17 @@ int preload_records_save(void)
         r = cprkit_section_put(preload_ctx, PRELOAD_LEGACY_SECTION, "", 0);
     preload_in_lib--;
     free(buf);
+    if (r >= 0)
+        changed = false;
     return r;
+}
+
+/* A crash restart by the keeper gets the state of the last sync: the
+ * record must be in it, as after an exec. */
+void preload_records_save_if_changed(void)
+{
+    if (changed)
+        preload_records_save();
 }
 
 static int section_get(void *data, const char *name, const void **ret,

@@ -124,7 +124,7 @@ static int driver_main(const char *edu_raw)
     pid_t app, prog = -1;
     char *line;
 
-    tap_plan(3 + UPDATES * 7 + 1 + 7 + 2);
+    tap_plan(3 + UPDATES * 7 + 1 + 7 + 2 + 2);
     mkdir(DIR, 0700);
     unlink(cpr_exec);
     unlink(OUT);
@@ -258,6 +258,33 @@ static int driver_main(const char *edu_raw)
             tap_ok(!strstr(text, "tag=bad"),
                    "the refused version never got past its DMA mapping");
         }
+    }
+
+    /* The program dies (SIGKILL): the keeper starts it again under the
+     * shim with the fds it kept, and the shim answers its re-opens with
+     * them, as after an update: no reset, the device's state kept. */
+    {
+        g_autofree char *last = g_strdup_printf("tag=v%d", UPDATES);
+        pid_t again = -1;
+
+        kill(prog, SIGKILL);
+        line = wait_line(&off, "init pid=", 60);
+        if (line)
+            again = (pid_t)field(line, "pid");
+        tap_ok(line && again > 0 && again != prog && strstr(line, last) &&
+                   field(line, "preserved") == 1 &&
+                   field(line, "bus_master_at_open") == 1 &&
+                   field(line, "count_reg") == field(line, "last_count") &&
+                   field(line, "count_reg") > 0,
+               "after SIGKILL of pid %d the keeper restarted it under the "
+               "shim from the kept fds: no reset, the count register kept: "
+               "%s", (int)prog, line ? line : "no init line");
+        g_free(line);
+        line = wait_line(&off, "serving pid=", 60);
+        tap_ok(line && field(line, "pid") == again,
+               "the restarted program serves: %s", line ? line : "none");
+        g_free(line);
+        g_usleep(500000);
     }
 
     kill(app, SIGTERM);
