@@ -71,45 +71,6 @@ static const struct fault_case {
 };
 #define N_CASES G_N_ELEMENTS(cases)
 
-/* DIR/cpr-exec, DIR/cprkit-workload. */
-static int setup(const char *dir)
-{
-    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
-    const char *const links[] = {"cpr-exec", "cprkit-workload"};
-
-    if (!self || (mkdir(dir, 0700) < 0 && errno != EEXIST))
-        return -errno;
-    for (size_t i = 0; i < G_N_ELEMENTS(links); i++) {
-        g_autofree char *p = g_build_filename(dir, links[i], NULL);
-
-        unlink(p);
-        if (symlink(self, p) < 0)
-            return -errno;
-    }
-    return 0;
-}
-
-static const char *str(JsonObject *o, const char *member)
-{
-    return o && json_object_has_member(o, member) &&
-                   JSON_NODE_HOLDS_VALUE(json_object_get_member(o, member))
-               ? json_object_get_string_member_with_default(o, member, "")
-               : "";
-}
-
-static gint64 num(JsonObject *o, const char *member)
-{
-    return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
-}
-
-static JsonObject *obj(JsonObject *o, const char *member)
-{
-    return o && json_object_has_member(o, member) &&
-                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, member))
-               ? json_object_get_object_member(o, member)
-               : NULL;
-}
-
 static void diag_file(const char *path)
 {
     g_autofree char *text = NULL;
@@ -189,7 +150,7 @@ static int driver_main(void)
     int status, code;
 
     tap_plan(12 + 9 * N_CASES);
-    TAP_CHECK(setup(DIR));
+    TAP_CHECK(ops_link_self(DIR));
     unlink(SOCK);
 
     app = fork();
@@ -209,14 +170,14 @@ static int driver_main(void)
            "(the keeper is pid %d)", (int)app);
 
     o = get_status(ps);
-    k = obj(o, "keeper");
-    pid = num(o, "pid");
-    tap_ok(o && pid > 0 && pid != app && num(o, "generation") == 0,
+    k = ops_json_obj(o, "keeper");
+    pid = ops_json_int(o, "pid");
+    tap_ok(o && pid > 0 && pid != app && ops_json_int(o, "generation") == 0,
            "status: program pid %" G_GINT64_FORMAT " (a child of the keeper),"
-           " generation %" G_GINT64_FORMAT, pid, num(o, "generation"));
-    tap_ok(k && num(k, "pid") == app && num(k, "restarts") == 0,
+           " generation %" G_GINT64_FORMAT, pid, ops_json_int(o, "generation"));
+    tap_ok(k && ops_json_int(k, "pid") == app && ops_json_int(k, "restarts") == 0,
            "status: keeper pid %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-           " restarts", num(k, "pid"), num(k, "restarts"));
+           " restarts", ops_json_int(k, "pid"), ops_json_int(k, "restarts"));
 
     for (unsigned i = 0; i < N_CASES; i++) {
         const struct fault_case *c = &cases[i];
@@ -226,36 +187,36 @@ static int driver_main(void)
         prev_pid = pid;
         code = upgrade(c->binary ? c->binary : self, c->commit_timeout,
                        c->arg, pu, &o);
-        tap_ok(code == 3 && !strcmp(str(o, "result"), "rolled-back") &&
-                   num(o, "exit_code") == 3,
+        tap_ok(code == 3 && !strcmp(ops_json_str(o, "result"), "rolled-back") &&
+                   ops_json_int(o, "exit_code") == 3,
                "%u. %s: cpr-exec upgrade exits 3, rolled-back (%d, %s)",
-               i + 1, c->name, code, str(o, "result"));
-        tap_ok(!strcmp(str(o, "reason"), c->cause),
+               i + 1, c->name, code, ops_json_str(o, "result"));
+        tap_ok(!strcmp(ops_json_str(o, "reason"), c->cause),
                "%u. %s: the cause is '%s' ('%s')", i + 1, c->name, c->cause,
-               str(o, "reason"));
-        tap_ok(num(o, "generation") == 0 && num(o, "pid") > 0 &&
-                   num(o, "pid") != prev_pid,
+               ops_json_str(o, "reason"));
+        tap_ok(ops_json_int(o, "generation") == 0 && ops_json_int(o, "pid") > 0 &&
+                   ops_json_int(o, "pid") != prev_pid,
                "%u. %s: answered by the old binary started again: generation "
                "%" G_GINT64_FORMAT ", pid %" G_GINT64_FORMAT " (was %"
-               G_GINT64_FORMAT ")", i + 1, c->name, num(o, "generation"),
-               num(o, "pid"), prev_pid);
-        tap_ok(num(o, "blackout_us") > 0,
+               G_GINT64_FORMAT ")", i + 1, c->name, ops_json_int(o, "generation"),
+               ops_json_int(o, "pid"), prev_pid);
+        tap_ok(ops_json_int(o, "blackout_us") > 0,
                "%u. %s: rollback round trip measured: %" G_GINT64_FORMAT
-               " us", i + 1, c->name, num(o, "blackout_us"));
+               " us", i + 1, c->name, ops_json_int(o, "blackout_us"));
 
         o = get_status(pst);
-        k = obj(o, "keeper");
-        pid = num(o, "pid");
+        k = ops_json_obj(o, "keeper");
+        pid = ops_json_int(o, "pid");
         tap_ok(o && pid > 0 && pid != prev_pid && pid != app &&
-                   num(o, "generation") == 0,
+                   ops_json_int(o, "generation") == 0,
                "%u. %s: status: a new pid %" G_GINT64_FORMAT " serves, "
                "generation %" G_GINT64_FORMAT, i + 1, c->name, pid,
-               num(o, "generation"));
-        tap_ok(k && num(k, "pid") == app && num(k, "restarts") == i + 1 &&
-                   !strcmp(str(k, "last_cause"), c->cause),
+               ops_json_int(o, "generation"));
+        tap_ok(k && ops_json_int(k, "pid") == app && ops_json_int(k, "restarts") == i + 1 &&
+                   !strcmp(ops_json_str(k, "last_cause"), c->cause),
                "%u. %s: status: keeper %" G_GINT64_FORMAT ", %"
                G_GINT64_FORMAT " restarts, last cause '%s'", i + 1, c->name,
-               num(k, "pid"), num(k, "restarts"), str(k, "last_cause"));
+               ops_json_int(k, "pid"), ops_json_int(k, "restarts"), ops_json_str(k, "last_cause"));
         tap_ok(kill((pid_t)pid, 0) == 0 && kill((pid_t)prev_pid, 0) < 0,
                "%u. %s: pid %" G_GINT64_FORMAT " alive, pid %" G_GINT64_FORMAT
                " gone", i + 1, c->name, pid, prev_pid);
@@ -268,20 +229,20 @@ static int driver_main(void)
 
         prev_pid = pid;
         code = upgrade(self, NULL, NULL, pu, &o);
-        tap_ok(code == 0 && !strcmp(str(o, "result"), "committed") &&
-                   num(o, "generation") == 1,
+        tap_ok(code == 0 && !strcmp(ops_json_str(o, "result"), "committed") &&
+                   ops_json_int(o, "generation") == 1,
                "then a normal upgrade commits: exit %d, %s, generation %"
-               G_GINT64_FORMAT, code, str(o, "result"), num(o, "generation"));
-        tap_ok(num(o, "pid") == prev_pid,
+               G_GINT64_FORMAT, code, ops_json_str(o, "result"), ops_json_int(o, "generation"));
+        tap_ok(ops_json_int(o, "pid") == prev_pid,
                "the update execs in place: pid %" G_GINT64_FORMAT " (%"
-               G_GINT64_FORMAT ")", num(o, "pid"), prev_pid);
+               G_GINT64_FORMAT ")", ops_json_int(o, "pid"), prev_pid);
         o = get_status(pst);
-        k = obj(o, "keeper");
-        tap_ok(num(o, "pid") == prev_pid && num(o, "generation") == 1 &&
-                   k && num(k, "restarts") == N_CASES,
+        k = ops_json_obj(o, "keeper");
+        tap_ok(ops_json_int(o, "pid") == prev_pid && ops_json_int(o, "generation") == 1 &&
+                   k && ops_json_int(k, "restarts") == N_CASES,
                "status: pid %" G_GINT64_FORMAT ", generation %"
                G_GINT64_FORMAT ", %" G_GINT64_FORMAT " restarts",
-               num(o, "pid"), num(o, "generation"), num(k, "restarts"));
+               ops_json_int(o, "pid"), ops_json_int(o, "generation"), ops_json_int(k, "restarts"));
     }
 
     kill(app, SIGTERM);
@@ -342,7 +303,7 @@ int main(int argc, char **argv)
     if (strcmp(name, "cprkit-workload") == 0)
         return cprkit_workload_main(argc, argv);
     if (argc == 3 && strcmp(argv[1], "setup") == 0) {
-        int r = setup(argv[2]);
+        int r = ops_link_self(argv[2]);
 
         if (r < 0) {
             fprintf(stderr, "ops-keeper-faults setup %s: %s\n", argv[2],

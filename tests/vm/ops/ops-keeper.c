@@ -49,44 +49,6 @@ int cprkit_workload_main(int argc, char **argv);
 #define TRIGGER KDIR "/kill-exec"
 #define KILLS 50
 
-static int setup(const char *dir)
-{
-    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
-    const char *const links[] = {"cpr-exec", "cprkit-workload"};
-
-    if (!self || (mkdir(dir, 0700) < 0 && errno != EEXIST))
-        return -errno;
-    for (size_t i = 0; i < G_N_ELEMENTS(links); i++) {
-        g_autofree char *p = g_build_filename(dir, links[i], NULL);
-
-        unlink(p);
-        if (symlink(self, p) < 0)
-            return -errno;
-    }
-    return 0;
-}
-
-static const char *str(JsonObject *o, const char *member)
-{
-    return o && json_object_has_member(o, member) &&
-                   JSON_NODE_HOLDS_VALUE(json_object_get_member(o, member))
-               ? json_object_get_string_member_with_default(o, member, "")
-               : "";
-}
-
-static gint64 num(JsonObject *o, const char *member)
-{
-    return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
-}
-
-static JsonObject *obj(JsonObject *o, const char *member)
-{
-    return o && json_object_has_member(o, member) &&
-                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, member))
-               ? json_object_get_object_member(o, member)
-               : NULL;
-}
-
 static int fd_count(pid_t pid)
 {
     g_autofree char *path = g_strdup_printf("/proc/%d/fd", (int)pid);
@@ -124,13 +86,13 @@ static pid_t wait_restarted(pid_t old, int seconds, gint64 *ret_us,
     while (g_get_monotonic_time() < deadline) {
         g_autoptr(JsonParser) p = json_parser_new();
         JsonObject *o = get_status(p);
-        JsonObject *u = obj(o, "last_update");
+        JsonObject *u = ops_json_obj(o, "last_update");
 
-        if (o && num(o, "pid") > 0 && num(o, "pid") != old &&
-            strcmp(str(u, "result"), "restarted") == 0) {
-            *ret_us = num(u, "blackout_us");
-            *ret_restarts = num(obj(o, "keeper"), "restarts");
-            return (pid_t)num(o, "pid");
+        if (o && ops_json_int(o, "pid") > 0 && ops_json_int(o, "pid") != old &&
+            strcmp(ops_json_str(u, "result"), "restarted") == 0) {
+            *ret_us = ops_json_int(u, "blackout_us");
+            *ret_restarts = ops_json_int(ops_json_obj(o, "keeper"), "restarts");
+            return (pid_t)ops_json_int(o, "pid");
         }
         g_usleep(50000);
     }
@@ -203,7 +165,7 @@ static int driver_main(const char *kill_exec_so)
     JsonObject *o;
 
     tap_plan(4 + KILLS + 2 + 8 + 4);
-    TAP_CHECK(setup(KDIR));
+    TAP_CHECK(ops_link_self(KDIR));
     unlink(SOCK);
     unlink(TRIGGER);
 
@@ -299,17 +261,17 @@ static int driver_main(const char *kill_exec_so)
 
         close(fd);
         code = upgrade(p, NULL, &o);
-        tap_ok(code == 3 && strcmp(str(o, "result"), "rolled-back") == 0,
+        tap_ok(code == 3 && strcmp(ops_json_str(o, "result"), "rolled-back") == 0,
                "killed in execve(): upgrade exit 3, rolled-back (%d, %s)",
-               code, str(o, "result"));
-        tap_ok(strstr(str(o, "reason"), "SIGKILL") != NULL,
-               "the reason names the kill: %s", str(o, "reason"));
+               code, ops_json_str(o, "result"));
+        tap_ok(strstr(ops_json_str(o, "reason"), "SIGKILL") != NULL,
+               "the reason names the kill: %s", ops_json_str(o, "reason"));
         tap_ok(access(TRIGGER, F_OK) < 0, "kill-exec.so fired");
         after = ops_status_pid(KDIR, SOCK);
         o = get_status(p2);
-        tap_ok(after > 0 && after != prog && num(o, "generation") == 0,
+        tap_ok(after > 0 && after != prog && ops_json_int(o, "generation") == 0,
                "the old binary serves again: pid %d, generation %"
-               G_GINT64_FORMAT, (int)after, num(o, "generation"));
+               G_GINT64_FORMAT, (int)after, ops_json_int(o, "generation"));
         prog = after;
         g_usleep(300000);
     }
@@ -320,20 +282,20 @@ static int driver_main(const char *kill_exec_so)
         pid_t after;
 
         code = upgrade(p, "--crash-at-start", &o);
-        tap_ok(code == 3 && strcmp(str(o, "result"), "rolled-back") == 0,
+        tap_ok(code == 3 && strcmp(ops_json_str(o, "result"), "rolled-back") == 0,
                "new image killed at start: upgrade exit 3, rolled-back "
-               "(%d, %s)", code, str(o, "result"));
-        tap_ok(strstr(str(o, "reason"), "SIGKILL") != NULL,
-               "the reason names the kill: %s", str(o, "reason"));
+               "(%d, %s)", code, ops_json_str(o, "result"));
+        tap_ok(strstr(ops_json_str(o, "reason"), "SIGKILL") != NULL,
+               "the reason names the kill: %s", ops_json_str(o, "reason"));
         after = ops_status_pid(KDIR, SOCK);
         o = get_status(p2);
-        tap_ok(after > 0 && num(o, "generation") == 0,
+        tap_ok(after > 0 && ops_json_int(o, "generation") == 0,
                "the old binary serves again: pid %d, generation %"
-               G_GINT64_FORMAT, (int)after, num(o, "generation"));
+               G_GINT64_FORMAT, (int)after, ops_json_int(o, "generation"));
         /* And a real update still commits. */
         code = upgrade(p2, NULL, &o);
-        tap_ok(code == 0 && strcmp(str(o, "result"), "committed") == 0,
-               "then an update commits (%d, %s)", code, str(o, "result"));
+        tap_ok(code == 0 && strcmp(ops_json_str(o, "result"), "committed") == 0,
+               "then an update commits (%d, %s)", code, ops_json_str(o, "result"));
         prog = after;
     }
 

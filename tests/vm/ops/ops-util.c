@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,4 +77,42 @@ pid_t ops_status_pid(const char *dir, const char *sock)
     o = ops_parse_json(p, out, NULL);
     return o ? (pid_t)json_object_get_int_member_with_default(o, "pid", -1)
              : -1;
+}
+
+int ops_link_self(const char *dir)
+{
+    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+    const char *const links[] = {"cpr-exec", "cprkit-workload"};
+
+    if (!self || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+        return -errno;
+    for (size_t i = 0; i < G_N_ELEMENTS(links); i++) {
+        g_autofree char *p = g_build_filename(dir, links[i], NULL);
+
+        unlink(p);
+        if (symlink(self, p) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+const char *ops_json_str(JsonObject *o, const char *member)
+{
+    return o && json_object_has_member(o, member) &&
+                   JSON_NODE_HOLDS_VALUE(json_object_get_member(o, member))
+               ? json_object_get_string_member_with_default(o, member, "")
+               : "";
+}
+
+gint64 ops_json_int(JsonObject *o, const char *member)
+{
+    return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
+}
+
+JsonObject *ops_json_obj(JsonObject *o, const char *member)
+{
+    return o && json_object_has_member(o, member) &&
+                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, member))
+               ? json_object_get_object_member(o, member)
+               : NULL;
 }

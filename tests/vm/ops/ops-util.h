@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Helpers the operator-path VM drivers (ops-vm.c, ops-wl.c) share. */
+/* Helpers the operator-path VM drivers (ops-vm.c, ops-wl.c, ops-keeper.c,
+ * ops-keeper-faults.c) share. */
 #pragma once
 
 #include <stdbool.h>
@@ -23,3 +24,13 @@ JsonObject *ops_parse_json(JsonParser *p, const char *text, const char *path);
  * ("pid": under the keeper, a child of `cpr-exec run`, not its pid), or
  * -1. */
 pid_t ops_status_pid(const char *dir, const char *sock);
+
+/* @dir/cpr-exec and @dir/cprkit-workload as symlinks to this multi-call
+ * binary. Returns 0 or a negative errno. */
+int ops_link_self(const char *dir);
+
+/* A member of @o (NULL-safe): a string ("" when absent or not a value),
+ * an integer (-1 when absent), an object (NULL when absent or not one). */
+const char *ops_json_str(JsonObject *o, const char *member);
+gint64 ops_json_int(JsonObject *o, const char *member);
+JsonObject *ops_json_obj(JsonObject *o, const char *member);
