@@ -538,23 +538,6 @@ static void b_suspend_remap(const struct held *h, struct b_result *res)
     res->vmlck_after = vmlck_kb();
 }
 
-/* Drop CAP_IPC_LOCK from the effective and permitted sets. */
-static int drop_ipc_lock(void)
-{
-    struct __user_cap_header_struct hdr = {
-        .version = _LINUX_CAPABILITY_VERSION_3,
-    };
-    struct __user_cap_data_struct data[2];
-
-    if (syscall(SYS_capget, &hdr, data) < 0)
-        return -errno;
-    data[CAP_IPC_LOCK / 32].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-    data[CAP_IPC_LOCK / 32].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-    if (syscall(SYS_capset, &hdr, data) < 0)
-        return -errno;
-    return 0;
-}
-
 static int set_memlock(rlim_t bytes)
 {
     struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
@@ -576,7 +559,7 @@ static void b_remap_rlimit(const struct held *h, struct b_result *res)
         res->r[0] = res->r[3] = r;
         return;
     }
-    r = drop_ipc_lock();
+    r = cap_ipc_lock_drop(false);
     r = r ?: set_memlock(MEM_SIZE / 2);
     if (r < 0) {
         res->r[3] = r;

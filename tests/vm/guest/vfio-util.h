@@ -137,6 +137,12 @@ int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
                         uint64_t *ret_total);
 
 /* Set or clear FD_CLOEXEC. */
+/* Drops CAP_IPC_LOCK from the effective and permitted sets, and with
+ * across_exec from the bounding set too, so that the images this process
+ * execs run without it (pinned memory is then accounted to the user and
+ * checked against RLIMIT_MEMLOCK, by type1 and iommufd alike). */
+int cap_ipc_lock_drop(bool across_exec);
+
 int cloexec_set(int fd, bool cloexec);
 /* 1 if FD_CLOEXEC is set, 0 if not, < 0 on error. */
 int cloexec_get(int fd);
