@@ -235,7 +235,7 @@ CPRKIT_EXPORT int cprkit_vfio_group_open(cprkit_ctx *ctx, int container_fd,
     return TAKE_FD(fd);
 }
 
-static bool bdf_is_valid(const char *bdf)
+bool vfio_bdf_is_valid(const char *bdf)
 {
     unsigned dom, bus, dev, fn;
     char tail;
@@ -258,7 +258,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
     struct vfio_device_rec *d;
     int fd, r;
 
-    if (!bdf_is_valid(bdf))
+    if (!vfio_bdf_is_valid(bdf))
         return ctx_fail(ctx, -EINVAL,
                         "'%s' is not a PCI address like 0000:00:03.0",
                         bdf ? bdf : "(null)");
@@ -275,6 +275,12 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
         if (!d->preserved)
             return ctx_fail(ctx, -EEXIST, "device %s is already open (fd %d)",
                             bdf, d->fd);
+        if (d->cdev)
+            return ctx_fail(ctx, -EINVAL,
+                            "device %s was preserved as a cdev bound to an "
+                            "iommufd: reclaim it with "
+                            "cprkit_iommufd_device_open()",
+                            bdf);
         if (d->group_number != (unsigned)group_entry->id)
             return ctx_fail(ctx, -EINVAL,
                             "device %s was preserved in group %u, not %d", bdf,
@@ -315,6 +321,84 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
     if (ret_reclaimed)
         *ret_reclaimed = false;
     return fd;
+}
+
+static struct vfio_device_rec *device_by_bdf(cprkit_ctx *ctx, const char *bdf)
+{
+    GPtrArray *devices = vfio_of(ctx)->devices;
+
+    for (guint i = 0; i < devices->len; i++) {
+        struct vfio_device_rec *d = g_ptr_array_index(devices, i);
+
+        if (strcmp(d->bdf, bdf) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* Records a device cdev the iommufd participant opened and bound: saved
+ * under the same name as a group's device fd, so tools and the shim see
+ * one kind of device. On failure the caller still owns fd. */
+int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf)
+{
+    g_autofree char *name = vfio_device_fd_name(bdf);
+    struct vfio_device_rec *d = device_by_bdf(ctx, bdf);
+    int r;
+
+    if (d)
+        return ctx_fail(ctx, -EEXIST, "device %s is already open (fd %d)",
+                        bdf, d->fd);
+    r = cprkit_fd_save(ctx, name, 0, fd);
+    if (r < 0)
+        return r;
+    d = g_new0(struct vfio_device_rec, 1);
+    d->fd = fd;
+    d->bdf = g_strdup(bdf);
+    d->cdev = true;
+    g_ptr_array_add(vfio_of(ctx)->devices, d);
+    ctx_state_changed(ctx);
+    return 0;
+}
+
+/* The preserved cdev of bdf, claimed: its fd, or -ENOENT when bdf was not
+ * preserved as a cdev (-EEXIST: already reclaimed or opened). */
+int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf)
+{
+    g_autofree char *name = vfio_device_fd_name(bdf);
+    struct vfio_device_rec *d = device_by_bdf(ctx, bdf);
+    int r;
+
+    if (!d)
+        return ctx_fail(ctx, -ENOENT, "device %s was not preserved", bdf);
+    if (!d->preserved)
+        return ctx_fail(ctx, -EEXIST, "device %s is already open (fd %d)",
+                        bdf, d->fd);
+    if (!d->cdev)
+        return ctx_fail(ctx, -EINVAL,
+                        "device %s was preserved through VFIO group %u, not "
+                        "as a cdev: reclaim it with cprkit_vfio_device_open()",
+                        bdf, d->group_number);
+    r = cprkit_fd_find(ctx, name, 0, CPRKIT_FD_VFIO_DEVICE);
+    if (r < 0)
+        return r;
+    d->preserved = false;
+    d->reclaimed = true;
+    return d->fd;
+}
+
+/* Forgets a cdev's record and registry entry (not the fd): the iommufd
+ * hook could not finish recording it. */
+void vfio_cdev_device_remove(cprkit_ctx *ctx, int fd)
+{
+    struct vfio_device_rec *d = vfio_device_by_fd(ctx, fd);
+    g_autofree char *name = NULL;
+
+    if (!d || !d->cdev)
+        return;
+    name = vfio_device_fd_name(d->bdf);
+    (void)cprkit_fd_remove(ctx, name, 0);
+    g_ptr_array_remove(vfio_of(ctx)->devices, d);
+    ctx_state_changed(ctx);
 }
 
 CPRKIT_EXPORT int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd)

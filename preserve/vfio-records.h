@@ -37,7 +37,11 @@ struct vfio_group_rec {
 struct vfio_device_rec {
     int fd;
     char *bdf;
-    unsigned group_number;
+    unsigned group_number; /* unused for a cdev */
+    /* A VFIO device cdev (/dev/vfio/devices/vfioN) bound to an iommufd,
+     * opened by the iommufd participant (preserve/iommufd.c), not through
+     * a group. */
+    bool cdev;
     bool preserved;
     bool reclaimed;
 };

@@ -152,8 +152,15 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
         if (r < 0)
             return r;
         m->bdf = d->bdf;
-        m->has_group_number = true;
-        m->group_number = d->group_number;
+        /* A cdev has no group; type1 devices are written as they always
+         * were (no cdev field), so their blobs stay byte for byte. */
+        if (d->cdev) {
+            m->has_cdev = true;
+            m->cdev = true;
+        } else {
+            m->has_group_number = true;
+            m->group_number = d->group_number;
+        }
     }
 
     state->n_dma_mappings = v->mappings->len;

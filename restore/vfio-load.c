@@ -165,7 +165,9 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         if (!m->bdf || !*m->bdf)
             return ctx_fail(ctx, -EBADMSG, "device record without a PCI address");
         d->bdf = g_strdup(m->bdf);
-        d->group_number = m->group_number;
+        /* Blobs before 0.4 have no cdev field: group devices. */
+        d->cdev = m->has_cdev && m->cdev;
+        d->group_number = d->cdev ? 0 : m->group_number;
         d->preserved = true;
         g_ptr_array_add(v->devices, TAKE_PTR(d));
     }
