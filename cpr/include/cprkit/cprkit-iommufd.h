@@ -37,6 +37,12 @@
 extern "C" {
 #endif
 
+/* The prot bits of cprkit_iommufd_map_file(): the values of the kernel's
+ * IOMMU_IOAS_MAP_READABLE and IOMMU_IOAS_MAP_WRITEABLE, here because the
+ * uAPI headers of many systems predate <linux/iommufd.h>. */
+#define CPRKIT_IOMMUFD_READ (1u << 2)
+#define CPRKIT_IOMMUFD_WRITE (1u << 1)
+
 /* Opens /dev/iommu, or reclaims the preserved iommufd with this id (an
  * application-chosen number, 0 for the first). Returns: the iommufd or
  * < 0 (-ENOENT with a message: the kernel has no iommufd). Since: 0.4 */
@@ -61,8 +67,9 @@ int cprkit_iommufd_device_open(cprkit_ctx *ctx, int iommufd, uint32_t ioas_id,
 /*
  * cprkit_iommufd_map_file:
  * IOMMU_IOAS_MAP_FILE of [offset, offset + length) of fd at iova (fixed),
- * recorded so it can be preserved. prot: IOMMU_IOAS_MAP_READABLE |
- * IOMMU_IOAS_MAP_WRITEABLE. fd must be a memfd (cprkit_ram_open()) or
+ * recorded so it can be preserved. prot: CPRKIT_IOMMUFD_READ |
+ * CPRKIT_IOMMUFD_WRITE (the kernel's IOMMU_IOAS_MAP_READABLE and
+ * IOMMU_IOAS_MAP_WRITEABLE). fd must be a memfd (cprkit_ram_open()) or
  * another shareable file the new binary gets back.
  *
  * Reclaim path: for a preserved mapping (same IOAS, iova, length), checks
