@@ -134,7 +134,7 @@ static int upgrade(void *userdata, cprkit_ctx *ctx, const char *binary,
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->start_inflight(w, &w->engines[i]);
     w->st.fd_count = (uint32_t)wl_fd_count(w);
-    w->st.vmlck_kb = (uint64_t)proc_vmlck_kb();
+    w->st.vmlck_kb = (uint64_t)wl_pinned_kb(w);
     w->st.exec_started_ns = mono_ns();
     save_sections(w, acting);
 

@@ -34,9 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "linux-uapi-iommufd.h"
 #include "workload.h"
 
 static const char *const names[] = {
@@ -117,6 +119,34 @@ static bool preserved_fds_cloexec(struct workload *w)
     return true;
 }
 
+/*
+ * anon-dma on iommufd: cprkit's hook maps only files, so the program maps
+ * anonymous memory with IOMMU_IOAS_MAP itself, behind cprkit's back. The
+ * blocker must still see it: the kernel refuses to move such a mapping to
+ * another process (IOMMU_IOAS_CHANGE_PROCESS: EINVAL), and cprkit asks it.
+ */
+static void iommufd_anon_map(struct workload *w, void *anon, size_t size)
+{
+    struct iommu_ioas_map map = {
+        .size = sizeof(map),
+        .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+                 IOMMU_IOAS_MAP_WRITEABLE,
+        .ioas_id = w->ioas[0],
+        .user_va = (uintptr_t)anon,
+        .length = size,
+        .iova = WL_IOVA_ANON,
+    };
+    int r;
+
+    r = ioctl(w->containers[0], IOMMU_IOAS_MAP, &map) < 0 ? -errno : 0;
+    check(r == 0, "anon-dma: IOMMU_IOAS_MAP of anonymous memory, not "
+          "through cprkit (%d)", r);
+    r = cprkit_check_update(w->ctx, w->self);
+    check(r < 0 && contains(cprkit_last_error(w->ctx), "MAP_FILE"),
+          "anon-dma: cprkit_check_update refuses, naming MAP_FILE: %s",
+          cprkit_last_error(w->ctx));
+}
+
 void inject_old_side(struct workload *w, enum fault f)
 {
     struct cprkit_exec_opts opts = { .size = sizeof(opts) };
@@ -134,7 +164,7 @@ void inject_old_side(struct workload *w, enum fault f)
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->start_inflight(w, &w->engines[i]);
     fds0 = proc_fd_count();
-    vmlck0 = proc_vmlck_kb();
+    vmlck0 = wl_pinned_kb(w);
 
     switch (f) {
     case FAULT_ANON_DMA:
@@ -142,6 +172,11 @@ void inject_old_side(struct workload *w, enum fault f)
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (anon == MAP_FAILED)
             fatal("mmap: %s", strerror(errno));
+        if (w->backend == WL_IOMMUFD) {
+            iommufd_anon_map(w, anon, anon_size);
+            snprintf(expect, sizeof(expect), "MAP_FILE");
+            break;
+        }
         r = cprkit_vfio_dma_map(w->ctx, w->containers[0], WL_IOVA_ANON,
                                 anon_size, anon,
                                 VFIO_DMA_MAP_FLAG_READ |
@@ -193,7 +228,18 @@ void inject_old_side(struct workload *w, enum fault f)
     if (expect[0])
         check(contains(err, expect), "%s: the error names the cause ('%s')",
               fault_name(f), expect);
-    if (f == FAULT_ANON_DMA) {
+    if (f == FAULT_ANON_DMA && w->backend == WL_IOMMUFD) {
+        struct iommu_ioas_unmap unmap = {
+            .size = sizeof(unmap),
+            .ioas_id = w->ioas[0],
+            .iova = WL_IOVA_ANON,
+            .length = anon_size,
+        };
+
+        r = ioctl(w->containers[0], IOMMU_IOAS_UNMAP, &unmap) < 0 ? -errno : 0;
+        check(r == 0, "anon-dma: the blocking mapping unmaps (%d)", r);
+        munmap(anon, anon_size);
+    } else if (f == FAULT_ANON_DMA) {
         r = cprkit_vfio_dma_unmap(w->ctx, w->containers[0], WL_IOVA_ANON,
                                   anon_size);
         check(r == 0, "anon-dma: the blocking mapping unmaps (%d)", r);
@@ -206,7 +252,8 @@ void inject_old_side(struct workload *w, enum fault f)
     for (unsigned i = 0; i < w->nengines; i++) {
         const struct engine *e = &w->engines[i];
 
-        for (unsigned m = 0; m < e->nmaps; m++) {
+        /* iommufd has no vaddr to leave suspended. */
+        for (unsigned m = 0; w->backend == WL_TYPE1 && m < e->nmaps; m++) {
             r = dma_vaddr_valid(e->container, e->maps[m].iova,
                                 e->maps[m].size, e->maps[m].vaddr);
             check(r == 1, "%s: %s: DMA mapping at IOVA 0x%llx has a valid "
@@ -218,8 +265,8 @@ void inject_old_side(struct workload *w, enum fault f)
           fault_name(f));
     check(proc_fd_count() == fds0, "%s: fd count unchanged (%d)",
           fault_name(f), fds0);
-    check(proc_vmlck_kb() == vmlck0, "%s: VmLck unchanged (%ld kB)",
-          fault_name(f), vmlck0);
+    check(wl_pinned_kb(w) == vmlck0, "%s: %s unchanged (%ld kB)",
+          fault_name(f), wl_pinned_name(w), vmlck0);
     check(cprkit_generation(w->ctx) == w->generation,
           "%s: still generation %llu", fault_name(f),
           (unsigned long long)w->generation);

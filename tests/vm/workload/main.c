@@ -3,16 +3,19 @@
  * cprkit-workload: drive devices through VFIO and live-update while busy.
  *
  *   cprkit-workload [--tap] [--updates N] [--rounds N] [--containers 1|2]
- *                   [--inject FAULT[,FAULT...]] [--interposer-dir DIR]
- *                   [--v2-binary PATH] DEVICE...
- *   cprkit-workload --control [--rounds N] [--containers 1|2] DEVICE...
+ *                   [--backend type1|iommufd] [--inject FAULT[,FAULT...]]
+ *                   [--interposer-dir DIR] [--v2-binary PATH] DEVICE...
+ *   cprkit-workload --control [--rounds N] [--containers 1|2]
+ *                   [--backend type1|iommufd] DEVICE...
  *
  * --control is the operator mode (control.c): started under
  * `cpr-exec run`, it serves its devices until SIGTERM/SIGINT and is
  * upgraded with `cpr-exec upgrade` (docs/operations.md, "Walk-through").
  *
  * DEVICE: edu-msi, edu-intx, nvme, e1000e (each at most once). Devices go
- * round-robin into the containers. Internal options, set by the workload
+ * round-robin into the containers: VFIO type1 containers, or with
+ * --backend iommufd one iommufd with one IOAS per "container" and the
+ * devices' cdevs (kernel with CONFIG_IOMMUFD, e.g. 7.3-iommufd). Internal options, set by the workload
  * for its next image: --remaining N (forward updates still to do, counting
  * down) and --fault FAULT (this image plays a faulty new binary).
  *
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -34,10 +38,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cprkit-workload [--tap] [--updates N] [--rounds N] "
-            "[--containers 1|2] [--inject FAULT,...] [--interposer-dir DIR] "
+            "[--containers 1|2] [--backend type1|iommufd] "
+            "[--inject FAULT,...] [--interposer-dir DIR] "
             "[--v2-binary PATH] edu-msi|edu-intx|nvme|e1000e...\n"
             "       cprkit-workload --control [--rounds N] [--containers 1|2] "
-            "edu-msi|edu-intx|nvme|e1000e...\n");
+            "[--backend type1|iommufd] edu-msi|edu-intx|nvme|e1000e...\n");
     exit(2);
 }
 
@@ -83,12 +88,14 @@ static const struct engine_ops *engine_kind(const char *name)
 static void parse_options(struct workload *w, int argc, char **argv)
 {
     enum { O_UPDATES = 256, O_ROUNDS, O_CONTAINERS, O_INJECT, O_INTERPOSER,
-           O_V2, O_REMAINING, O_FAULT, O_TAP, O_CONTROL, O_CRASH };
+           O_V2, O_REMAINING, O_FAULT, O_TAP, O_CONTROL, O_CRASH,
+           O_BACKEND };
     static const struct option opts[] = {
         { "tap", no_argument, NULL, O_TAP },
         { "updates", required_argument, NULL, O_UPDATES },
         { "rounds", required_argument, NULL, O_ROUNDS },
         { "containers", required_argument, NULL, O_CONTAINERS },
+        { "backend", required_argument, NULL, O_BACKEND },
         { "inject", required_argument, NULL, O_INJECT },
         { "interposer-dir", required_argument, NULL, O_INTERPOSER },
         { "v2-binary", required_argument, NULL, O_V2 },
@@ -114,6 +121,14 @@ static void parse_options(struct workload *w, int argc, char **argv)
         case O_CONTAINERS:
             w->ncontainers = parse_uint(optarg, WL_MAX_CONTAINERS);
             if (!w->ncontainers)
+                usage();
+            break;
+        case O_BACKEND:
+            if (!strcmp(optarg, "type1"))
+                w->backend = WL_TYPE1;
+            else if (!strcmp(optarg, "iommufd"))
+                w->backend = WL_IOMMUFD;
+            else
                 usage();
             break;
         case O_INJECT: parse_faults(w, optarg); break;
@@ -152,6 +167,14 @@ static void parse_options(struct workload *w, int argc, char **argv)
     }
     if (w->ncontainers > w->nengines)
         usage();
+    /* The vaddr faults act on type1's UNMAP_DMA|VADDR: iommufd has none. */
+    for (unsigned i = 0; i < w->nfaults; i++)
+        if (w->backend == WL_IOMMUFD &&
+            (w->faults[i] == FAULT_NO_UPDATE_VADDR ||
+             w->faults[i] == FAULT_SUSPEND_FAILS ||
+             w->faults[i] == FAULT_SUSPEND_PARTIAL))
+            fatal("--inject=%s acts on VFIO type1 vaddrs; iommufd has none",
+                  fault_name(w->faults[i]));
     /* Operator mode: updates come from the control socket, not a count,
      * and faults only from the operator (--fail-health-check). */
     if (w->control && (w->nfaults || (w->acting_fault != FAULT_NONE &&
@@ -186,6 +209,25 @@ static void preload_interposer(struct workload *w, char **argv)
     fatal("re-exec with %s preloaded: %s", path, strerror(errno));
 }
 
+/*
+ * iommufd charges nothing to a process with CAP_IPC_LOCK but still counts
+ * its pages in VmPin, which CHANGE_PROCESS then does not move
+ * (docs/kernel-facts.md): run without it, in this image and the ones it
+ * execs, so VmPin is accounted and must cross every update exactly. The
+ * pinned memory is then checked against RLIMIT_MEMLOCK: lift it.
+ */
+static void drop_pinning_privilege(void)
+{
+    struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+    int r;
+
+    if (setrlimit(RLIMIT_MEMLOCK, &unlimited) < 0)
+        fatal("setrlimit(RLIMIT_MEMLOCK): %s", strerror(errno));
+    r = cap_ipc_lock_drop(true);
+    if (r < 0)
+        fatal("dropping CAP_IPC_LOCK: %s", strerror(-r));
+}
+
 static void log_to_stderr(void *userdata, int priority, const char *msg)
 {
     fprintf(stderr, "cprkit[%d]: %s\n", priority, msg);
@@ -210,8 +252,10 @@ static void open_engines(struct workload *w)
     int r;
 
     r = wl_open_containers(w);
-    if (!check(r == 0, "%s %u VFIO container(s)",
-               w->incoming ? "reclaimed" : "opened", w->ncontainers))
+    if (!check(r == 0, "%s %u %s", w->incoming ? "reclaimed" : "opened",
+               w->ncontainers,
+               w->backend == WL_IOMMUFD ? "iommufd(s) with an IOAS each"
+                                        : "VFIO container(s)"))
         fatal("containers: %s (%s)", strerror(-r), cprkit_last_error(w->ctx));
     for (unsigned i = 0; i < w->nengines; i++) {
         struct engine *e = &w->engines[i];
@@ -247,6 +291,8 @@ int main(int argc, char **argv)
         setenv(WL_FAULT_ENV, w.fault_env_base, 1);
     report_import();
     w.self = "/proc/self/exe";
+    if (w.backend == WL_IOMMUFD)
+        drop_pinning_privilege();
 
     if (cprkit_new(&w.ctx) < 0)
         fatal("cprkit_new: out of memory");
@@ -302,10 +348,12 @@ int main(int argc, char **argv)
                      i ? " + " : "", w.dev_args[i]);
         if (w.control)
             note("cprkit workload: %s, operator mode (cpr-exec), %u "
-                 "container(s), kernel %s", devs, w.ncontainers, uts.release);
+                 "container(s), kernel %s%s", devs, w.ncontainers,
+                 uts.release, w.backend == WL_IOMMUFD ? ", iommufd" : "");
         else
             note("cprkit workload: %s, %u live update(s), %u container(s), "
-                 "kernel %s", devs, w.updates, w.ncontainers, uts.release);
+                 "kernel %s%s", devs, w.updates, w.ncontainers, uts.release,
+                 w.backend == WL_IOMMUFD ? ", iommufd" : "");
     }
 
     open_engines(&w);

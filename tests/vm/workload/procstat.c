@@ -52,8 +52,10 @@ int proc_fd_count_nosock(void)
     return n - 1; /* the directory's own fd */
 }
 
-long proc_vmlck_kb(void)
+/* A "<field>: N kB" line of /proc/self/status. */
+static long proc_status_kb(const char *field)
 {
+    size_t len = strlen(field);
     char line[256];
     long kb = -1;
     FILE *f;
@@ -62,10 +64,28 @@ long proc_vmlck_kb(void)
     if (!f)
         return -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+        if (!strncmp(line, field, len) && line[len] == ':' &&
+            sscanf(line + len + 1, " %ld kB", &kb) == 1)
             break;
     fclose(f);
     return kb;
+}
+
+long proc_vmlck_kb(void)
+{
+    return proc_status_kb("VmLck");
+}
+
+/* Pages pinned for DMA are charged as VmLck by type1 (locked_vm) and as
+ * VmPin by iommufd (pinned_vm). */
+long wl_pinned_kb(const struct workload *w)
+{
+    return proc_status_kb(wl_pinned_name(w));
+}
+
+const char *wl_pinned_name(const struct workload *w)
+{
+    return w->backend == WL_IOMMUFD ? "VmPin" : "VmLck";
 }
 
 uint64_t mono_ns(void)

@@ -59,6 +59,8 @@ char **wl_next_argv(struct workload *w, const char *argv0, unsigned remaining,
     argv[n++] = fmt("--updates=%u", w->updates);
     argv[n++] = fmt("--rounds=%u", w->rounds);
     argv[n++] = fmt("--containers=%u", w->ncontainers);
+    if (w->backend == WL_IOMMUFD)
+        argv[n++] = strdup("--backend=iommufd");
     for (unsigned i = 0; i < w->nfaults; i++) {
         strncat(faults, i ? "," : "", sizeof(faults) - strlen(faults) - 1);
         strncat(faults, fault_name(w->faults[i]),
@@ -145,7 +147,7 @@ void update_once(struct workload *w, enum fault fault)
              w->interposer_dir ? w->interposer_dir : ".");
 
     w->st.fd_count = (uint32_t)wl_fd_count(w);
-    w->st.vmlck_kb = (uint64_t)proc_vmlck_kb();
+    w->st.vmlck_kb = (uint64_t)wl_pinned_kb(w);
     w->st.exec_started_ns = mono_ns();
     save_sections(w, fault);
     argv = wl_next_argv(w, "cprkit-workload",
@@ -247,13 +249,13 @@ void update_incoming(struct workload *w)
     from = suspend_phase(w, &t0);
 
     fds = wl_fd_count(w);
-    vmlck = proc_vmlck_kb();
+    vmlck = wl_pinned_kb(w);
     check(fds == (int)w->st.fd_count,
           "fd count unchanged across the update (%u before, %d after%s)",
           w->st.fd_count, fds, w->control ? ", sockets not counted" : "");
     check(vmlck == (long)w->st.vmlck_kb,
-          "VmLck unchanged across the update (%llu kB before, %ld kB after)",
-          (unsigned long long)w->st.vmlck_kb, vmlck);
+          "%s unchanged across the update (%llu kB before, %ld kB after)",
+          wl_pinned_name(w), (unsigned long long)w->st.vmlck_kb, vmlck);
 
     check(t_first != UINT64_MAX && total.irqs > 0,
           "this image serviced interrupts that waited during the "
@@ -284,23 +286,25 @@ void update_incoming(struct workload *w)
     else if (w->control)
         note("update %u (generation %llu, %s): blackout %.1f ms (%s -> "
              "first IRQ/DMA serviced = %s); during blackout: %llu irq, "
-             "%llu B DMA, %u completion(s) [%s]; fds %u->%d, VmLck "
+             "%llu B DMA, %u completion(s) [%s]; fds %u->%d, %s "
              "%llu->%ld kB: %s",
              w->st.updates_done, (unsigned long long)w->generation,
              w->argv[0], ms(t_first - t0), from, split,
              (unsigned long long)total.irqs,
              (unsigned long long)total.dma_bytes, total.completions, detail,
-             w->st.fd_count, fds, (unsigned long long)w->st.vmlck_kb, vmlck,
+             w->st.fd_count, fds, wl_pinned_name(w),
+             (unsigned long long)w->st.vmlck_kb, vmlck,
              ok ? "OK" : "FAILED");
     else
         note("update %u/%u (generation %llu): blackout %.1f ms (%s -> first "
              "IRQ/DMA serviced = %s); during blackout: %llu irq, %llu B DMA, "
-             "%u completion(s) [%s]; fds %u->%d, VmLck %llu->%ld kB: %s",
+             "%u completion(s) [%s]; fds %u->%d, %s %llu->%ld kB: %s",
              w->st.updates_done, w->updates,
              (unsigned long long)w->generation, ms(t_first - t0), from, split,
              (unsigned long long)total.irqs,
              (unsigned long long)total.dma_bytes, total.completions, detail,
-             w->st.fd_count, fds, (unsigned long long)w->st.vmlck_kb, vmlck,
+             w->st.fd_count, fds, wl_pinned_name(w),
+             (unsigned long long)w->st.vmlck_kb, vmlck,
              ok ? "OK" : "FAILED");
 
     if (w->on_serving)
@@ -313,7 +317,7 @@ void update_incoming(struct workload *w)
 void wl_live_record(struct workload *w)
 {
     w->live->fd_count = (uint32_t)wl_fd_count(w);
-    w->live->vmlck_kb = (uint64_t)proc_vmlck_kb();
+    w->live->vmlck_kb = (uint64_t)wl_pinned_kb(w);
 }
 
 /*
@@ -357,23 +361,24 @@ void restart_incoming(struct workload *w)
                       : cprkit_last_error(w->ctx)))
         fatal("crash restart: commit failed: %s", cprkit_last_error(w->ctx));
     fds = wl_fd_count(w);
-    vmlck = proc_vmlck_kb();
+    vmlck = wl_pinned_kb(w);
     check(fds == (int)w->live->fd_count,
           "crash restart: fd count as in the image that died (%u, now %d%s)",
           w->live->fd_count, fds, w->control ? ", sockets not counted" : "");
     check(vmlck == (long)w->live->vmlck_kb,
-          "crash restart: VmLck as in the image that died (%llu kB, now %ld "
-          "kB)", (unsigned long long)w->live->vmlck_kb, vmlck);
+          "crash restart: %s as in the image that died (%llu kB, now %ld "
+          "kB)", wl_pinned_name(w), (unsigned long long)w->live->vmlck_kb,
+          vmlck);
     w->live->restarts++;
     ok = report_failures() == 0;
     note("crash restart %llu (%s, generation %llu): %.1f ms from main() to "
          "commit; while no driver ran: %llu irq, %u completion(s) [%s]; "
-         "fds %d, VmLck %ld kB: %s",
+         "fds %d, %s %ld kB: %s",
          (unsigned long long)w->live->restarts,
          cprkit_restart_reason(w->ctx), (unsigned long long)w->generation,
          (double)(t_commit - w->main_started_ns) / 1e6,
          (unsigned long long)total.irqs, total.completions, detail, fds,
-         vmlck, ok ? "OK" : "FAILED");
+         wl_pinned_name(w), vmlck, ok ? "OK" : "FAILED");
     if (w->on_serving)
         w->on_serving(w);
     for (unsigned i = 0; i < w->nengines; i++)

@@ -12,12 +12,36 @@
 
 #include "workload.h"
 
+/* iommufd: one iommufd per "container", with one IOAS in it. */
+static int open_iommufd(struct workload *w, unsigned i)
+{
+    bool reclaimed = false, ioas_reclaimed = false;
+    int fd, r;
+
+    fd = cprkit_iommufd_open(w->ctx, (int)i, &reclaimed);
+    if (fd < 0)
+        return fd;
+    r = cprkit_iommufd_ioas_alloc(w->ctx, fd, 0, &w->ioas[i], &ioas_reclaimed);
+    if (r < 0)
+        return r;
+    if (reclaimed != w->incoming || ioas_reclaimed != w->incoming)
+        return -ESTALE;
+    w->containers[i] = fd;
+    return 0;
+}
+
 int wl_open_containers(struct workload *w)
 {
     for (unsigned i = 0; i < w->ncontainers; i++) {
         bool reclaimed = false;
         int fd;
 
+        if (w->backend == WL_IOMMUFD) {
+            fd = open_iommufd(w, i);
+            if (fd < 0)
+                return fd;
+            continue;
+        }
         fd = cprkit_vfio_container_open(w->ctx, (int)i, &reclaimed);
         if (fd < 0)
             return fd;
@@ -47,11 +71,17 @@ int wl_open_device(struct workload *w, struct engine *e)
         return r;
     e->group_nr = r;
     e->container = w->containers[e->container_index];
+    if (w->backend == WL_IOMMUFD) {
+        group_reclaimed = w->incoming; /* no group: the device's cdev */
+        e->group = -1;
+        goto device;
+    }
     r = cprkit_vfio_group_open(w->ctx, e->container, (unsigned)e->group_nr,
                                &group_reclaimed);
     if (r < 0)
         return r;
     e->group = r;
+device:
     /* The faulty new binary of FAULT_UNCLAIMED_DEVICE forgets the last
      * device (and so its interrupts); memory and mappings it reclaims. */
     if (wl_forgets_device(w, e)) {
@@ -59,7 +89,12 @@ int wl_open_device(struct workload *w, struct engine *e)
         e->reclaimed = w->incoming;
         return 0;
     }
-    r = cprkit_vfio_device_open(w->ctx, e->group, e->bdf, &dev_reclaimed);
+    if (w->backend == WL_IOMMUFD)
+        r = cprkit_iommufd_device_open(w->ctx, e->container,
+                                       w->ioas[e->container_index], e->bdf,
+                                       &dev_reclaimed);
+    else
+        r = cprkit_vfio_device_open(w->ctx, e->group, e->bdf, &dev_reclaimed);
     if (r < 0)
         return r;
     e->device = r;
@@ -81,7 +116,15 @@ int wl_ram(struct workload *w, const char *name, uint64_t size, void **ret)
         return -ESTALE;
     /* A new address in every image: cprkit must remap by fd identity. */
     r = memfd_map(fd, size, ret);
-    return r;
+    if (r < 0)
+        return r;
+    if (w->nram == sizeof(w->ram) / sizeof(w->ram[0]))
+        return -ENOSPC;
+    w->ram[w->nram].addr = *ret;
+    w->ram[w->nram].size = size;
+    w->ram[w->nram].fd = fd;
+    w->nram++;
+    return 0;
 }
 
 int wl_engine_state(struct workload *w, struct engine *e, size_t size,
@@ -135,6 +178,24 @@ int dma_vaddr_valid(int container, uint64_t iova, uint64_t size, void *vaddr)
     return errno == EINVAL ? 1 : -errno;
 }
 
+/* iommufd maps by file, not by address: the RAM block behind @vaddr. */
+static int iommufd_map_ram(struct workload *w, struct engine *e,
+                           uint64_t iova, uint64_t size, void *vaddr)
+{
+    for (unsigned i = 0; i < w->nram; i++) {
+        uint8_t *base = w->ram[i].addr;
+
+        if ((uint8_t *)vaddr < base ||
+            (uint8_t *)vaddr + size > base + w->ram[i].size)
+            continue;
+        return cprkit_iommufd_map_file(
+            w->ctx, e->container, w->ioas[e->container_index], w->ram[i].fd,
+            (uint64_t)((uint8_t *)vaddr - base), size, iova,
+            CPRKIT_IOMMUFD_READ | CPRKIT_IOMMUFD_WRITE);
+    }
+    return -EFAULT;
+}
+
 int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
                uint64_t size, void *vaddr)
 {
@@ -142,8 +203,12 @@ int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
 
     if (e->nmaps == sizeof(e->maps) / sizeof(e->maps[0]))
         return -ENOSPC;
-    r = cprkit_vfio_dma_map(w->ctx, e->container, iova, size, vaddr,
-                            VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+    if (w->backend == WL_IOMMUFD)
+        r = iommufd_map_ram(w, e, iova, size, vaddr);
+    else
+        r = cprkit_vfio_dma_map(w->ctx, e->container, iova, size, vaddr,
+                                VFIO_DMA_MAP_FLAG_READ |
+                                    VFIO_DMA_MAP_FLAG_WRITE);
     if (r < 0)
         return r;
     e->maps[e->nmaps].iova = iova;

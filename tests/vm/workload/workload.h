@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-iommufd.h>
 #include <cprkit/cprkit-vfio.h>
 
 #include "vfio-util.h"
@@ -106,7 +107,7 @@ struct engine {
     uint16_t vendor, device_id;
     char bdf[16];
     int group_nr;
-    int container;          /* fds */
+    int container;          /* fds; container: the iommufd with iommufd */
     int group;
     int device;
     bool reclaimed;
@@ -145,6 +146,10 @@ struct wl_live {
     uint32_t pad;
 };
 
+/* The DMA backend (--backend): a VFIO type1 container per "container", or
+ * an iommufd with one IOAS per "container" and the devices' cdevs. */
+enum wl_backend { WL_TYPE1 = 0, WL_IOMMUFD };
+
 struct workload {
     cprkit_ctx *ctx;
     const char *self;       /* our binary (rollback target and update) */
@@ -154,6 +159,7 @@ struct workload {
     unsigned remaining;     /* forward updates still to do (argv) */
     unsigned rounds;        /* service rounds between updates */
     unsigned ncontainers;
+    enum wl_backend backend;
     enum fault faults[WL_MAX_FAULTS];
     unsigned nfaults;
     enum fault acting_fault; /* --fault: this image plays a faulty binary */
@@ -170,7 +176,14 @@ struct workload {
     int argc;               /* our own command line, as given */
     char **argv;
     /* runtime */
-    int containers[WL_MAX_CONTAINERS];
+    int containers[WL_MAX_CONTAINERS]; /* or iommufds */
+    uint32_t ioas[WL_MAX_CONTAINERS];  /* iommufd: the IOAS of each */
+    struct {                /* RAM blocks: what backs a DMA map (iommufd) */
+        void *addr;
+        uint64_t size;
+        int fd;
+    } ram[3 * WL_MAX_ENGINES + 1];
+    unsigned nram;
     struct engine engines[WL_MAX_ENGINES];
     unsigned nengines;
     bool incoming;
@@ -211,6 +224,10 @@ int proc_fd_count(void);
 int proc_fd_count_nosock(void);
 /* VmLck of this process in kB, or < 0. */
 long proc_vmlck_kb(void);
+/* Memory pinned for DMA in kB (wl_pinned_name(): VmLck with type1, VmPin
+ * with iommufd), or < 0. */
+long wl_pinned_kb(const struct workload *w);
+const char *wl_pinned_name(const struct workload *w);
 uint64_t mono_ns(void);
 
 /* ---- vfio-open.c: containers, groups, devices through cprkit -------- */
@@ -234,7 +251,8 @@ extern const struct engine_ops edu_msi_ops, edu_intx_ops, nvme_ops,
     e1000e_ops;
 /* IOVA window of an engine: each gets 16 MiB (edu DMA stays < 256 MiB). */
 #define WL_IOVA_BASE(e) (0x1000000ull * (uint64_t)((e)->index + 1))
-/* cprkit_vfio_dma_map() and remember the mapping. */
+/* cprkit_vfio_dma_map() (type1) or cprkit_iommufd_map_file() of the RAM
+ * block behind @vaddr (iommufd), and remember the mapping. */
 int wl_dma_map(struct workload *w, struct engine *e, uint64_t iova,
                uint64_t size, void *vaddr);
 /* Load an engine's section into @buf (exactly @size bytes, starting with
