@@ -7,7 +7,7 @@
  * LD_PRELOAD module cannot reach its cprkit_* calls; the binary that wants
  * these faults links this file with
  *   -Wl,--wrap=cprkit_load_incoming,--wrap=cprkit_vfio_dma_map,
- *   --wrap=cprkit_commit
+ *   --wrap=cprkit_iommufd_map_file,--wrap=cprkit_commit
  * (tests/shim/meson.build, ops-keeper-faults).
  *
  * Dormant unless $CPRKIT_WORKLOAD_ACT (WL_ACT_ENV) is set at start-up; the
@@ -22,7 +22,9 @@
  *   abort-mid-remap=N   abort() right after the Nth DMA remap of the
  *                       reclaim (cprkit_vfio_dma_map() of an incoming
  *                       state): N vaddrs valid in the dead address space,
- *                       the others suspended
+ *                       the others suspended; on iommufd the Nth
+ *                       reclaim of a mapping (cprkit_iommufd_map_file()),
+ *                       after the load moved every mapping to this process
  *   hang                cprkit_commit() never returns: the keeper kills it
  *                       at the commit deadline
  * The variable is removed at once (no child or later image inherits it),
@@ -58,6 +60,14 @@ int __real_cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
 int __wrap_cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
                                uint64_t iova, uint64_t size, void *vaddr,
                                uint32_t flags);
+int __real_cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
+                                   uint32_t ioas_id, int fd, uint64_t offset,
+                                   uint64_t length, uint64_t iova,
+                                   uint32_t prot);
+int __wrap_cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
+                                   uint32_t ioas_id, int fd, uint64_t offset,
+                                   uint64_t length, uint64_t iova,
+                                   uint32_t prot);
 int __real_cprkit_commit(cprkit_ctx *ctx);
 int __wrap_cprkit_commit(cprkit_ctx *ctx);
 
@@ -112,13 +122,9 @@ int __wrap_cprkit_load_incoming(cprkit_ctx *ctx)
     return r;
 }
 
-int __wrap_cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
-                               uint64_t iova, uint64_t size, void *vaddr,
-                               uint32_t flags)
+/* abort-mid-remap: after the Nth successful reclaim of a DMA mapping. */
+static void count_reclaim(cprkit_ctx *ctx, int r, uint64_t iova)
 {
-    int r = __real_cprkit_vfio_dma_map(ctx, container_fd, iova, size, vaddr,
-                                       flags);
-
     if (r == 0 && acting("abort-mid-remap") && cprkit_is_incoming(ctx) &&
         ++remapped == remap_limit) {
         fprintf(stderr, "act-wrap: pid %d remapped %u DMA mapping(s), the "
@@ -126,6 +132,28 @@ int __wrap_cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
                 (unsigned long long)iova);
         abort();
     }
+}
+
+int __wrap_cprkit_vfio_dma_map(cprkit_ctx *ctx, int container_fd,
+                               uint64_t iova, uint64_t size, void *vaddr,
+                               uint32_t flags)
+{
+    int r = __real_cprkit_vfio_dma_map(ctx, container_fd, iova, size, vaddr,
+                                       flags);
+
+    count_reclaim(ctx, r, iova);
+    return r;
+}
+
+int __wrap_cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
+                                   uint32_t ioas_id, int fd, uint64_t offset,
+                                   uint64_t length, uint64_t iova,
+                                   uint32_t prot)
+{
+    int r = __real_cprkit_iommufd_map_file(ctx, iommufd, ioas_id, fd, offset,
+                                           length, iova, prot);
+
+    count_reclaim(ctx, r, iova);
     return r;
 }
 

@@ -155,7 +155,8 @@ static int upgrade(JsonParser *p, const char *arg, JsonObject **ret)
     return code;
 }
 
-static int driver_main(const char *kill_exec_so)
+/* backend_arg: NULL, or "--backend=iommufd" for the workload. */
+static int driver_main(const char *kill_exec_so, const char *backend_arg)
 {
     gint64 blackouts[KILLS], restarts = -1;
     g_autofree char *log = NULL;
@@ -184,7 +185,7 @@ static int driver_main(const char *kill_exec_so)
         execl(KDIR "/cpr-exec", "cpr-exec", "run", "--socket", SOCK,
               "--restart-burst", "1000", "--restart-delay", "10", "--",
               KDIR "/cprkit-workload", "--control", "edu-msi", "nvme",
-              (char *)NULL);
+              backend_arg, (char *)NULL);
         _exit(127);
     }
     tap_ok(ops_wait_for_socket(SOCK, app, 60),
@@ -356,8 +357,9 @@ int main(int argc, char **argv)
         return cpr_exec_main(argc, argv);
     if (strcmp(name, "cprkit-workload") == 0)
         return cprkit_workload_main(argc, argv);
-    if (argc == 3 && strcmp(argv[1], "driver") == 0)
-        return driver_main(argv[2]);
-    fprintf(stderr, "usage: %s driver KILL_EXEC_SO\n", argv[0]);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "driver") == 0)
+        return driver_main(argv[2], argc == 4 ? argv[3] : NULL);
+    fprintf(stderr, "usage: %s driver KILL_EXEC_SO [--backend=iommufd]\n",
+            argv[0]);
     return 2;
 }
