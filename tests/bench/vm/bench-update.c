@@ -16,6 +16,11 @@
  *   naive   what a restart without cprkit costs: close everything (vfio-pci
  *           resets the NVMe), exec, reopen, re-pin and re-map all DMA
  *           memory, re-initialise the controller, first command serviced;
+ *   iommufd the cprkit live update on iommufd instead of type1: device
+ *           cdevs bound to an iommufd, the memfds mapped with
+ *           IOMMU_IOAS_MAP_FILE; nothing to suspend, one
+ *           IOMMU_IOAS_CHANGE_PROCESS in the new binary's load, the
+ *           mappings reclaimed without an ioctl (kernel 7.3-iommufd);
  *   crash   a crash restart under the keeper: the program runs under
  *           `cpr-exec run --restart-delay 0` (the real cpr-exec, put into
  *           the guest by run-bench with run-vm --extra), hands the keeper
@@ -27,7 +32,10 @@
  *
  * Each run appends a sample line to --out; the last run of a mode prints
  * a "BENCH ..." summary line (median, min, max). --sweep runs the
- * configuration list of docs/performance.md, each in a child process.
+ * configuration list of docs/performance.md, each in a child process;
+ * --sweep-iommufd the base configuration and the mappings sweep in modes
+ * cprkit (type1), iommufd and bare, for the table that sets them side by
+ * side (run-bench --kernel 7.3-iommufd).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +53,7 @@
 #include <unistd.h>
 
 #include <cprkit/cprkit.h>
+#include <cprkit/cprkit-iommufd.h>
 #include <cprkit/cprkit-vfio.h>
 
 #include "nvme.h"
@@ -72,7 +81,7 @@ struct config {
     unsigned vectors;
     unsigned devices;
     unsigned runs;
-    const char *mode; /* "cprkit", "bare", "naive", "crash" */
+    const char *mode; /* "cprkit", "iommufd", "bare", "naive", "crash" */
     const char *out;  /* sample file */
     unsigned run;     /* 0 = first start; n = after the n-th exec */
     bool under_keeper; /* crash mode: the program, not the driver */
@@ -85,6 +94,8 @@ struct nvme_state {
 
 struct rig {
     cprkit_ctx *ctx;
+    bool iommufd;   /* mode iommufd: container is the iommufd */
+    uint32_t ioas;
     int container;
     struct nvme_ctrl nvme;
     int nvme_vectors[64];
@@ -108,6 +119,13 @@ static int open_device(struct rig *rig, uint16_t vendor, uint16_t device,
 
     if (pci_find(vendor, device, bdf) < 0)
         die("device not found", NULL);
+    if (rig->iommufd) {
+        fd = cprkit_iommufd_device_open(rig->ctx, rig->container, rig->ioas,
+                                        bdf, ret_reclaimed);
+        if (fd < 0)
+            die("device cdev", rig->ctx);
+        return fd;
+    }
     group = cprkit_vfio_group_open(rig->ctx, rig->container,
                                    (unsigned)pci_iommu_group(bdf), NULL);
     if (group < 0)
@@ -116,6 +134,20 @@ static int open_device(struct rig *rig, uint16_t vendor, uint16_t device,
     if (fd < 0)
         die("device", rig->ctx);
     return fd;
+}
+
+/* [offset, offset + size) of memfd @fd, mapped at @vaddr: type1 maps by
+ * address, iommufd by file. */
+static int dma_map(struct rig *rig, int fd, uint64_t offset, uint64_t iova,
+                   uint64_t size, void *vaddr)
+{
+    if (rig->iommufd)
+        return cprkit_iommufd_map_file(rig->ctx, rig->container, rig->ioas,
+                                       fd, offset, size, iova,
+                                       CPRKIT_IOMMUFD_READ |
+                                           CPRKIT_IOMMUFD_WRITE);
+    return cprkit_vfio_dma_map(rig->ctx, rig->container, iova, size, vaddr,
+                               PROT);
 }
 
 /* Opens (or reclaims) everything of a configuration. Timestamps for the
@@ -127,9 +159,18 @@ static void rig_setup(struct rig *rig, const struct config *cfg,
     bool reclaimed = false;
     int edu_fd = -1, nvme_fd, ram, evfd;
 
-    rig->container = cprkit_vfio_container_open(rig->ctx, 0, NULL);
-    if (rig->container < 0)
-        die("container", rig->ctx);
+    rig->iommufd = strcmp(cfg->mode, "iommufd") == 0;
+    if (rig->iommufd) {
+        rig->container = cprkit_iommufd_open(rig->ctx, 0, NULL);
+        if (rig->container < 0 ||
+            cprkit_iommufd_ioas_alloc(rig->ctx, rig->container, 0, &rig->ioas,
+                                      NULL) < 0)
+            die("iommufd", rig->ctx);
+    } else {
+        rig->container = cprkit_vfio_container_open(rig->ctx, 0, NULL);
+        if (rig->container < 0)
+            die("container", rig->ctx);
+    }
     nvme_fd = open_device(rig, 0x1b36, 0x0010, &reclaimed);
     rig->reclaimed = reclaimed;
     /* Maps BAR0 and reads CAP; touches no controller state. */
@@ -150,8 +191,7 @@ static void rig_setup(struct rig *rig, const struct config *cfg,
         die("mmap admin RAM", NULL);
     rig->nvme.memfd = ram;
     rig->nvme.iova = IOVA_ADMIN;
-    if (cprkit_vfio_dma_map(rig->ctx, rig->container, IOVA_ADMIN,
-                            NVME_MEM_SIZE, rig->nvme.mem, PROT) < 0)
+    if (dma_map(rig, ram, 0, IOVA_ADMIN, NVME_MEM_SIZE, rig->nvme.mem) < 0)
         die("admin DMA map", rig->ctx);
     rig->bulk_size = (uint64_t)cfg->mem_mib << 20;
     ram = cprkit_ram_open(rig->ctx, "bulk", rig->bulk_size, NULL);
@@ -163,9 +203,8 @@ static void rig_setup(struct rig *rig, const struct config *cfg,
         die("mmap bulk", NULL);
     chunk = rig->bulk_size / cfg->mappings;
     for (unsigned i = 0; i < cfg->mappings; i++)
-        if (cprkit_vfio_dma_map(rig->ctx, rig->container,
-                                IOVA_BULK + chunk * i, chunk,
-                                rig->bulk + chunk * i, PROT) < 0)
+        if (dma_map(rig, ram, chunk * i, IOVA_BULK + chunk * i, chunk,
+                    rig->bulk + chunk * i) < 0)
             die("bulk DMA map", rig->ctx);
     *t_remapped = now_ns();
 
@@ -601,43 +640,48 @@ static int run_crash(struct config *cfg)
 }
 
 /* The configurations of docs/performance.md, each mode in a child. */
-static int run_sweep(unsigned runs)
+/* iommufd: the same configurations as type1 (base and mappings sweep),
+ * type1 and iommufd from one run, and the floor. */
+static int run_sweep(unsigned runs, bool iommufd)
 {
     static const unsigned mem[] = {64, 256, 1024};
     static const unsigned maps[] = {1, 16, 256, 4096};
     static const unsigned vecs[] = {1, 8, 64};
-    static const char *const modes[] = {"cprkit", "crash", "naive", "bare"};
+    static const char *const all_modes[] = {"cprkit", "crash", "naive", "bare"};
+    static const char *const iommufd_modes[] = {"cprkit", "iommufd", "bare"};
+    const char *const *modes = iommufd ? iommufd_modes : all_modes;
+    const unsigned nmodes = iommufd ? 3 : 4;
     struct config base = {64, 1, 1, 1, runs, NULL, NULL, 0, false};
     struct config list[32];
     unsigned n = 0, done = 0;
 
     setenv("BENCH_IN_SWEEP", "1", 1);
-    for (unsigned i = 0; i < 3; i++) {
+    for (unsigned i = 0; i < 3 && !iommufd; i++) {
         list[n] = base;
         list[n++].mem_mib = mem[i];
     }
-    for (unsigned i = 1; i < 4; i++) {
+    for (unsigned i = iommufd ? 0 : 1; i < 4; i++) {
         list[n] = base;
         list[n++].mappings = maps[i];
     }
-    for (unsigned i = 1; i < 3; i++) {
+    for (unsigned i = 1; i < 3 && !iommufd; i++) {
         list[n] = base;
         list[n++].vectors = vecs[i];
     }
-    for (unsigned d = 2; d <= 3; d++) {
+    for (unsigned d = 2; d <= 3 && !iommufd; d++) {
         list[n] = base;
         list[n++].devices = d;
     }
     setenv("BENCH_RESULTS", "0", 1);
     for (unsigned i = 0; i < n; i++) {
-        for (unsigned m = 0; m < 4; m++) {
+        for (unsigned m = 0; m < nmodes; m++) {
             char mem_s[16], maps_s[16], vec_s[16], dev_s[16], runs_s[16];
             char out[] = "/tmp/bench-XXXXXX";
             int fd = mkstemp(out), status;
             pid_t pid;
 
             /* bare does not depend on the configuration: once is enough */
-            if (m == 3 && i > 0)
+            if (!strcmp(modes[m], "bare") && i > 0)
                 continue;
             close(fd);
             unlink(out);
@@ -684,6 +728,7 @@ int main(int argc, char **argv)
     struct config cfg = {64, 1, 1, 1, 5, "cprkit", NULL, 0, false};
     uint64_t t0 = 0;
     unsigned sweep_runs = 0;
+    bool sweep_iommufd = false;
 
     t_main = now_ns();
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -723,19 +768,23 @@ int main(int argc, char **argv)
             cfg.run = (unsigned)atoi(v);
         else if (strcmp(a, "--sweep") == 0)
             sweep_runs = (unsigned)atoi(v);
+        else if (strcmp(a, "--sweep-iommufd") == 0) {
+            sweep_runs = (unsigned)atoi(v);
+            sweep_iommufd = true;
+        }
         else {
             fprintf(stderr, "bench-update: unknown option %s\n", a);
             return 2;
         }
     }
     if (sweep_runs)
-        return run_sweep(sweep_runs);
+        return run_sweep(sweep_runs, sweep_iommufd);
     if (!cfg.out || cfg.runs == 0 || cfg.runs >= MAX_RUNS ||
         cfg.mappings == 0 || cfg.vectors == 0 || cfg.vectors > 64 ||
         cfg.devices == 0 || cfg.devices > 3 ||
         (((uint64_t)cfg.mem_mib << 20) / cfg.mappings) % 4096)
         return fprintf(stderr, "bench-update: bad configuration\n"), 2;
-    if (strcmp(cfg.mode, "cprkit") == 0)
+    if (strcmp(cfg.mode, "cprkit") == 0 || strcmp(cfg.mode, "iommufd") == 0)
         return run_cprkit(&cfg);
     if (strcmp(cfg.mode, "bare") == 0)
         return run_bare(&cfg, t0);

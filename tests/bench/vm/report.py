@@ -98,6 +98,28 @@ def crash_tables(crash, naive, cprkit, bare_us):
     return lines
 
 
+def iommufd_table(iommufd, cprkit, bare_us):
+    """type1 and iommufd blackouts of the same configurations, one run."""
+    lines = ["type1 and iommufd, same run (blackout median, min–max; "
+             "ratios to the bare exec):", "",
+             "| DMA memory | mappings | type1 blackout | / bare exec | "
+             "iommufd blackout | / bare exec | iommufd load | iommufd "
+             "reclaim |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(iommufd, key=lambda k: (k[1], k[0])):
+        i, t = iommufd[key], cprkit.get(key)
+        lines.append("| %d MiB | %d | %s | %s | %s (%s–%s) | %.2f× | %s | %s |" % (
+            key[0], key[1],
+            "%s (%s–%s)" % (ms(t["blackout_us"]), ms(t["blackout_us_min"]),
+                            ms(t["blackout_us_max"])) if t else "–",
+            "%.2f×" % (t["blackout_us"] / bare_us) if t else "–",
+            ms(i["blackout_us"]), ms(i["blackout_us_min"]),
+            ms(i["blackout_us_max"]), i["blackout_us"] / bare_us,
+            ms(i["load_us"]), ms(i["remap_us"])))
+    lines.append("")
+    return lines
+
+
 def main():
     raw, out = sys.argv[1], sys.argv[2]
     rows = parse(raw)
@@ -143,6 +165,9 @@ def main():
         lines.append("")
     if crash:
         lines.extend(crash_tables(crash, naive, cprkit, bare_us))
+    iommufd = {config_key(r): r for r in rows if r["mode"] == "iommufd"}
+    if iommufd:
+        lines.extend(iommufd_table(iommufd, cprkit, bare_us))
     lines.append("Phase breakdown (medians, ms):")
     lines.append("")
     lines.append("| DMA memory | mappings | vectors | devices | " +
