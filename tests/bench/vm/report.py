@@ -192,11 +192,13 @@ def main():
         with open(data, "w") as f:
             for k in pts:
                 c, n, x = cprkit[k], naive.get(k), crash.get(k)
-                f.write("%d %f %f %f %f %f\n" % (
+                io = iommufd.get(k)
+                f.write("%d %f %f %f %f %f %f\n" % (
                     k[i], c["blackout_us"] / 1000, c["blackout_us_min"] / 1000,
                     c["blackout_us_max"] / 1000,
                     n["restart_us"] / 1000 if n else float("nan"),
-                    x["blackout_us"] / 1000 if x else float("nan")))
+                    x["blackout_us"] / 1000 if x else float("nan"),
+                    io["blackout_us"] / 1000 if io else float("nan")))
         logx = "set logscale x 2" if axis in ("mem_mib", "mappings", "vectors") else ""
         script = """
 set terminal pngcairo size 720,420 font ",10"
@@ -211,6 +213,7 @@ set grid
 plot '{data}' using 1:2:3:4 with yerrorlines title 'cprkit blackout (median, min-max)', \\
      '{data}' using 1:5 with linespoints title 'naive restart', \\
      '{data}' using 1:6 with linespoints title 'crash restart (keeper)', \\
+     '{data}' using 1:7 with linespoints title 'iommufd blackout', \\
      {bare} with lines dashtype 2 title 'bare exec'
 """.format(png=os.path.join(out, "sweep-%s.png" % axis), label=label,
            kernel=kernel, data=data, logx=logx, bare=bare_us / 1000)
