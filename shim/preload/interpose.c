@@ -83,6 +83,20 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode)
     int r;
 
     preload_resolve();
+    if (shim_on() && path && preload_iommufd_path(path)) {
+        /* Passed through, but no update may pretend to keep it: the exec
+         * would close these fds and reset the device behind our back. */
+        r = preload_real_openat(dirfd, path, flags, mode);
+        if (r >= 0) {
+            pthread_mutex_lock(&preload_lock);
+            preload_taint("the program opened %s: the shim handles VFIO "
+                          "type1 (/dev/vfio/vfio and groups) only, not "
+                          "iommufd or VFIO device cdevs (link libcprkit and "
+                          "use cprkit-iommufd.h)", path);
+            pthread_mutex_unlock(&preload_lock);
+        }
+        return r;
+    }
     if (!shim_on() || !path || preload_vfio_path(path, &is_container) < 0)
         return preload_real_openat(dirfd, path, flags, mode);
     pthread_mutex_lock(&preload_lock);

@@ -119,6 +119,12 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
     return r < 0 ? PRELOAD_BACKING_OTHER : (enum preload_backing)r;
 }
 
+bool preload_iommufd_path(const char *path)
+{
+    return strcmp(path, "/dev/iommu") == 0 ||
+           strncmp(path, "/dev/vfio/devices/", 18) == 0;
+}
+
 int preload_vfio_path(const char *path, bool *ret_container)
 {
     const char *p;

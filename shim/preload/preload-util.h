@@ -38,6 +38,10 @@ enum preload_backing preload_classify_range(const char *maps, uint64_t addr,
                                             uint64_t size, int *ret_prot,
                                             char *ret_what, size_t what_size);
 
+/* /dev/iommu or a VFIO device cdev (/dev/vfio/devices/vfioN): what the
+ * shim does not handle. */
+bool preload_iommufd_path(const char *path);
+
 /* Group number of "/dev/vfio/N" (N decimal), -1 for other paths; 0 for
  * "/dev/vfio/vfio" is reported through ret_container. */
 int preload_vfio_path(const char *path, bool *ret_container);

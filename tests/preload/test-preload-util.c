@@ -86,6 +86,13 @@ static void test_vfio_path(void)
     g_assert_cmpint(preload_vfio_path("/dev/vfio/12", &c), ==, 12);
     g_assert_false(c);
     g_assert_cmpint(preload_vfio_path("/dev/vfio/12x", &c), ==, -1);
+    /* iommufd and device cdevs are not VFIO groups: the shim taints. */
+    g_assert_cmpint(preload_vfio_path("/dev/vfio/devices/vfio0", &c), ==, -1);
+    g_assert_true(preload_iommufd_path("/dev/iommu"));
+    g_assert_true(preload_iommufd_path("/dev/vfio/devices/vfio0"));
+    g_assert_false(preload_iommufd_path("/dev/vfio/vfio"));
+    g_assert_false(preload_iommufd_path("/dev/vfio/12"));
+    g_assert_false(preload_iommufd_path("/dev/iommu0"));
     g_assert_cmpint(preload_vfio_path("/dev/vfio/", &c), ==, -1);
     g_assert_cmpint(preload_vfio_path("/dev/vfio/noiommu-0", &c), ==, -1);
     g_assert_cmpint(preload_vfio_path("/dev/null", &c), ==, -1);
