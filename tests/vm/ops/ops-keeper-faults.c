@@ -283,7 +283,8 @@ static int driver_main(const char *backend_arg)
         tap_ok(line && eol - line > 4 && !strncmp(eol - 4, ": OK", 4),
                "workload %u. %s: the old image checked the rollback: no "
                "reset, data intact, every interrupt accounted, fds and "
-               "VmLck as before: OK", i + 1, cases[i].name);
+               "pinned memory (VmLck, VmPin on iommufd) as before: OK", i + 1,
+               cases[i].name);
         if (backend_arg)
             tap_ok(log && iommufd_takeovers(log) > i,
                    "workload %u. %s: the restarted image took the DMA "
