@@ -6,6 +6,8 @@
  * and the device cdev by a symlink to it, and every ioctl goes to the fake
  * behind the VFIO layer's seam (vfio_of(ctx)->ioctl_fn).
  */
+#include <cap-ng.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -607,15 +609,30 @@ static void test_blockers(void)
 /* Per-user accounting charges the new binary before it uncharges the old
  * one: RLIMIT_MEMLOCK must hold the mapped bytes twice. Only without
  * CAP_IPC_LOCK (pages mapped with it are not accounted). */
-static void test_blocker_memlock(void)
+static bool has_cap_ipc_lock(void)
 {
     g_autofree char *cap_eff = proc_status_field("CapEff");
+
+    return cap_eff && (g_ascii_strtoull(cap_eff, NULL, 16) >> CAP_IPC_LOCK) & 1;
+}
+
+static void test_blocker_memlock(void)
+{
     struct rlimit saved, small;
     struct setup s;
 
-    if (cap_eff && (g_ascii_strtoull(cap_eff, NULL, 16) >> 14) & 1) {
-        g_test_skip("running with CAP_IPC_LOCK: RLIMIT_MEMLOCK does not apply");
+    /* As root: in a subprocess without CAP_IPC_LOCK in its effective set. */
+    if (has_cap_ipc_lock() && !g_test_subprocess()) {
+        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+        g_test_trap_assert_passed();
         return;
+    }
+    if (has_cap_ipc_lock()) {
+        capng_get_caps_process();
+        g_assert_cmpint(capng_update(CAPNG_DROP, CAPNG_EFFECTIVE,
+                                     CAP_IPC_LOCK), ==, 0);
+        g_assert_cmpint(capng_apply(CAPNG_SELECT_CAPS), ==, 0);
+        g_assert_false(has_cap_ipc_lock());
     }
     setup_init(&s);
     g_assert_cmpint(getrlimit(RLIMIT_MEMLOCK, &saved), ==, 0);
