@@ -386,21 +386,6 @@ int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf)
     return d->fd;
 }
 
-/* Forgets a cdev's record and registry entry (not the fd): the iommufd
- * hook could not finish recording it. */
-void vfio_cdev_device_remove(cprkit_ctx *ctx, int fd)
-{
-    struct vfio_device_rec *d = vfio_device_by_fd(ctx, fd);
-    g_autofree char *name = NULL;
-
-    if (!d || !d->cdev)
-        return;
-    name = vfio_device_fd_name(d->bdf);
-    (void)cprkit_fd_remove(ctx, name, 0);
-    g_ptr_array_remove(vfio_of(ctx)->devices, d);
-    ctx_state_changed(ctx);
-}
-
 CPRKIT_EXPORT int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd)
 {
     struct vfio_device_rec *d;

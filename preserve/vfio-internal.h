@@ -37,7 +37,6 @@ bool vfio_bdf_is_valid(const char *bdf);
  * device records (IRQs, reset) as for devices opened through a group. */
 int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf);
 int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf);
-void vfio_cdev_device_remove(cprkit_ctx *ctx, int fd);
 
 /* preserve/blockers.c */
 int vfio_check_blockers(cprkit_ctx *ctx);
