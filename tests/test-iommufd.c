@@ -82,6 +82,8 @@ static int fake_ioctl(int fd, unsigned long request, void *arg)
             o->val64 = fake.rlimit_mode;
         else
             err = EOPNOTSUPP;
+    } else if (request == VFIO_DEVICE_SET_IRQS) {
+        call.flags = ((struct vfio_irq_set *)arg)->flags;
     } else {
         err = ENOTTY;
     }
@@ -331,8 +333,11 @@ static void test_fresh_hooks(void)
  * without an ioctl, after one CHANGE_PROCESS in load. */
 static void test_roundtrip_reclaim(void)
 {
+    const struct fd_identity group_id = {CPRKIT_FD_VFIO_GROUP, 5, 78, 0xf000,
+                                         S_IFCHR};
     g_autofree uint8_t *buf = NULL;
     struct iommufd_state *lst;
+    int msi[2], msi_again[2];
     uint32_t ioas_id = 0;
     bool reclaimed = false;
     cprkit_ctx *loaded;
@@ -341,6 +346,11 @@ static void test_roundtrip_reclaim(void)
     int other;
 
     setup_init(&s);
+    /* IRQs of the cdev go through the VFIO layer, as for a group's device. */
+    g_assert_cmpint(cprkit_vfio_irq_enable(s.ctx, s.device,
+                                           VFIO_PCI_MSI_IRQ_INDEX, 2, msi),
+                    ==, 0);
+    g_assert_cmpint(last_call(VFIO_DEVICE_SET_IRQS)->fd, ==, s.device);
     encode(&s, &buf, &size);
     fake_reset();
     loaded = load_new_side(&s, buf, size);
@@ -385,9 +395,27 @@ static void test_roundtrip_reclaim(void)
     g_assert_cmpuint(ioas_id, ==, FAKE_IOAS_ID);
     g_assert_true(reclaimed);
     reclaimed = false;
+    /* The type1 hook does not take a cdev: it says which hook does. */
+    g_assert_cmpint(fdreg_add(loaded, "vfio-group", 7, 901, &group_id, true),
+                    ==, 0);
+    g_assert_cmpint(cprkit_vfio_device_open(loaded, 901, BDF, NULL), ==,
+                    -EINVAL);
+    g_assert_nonnull(strstr(cprkit_last_error(loaded),
+                            "reclaim it with cprkit_iommufd_device_open()"));
+    /* Another IOAS than the one it was attached to. */
+    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id + 1,
+                                               BDF, NULL), ==, -ENOENT);
     g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF,
                                                &reclaimed), ==, s.device);
     g_assert_true(reclaimed);
+    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF,
+                                               NULL), ==, -EEXIST);
+    /* Its eventfds come back, without VFIO_DEVICE_SET_IRQS. */
+    g_assert_cmpint(cprkit_vfio_irq_enable(loaded, s.device,
+                                           VFIO_PCI_MSI_IRQ_INDEX, 2,
+                                           msi_again), ==, 0);
+    g_assert_cmpint(msi_again[0], ==, msi[0]);
+    g_assert_cmpint(msi_again[1], ==, msi[1]);
     /* The VFIO layer takes the cdev: no reset of a preserved device. */
     g_assert_cmpint(cprkit_vfio_device_reset(loaded, s.device), ==, 0);
     g_assert_cmpint(cprkit_iommufd_map_file(loaded, s.iommufd, ioas_id, s.ram,
@@ -445,6 +473,8 @@ static void test_roundtrip_reclaim(void)
     g_assert_cmpint(cprkit_commit(loaded), ==, 0);
     g_assert_false(cprkit_is_incoming(loaded));
     close(other);
+    close(msi[0]);
+    close(msi[1]);
     cprkit_free(loaded);
     setup_clear(&s);
 }
