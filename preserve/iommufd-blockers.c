@@ -81,8 +81,8 @@ static int check_rlimit_mode(cprkit_ctx *ctx, const struct iommufd_rec *f)
 
     if (r < 0)
         return ctx_fail(ctx, r,
-                        "iommufd %d: IOMMU_OPTION RLIMIT_MODE (get): %s",
-                        f->id, strerror(-r));
+                        "iommufd %d: IOMMU_OPTION RLIMIT_MODE (get): %s", f->id,
+                        strerror(-r));
     if (opt.val64 == 1)
         return ctx_fail(ctx, -EOPNOTSUPP,
                         "iommufd %d uses process-based accounting "

@@ -35,7 +35,7 @@ struct fake_call {
 };
 
 static struct {
-    GArray *calls;        /* struct fake_call */
+    GArray *calls; /* struct fake_call */
     int change_process_errno;
     uint64_t rlimit_mode;
 } fake;
@@ -128,10 +128,10 @@ static struct fake_call *last_call(unsigned long request)
 
 struct setup {
     cprkit_ctx *ctx;
-    char *dir;      /* sysfs and /dev/vfio/devices of the fake */
+    char *dir; /* sysfs and /dev/vfio/devices of the fake */
     char *sysfs;
     char *cdevs;
-    int ram;        /* the memfd the mappings map */
+    int ram; /* the memfd the mappings map */
     int iommufd;
     uint32_t ioas_id;
     int device;
@@ -193,7 +193,8 @@ static void setup_init(struct setup *s)
     g_assert_true(fd_has_cloexec(s->iommufd));
     reclaimed = true;
     g_assert_cmpint(cprkit_iommufd_ioas_alloc(s->ctx, s->iommufd, 0,
-                                              &s->ioas_id, &reclaimed), ==, 0);
+                                              &s->ioas_id, &reclaimed),
+                    ==, 0);
     g_assert_cmpuint(s->ioas_id, ==, FAKE_IOAS_ID);
     g_assert_false(reclaimed);
     s->device = cprkit_iommufd_device_open(s->ctx, s->iommufd, s->ioas_id, BDF,
@@ -312,8 +313,9 @@ static void test_fresh_hooks(void)
     g_assert_true(vd->cdev);
     g_assert_cmpstr(vd->bdf, ==, BDF);
     /* The registry names it as a group's device fd. */
-    g_assert_cmpint(cprkit_fd_find(s.ctx, "vfio-device:" BDF, 0,
-                                   CPRKIT_FD_VFIO_DEVICE), ==, s.device);
+    g_assert_cmpint(
+        cprkit_fd_find(s.ctx, "vfio-device:" BDF, 0, CPRKIT_FD_VFIO_DEVICE), ==,
+        s.device);
     g_assert_cmpint(cprkit_fd_find(s.ctx, "iommufd", 0, CPRKIT_FD_CHAR_DEVICE),
                     ==, s.iommufd);
 
@@ -322,9 +324,9 @@ static void test_fresh_hooks(void)
     g_assert_cmpint(cprkit_iommufd_open(s.ctx, 0, NULL), ==, -EEXIST);
     g_assert_cmpint(cprkit_iommufd_ioas_alloc(s.ctx, s.iommufd, 0, NULL, NULL),
                     ==, -EEXIST);
-    g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id, BDF,
-                                               NULL),
-                    ==, -EEXIST);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id, BDF, NULL), ==,
+        -EEXIST);
     g_assert_cmpuint(fake.calls->len, ==, 0);
     setup_clear(&s);
 }
@@ -347,9 +349,9 @@ static void test_roundtrip_reclaim(void)
 
     setup_init(&s);
     /* IRQs of the cdev go through the VFIO layer, as for a group's device. */
-    g_assert_cmpint(cprkit_vfio_irq_enable(s.ctx, s.device,
-                                           VFIO_PCI_MSI_IRQ_INDEX, 2, msi),
-                    ==, 0);
+    g_assert_cmpint(
+        cprkit_vfio_irq_enable(s.ctx, s.device, VFIO_PCI_MSI_IRQ_INDEX, 2, msi),
+        ==, 0);
     g_assert_cmpint(last_call(VFIO_DEVICE_SET_IRQS)->fd, ==, s.device);
     encode(&s, &buf, &size);
     fake_reset();
@@ -380,18 +382,20 @@ static void test_roundtrip_reclaim(void)
 
     /* Nothing reclaimed yet: commit lists it all. */
     g_assert_cmpint(cprkit_commit(loaded), ==, -EBUSY);
-    g_assert_nonnull(strstr(cprkit_last_error(loaded),
-                            "4 preserved iommufd resources were not reclaimed "
-                            "with the cprkit_iommufd_*() hooks: IOAS 0, device "
-                            BDF ", mapping iova 0x100000+0x1000, mapping iova "
-                            "0x200000+0x1000"));
+    g_assert_nonnull(
+        strstr(cprkit_last_error(loaded),
+               "4 preserved iommufd resources were not reclaimed "
+               "with the cprkit_iommufd_*() hooks: IOAS 0, device " BDF
+               ", mapping iova 0x100000+0x1000, mapping iova "
+               "0x200000+0x1000"));
 
     fake_reset();
     g_assert_cmpint(cprkit_iommufd_open(loaded, 0, &reclaimed), ==, s.iommufd);
     g_assert_true(reclaimed);
     reclaimed = false;
-    g_assert_cmpint(cprkit_iommufd_ioas_alloc(loaded, s.iommufd, 0, &ioas_id,
-                                              &reclaimed), ==, 0);
+    g_assert_cmpint(
+        cprkit_iommufd_ioas_alloc(loaded, s.iommufd, 0, &ioas_id, &reclaimed),
+        ==, 0);
     g_assert_cmpuint(ioas_id, ==, FAKE_IOAS_ID);
     g_assert_true(reclaimed);
     reclaimed = false;
@@ -403,25 +407,27 @@ static void test_roundtrip_reclaim(void)
     g_assert_nonnull(strstr(cprkit_last_error(loaded),
                             "reclaim it with cprkit_iommufd_device_open()"));
     /* Another IOAS than the one it was attached to. */
-    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id + 1,
-                                               BDF, NULL), ==, -ENOENT);
-    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF,
-                                               &reclaimed), ==, s.device);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id + 1, BDF, NULL),
+        ==, -ENOENT);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF, &reclaimed),
+        ==, s.device);
     g_assert_true(reclaimed);
-    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF,
-                                               NULL), ==, -EEXIST);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF, NULL), ==,
+        -EEXIST);
     /* Its eventfds come back, without VFIO_DEVICE_SET_IRQS. */
-    g_assert_cmpint(cprkit_vfio_irq_enable(loaded, s.device,
-                                           VFIO_PCI_MSI_IRQ_INDEX, 2,
-                                           msi_again), ==, 0);
+    g_assert_cmpint(cprkit_vfio_irq_enable(
+                        loaded, s.device, VFIO_PCI_MSI_IRQ_INDEX, 2, msi_again),
+                    ==, 0);
     g_assert_cmpint(msi_again[0], ==, msi[0]);
     g_assert_cmpint(msi_again[1], ==, msi[1]);
     /* The VFIO layer takes the cdev: no reset of a preserved device. */
     g_assert_cmpint(cprkit_vfio_device_reset(loaded, s.device), ==, 0);
-    g_assert_cmpint(cprkit_iommufd_map_file(loaded, s.iommufd, ioas_id, s.ram,
-                                            0, PAGE, 0x100000,
-                                            IOMMU_IOAS_MAP_READABLE |
-                                                IOMMU_IOAS_MAP_WRITEABLE),
+    g_assert_cmpint(cprkit_iommufd_map_file(
+                        loaded, s.iommufd, ioas_id, s.ram, 0, PAGE, 0x100000,
+                        IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE),
                     ==, 0);
     g_assert_true(mapping(loaded, 0)->reclaimed);
     g_assert_false(mapping(loaded, 0)->preserved);
@@ -454,8 +460,9 @@ static void test_roundtrip_reclaim(void)
                     ==, -EBUSY);
     g_assert_cmpint(cprkit_iommufd_open(loaded, 1, NULL), ==, -EBUSY);
     /* A preserved mapping is not unmapped before it is reclaimed. */
-    g_assert_cmpint(cprkit_iommufd_unmap(loaded, s.iommufd, ioas_id, 0x200000,
-                                         PAGE), ==, -EBUSY);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(loaded, s.iommufd, ioas_id, 0x200000, PAGE), ==,
+        -EBUSY);
     g_assert_cmpuint(fake.calls->len, ==, 0);
 
     /* One mapping left: commit names it and only it. */
@@ -489,44 +496,53 @@ static void test_map_validation(void)
     setup_init(&s);
     fake_reset();
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400000, 0), ==, -EINVAL);
-    g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400000,
-                                            IOMMU_IOAS_MAP_FIXED_IOVA |
-                                                IOMMU_IOAS_MAP_READABLE),
+                                            0, PAGE, 0x400000, 0),
+                    ==, -EINVAL);
+    g_assert_cmpint(cprkit_iommufd_map_file(
+                        s.ctx, s.iommufd, s.ioas_id, s.ram, 0, PAGE, 0x400000,
+                        IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE),
                     ==, -EINVAL);
     g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "prot 0x5"));
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400800, rw), ==, -EINVAL);
+                                            0, PAGE, 0x400800, rw),
+                    ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             0x800, PAGE, 0x400000, rw),
                     ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, 0, 0x400000, rw), ==, -EINVAL);
+                                            0, 0, 0x400000, rw),
+                    ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             0, 2 * PAGE, UINT64_MAX - PAGE + 1,
-                                            rw), ==, -EOVERFLOW);
+                                            rw),
+                    ==, -EOVERFLOW);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             UINT64_MAX - PAGE + 1, 2 * PAGE,
-                                            0x400000, rw), ==, -EOVERFLOW);
+                                            0x400000, rw),
+                    ==, -EOVERFLOW);
     /* An IOAS cprkit did not allocate, an fd that is no iommufd. */
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, 99, s.ram, 0,
-                                            PAGE, 0x400000, rw), ==, -ENOENT);
+                                            PAGE, 0x400000, rw),
+                    ==, -ENOENT);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.ram, s.ioas_id, s.ram, 0,
-                                            PAGE, 0x400000, rw), ==, -EBADF);
+                                            PAGE, 0x400000, rw),
+                    ==, -EBADF);
     /* The same range twice. */
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x100000, rw), ==, -EEXIST);
+                                            0, PAGE, 0x100000, rw),
+                    ==, -EEXIST);
     g_assert_cmpuint(fake.calls->len, ==, 0);
 
     /* Unmap: exactly a recorded mapping; the record goes, the keeper is
      * told (the state serial moves). */
-    g_assert_cmpint(cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000,
-                                         2 * PAGE), ==, -ENOENT);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000, 2 * PAGE),
+        ==, -ENOENT);
     g_assert_cmpuint(fake.calls->len, ==, 0);
     serial = s.ctx->state_serial;
-    g_assert_cmpint(cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000,
-                                         PAGE), ==, 0);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000, PAGE), ==,
+        0);
     g_assert_cmpuint(count_calls(IOMMU_IOAS_UNMAP), ==, 1);
     g_assert_cmphex(last_call(IOMMU_IOAS_UNMAP)->iova, ==, 0x100000);
     g_assert_cmpuint(last_call(IOMMU_IOAS_UNMAP)->id, ==, FAKE_IOAS_ID);
@@ -534,7 +550,8 @@ static void test_map_validation(void)
     g_assert_cmpuint(s.ctx->state_serial, >, serial);
     serial = s.ctx->state_serial;
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x100000, rw), ==, 0);
+                                            0, PAGE, 0x100000, rw),
+                    ==, 0);
     g_assert_cmpuint(s.ctx->state_serial, >, serial);
     setup_clear(&s);
 }
@@ -571,8 +588,8 @@ static void test_device_without_cdev(void)
     g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id,
                                                "0000:00:04.0", NULL),
                     ==, -ENOENT);
-    g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
-                            "0000:00:04.0 has no VFIO cdev"));
+    g_assert_nonnull(
+        strstr(cprkit_last_error(s.ctx), "0000:00:04.0 has no VFIO cdev"));
     g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id,
                                                "00:04.0", NULL),
                     ==, -EINVAL);
@@ -659,8 +676,8 @@ static void test_blocker_memlock(void)
     }
     if (has_cap_ipc_lock()) {
         capng_get_caps_process();
-        g_assert_cmpint(capng_update(CAPNG_DROP, CAPNG_EFFECTIVE,
-                                     CAP_IPC_LOCK), ==, 0);
+        g_assert_cmpint(capng_update(CAPNG_DROP, CAPNG_EFFECTIVE, CAP_IPC_LOCK),
+                        ==, 0);
         g_assert_cmpint(capng_apply(CAPNG_SELECT_CAPS), ==, 0);
         g_assert_false(has_cap_ipc_lock());
     }
