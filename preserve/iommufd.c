@@ -276,15 +276,9 @@ static int device_reclaim(cprkit_ctx *ctx, struct iommufd_rec *f,
 {
     GPtrArray *devices = iommufd_of(ctx)->devices;
     struct iommufd_device_rec *d = NULL;
-    struct vfio_device_rec *vd = NULL;
+    struct vfio_device_rec *vd = vfio_device_by_bdf(ctx, bdf);
     int fd;
 
-    for (guint i = 0; i < vfio_of(ctx)->devices->len; i++) {
-        struct vfio_device_rec *v = g_ptr_array_index(vfio_of(ctx)->devices, i);
-
-        if (strcmp(v->bdf, bdf) == 0)
-            vd = v;
-    }
     if (!vd)
         return 1; /* not preserved, not open: the caller decides */
     if (!vd->preserved)
