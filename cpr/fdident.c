@@ -75,7 +75,11 @@ static enum cprkit_fd_type classify(const struct stat *st, const char *target)
         if (major(st->st_rdev) == MISC_MAJOR &&
             minor(st->st_rdev) == VFIO_CONTAINER_MINOR)
             return CPRKIT_FD_VFIO_CONTAINER;
-        /* iommufd-era per-device cdevs live under /dev/vfio/devices/. */
+        /* iommufd-era per-device cdevs live under /dev/vfio/devices/: VFIO
+         * device fds like a group's (the iommufd participant saves them
+         * under the same names). /dev/iommu itself (misc, dynamic minor)
+         * stays a char-device: a new type would load as "other" in a
+         * reader that does not know it and fail its identity check. */
         if (strncmp(target, "/dev/vfio/devices/", 18) == 0)
             return CPRKIT_FD_VFIO_DEVICE;
         if (strncmp(target, "/dev/vfio/", 10) == 0)

@@ -14,6 +14,12 @@
  * IOMMU_IOAS_MAP of process memory, or of a dma-buf) and EBUSY when an
  * area has no pages, that is while it is being unmapped (an access object
  * — an emulated/mdev device — has not let go of it yet).
+ *
+ * "Same mm and user" is the case cprkit makes: the hooks map in this
+ * process. A process that changed its uid since it mapped (QEMU's -runas)
+ * or that maps through an iommufd another process filled would see the
+ * probe really move the accounting to itself (or fail with ENOMEM against
+ * its RLIMIT_MEMLOCK): what the new binary's load would do anyway.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -81,8 +87,8 @@ static int check_rlimit_mode(cprkit_ctx *ctx, const struct iommufd_rec *f)
 
     if (r < 0)
         return ctx_fail(ctx, r,
-                        "iommufd %d: IOMMU_OPTION RLIMIT_MODE (get): %s",
-                        f->id, strerror(-r));
+                        "iommufd %d: IOMMU_OPTION RLIMIT_MODE (get): %s", f->id,
+                        strerror(-r));
     if (opt.val64 == 1)
         return ctx_fail(ctx, -EOPNOTSUPP,
                         "iommufd %d uses process-based accounting "

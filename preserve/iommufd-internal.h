@@ -28,18 +28,18 @@ struct iommufd_rec {
 };
 
 struct iommufd_ioas_rec {
-    int iommufd;     /* fd */
-    int id;          /* the application's */
+    int iommufd;      /* fd */
+    int id;           /* the application's */
     uint32_t ioas_id; /* the kernel's */
     bool preserved;
     bool reclaimed;
 };
 
 struct iommufd_device_rec {
-    int fd;          /* the cdev; its VFIO record is the vfio participant's */
+    int fd; /* the cdev; its VFIO record is the vfio participant's */
     int iommufd;
-    uint32_t devid;  /* VFIO_DEVICE_BIND_IOMMUFD's out_devid */
-    uint32_t pt_id;  /* what ATTACH_IOMMUFD_PT returned (an hwpt id) */
+    uint32_t devid;   /* VFIO_DEVICE_BIND_IOMMUFD's out_devid */
+    uint32_t pt_id;   /* what ATTACH_IOMMUFD_PT returned (an hwpt id) */
     uint32_t ioas_id; /* what it was attached to */
     bool preserved;
     bool reclaimed;
@@ -67,9 +67,9 @@ struct iommufd_state {
 
     /* Where the hooks look; unit tests point them elsewhere. Not touched
      * by init/clear. NULL: the real ones. */
-    const char *dev_iommu;   /* "/dev/iommu" */
-    const char *sysfs_pci;   /* "/sys/bus/pci/devices" */
-    const char *dev_cdevs;   /* "/dev/vfio/devices" */
+    const char *dev_iommu; /* "/dev/iommu" */
+    const char *sysfs_pci; /* "/sys/bus/pci/devices" */
+    const char *dev_cdevs; /* "/dev/vfio/devices" */
 };
 
 /* restore/iommufd-participant.c */

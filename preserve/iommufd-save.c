@@ -90,7 +90,8 @@ int iommufd_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     state->iommufd_mappings = (Cprkit__IommufdMapping **)message_array(
         state, s->mappings->len, sizeof(Cprkit__IommufdMapping));
     for (guint i = 0; i < s->mappings->len; i++) {
-        const struct iommufd_mapping_rec *map = g_ptr_array_index(s->mappings, i);
+        const struct iommufd_mapping_rec *map =
+            g_ptr_array_index(s->mappings, i);
         Cprkit__IommufdMapping *m = state->iommufd_mappings[i];
 
         cprkit__iommufd_mapping__init(m);

@@ -164,8 +164,8 @@ CPRKIT_EXPORT int cprkit_iommufd_open(cprkit_ctx *ctx, int id,
 
     fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
-        return ctx_fail(ctx, -ENOENT,
-                        "no %s: kernel without CONFIG_IOMMUFD", path);
+        return ctx_fail(ctx, -ENOENT, "no %s: kernel without CONFIG_IOMMUFD",
+                        path);
     if (fd < 0)
         return ctx_fail(ctx, -errno, "open %s: %m", path);
     r = cprkit_fd_save(ctx, IOMMUFD_FD_NAME, id, fd);
@@ -201,8 +201,9 @@ CPRKIT_EXPORT int cprkit_iommufd_ioas_alloc(cprkit_ctx *ctx, int iommufd,
             *ret_ioas_id = a->ioas_id;
         if (ret_reclaimed)
             *ret_reclaimed = true;
-        ctx_log(ctx, LOG_DEBUG, "reclaimed IOAS %d of iommufd %d (IOAS id %" PRIu32 ")",
-                id, f->id, a->ioas_id);
+        ctx_log(ctx, LOG_DEBUG,
+                "reclaimed IOAS %d of iommufd %d (IOAS id %" PRIu32 ")", id,
+                f->id, a->ioas_id);
         return 0;
     }
     if (a)
@@ -254,8 +255,9 @@ static int cdev_name_of(cprkit_ctx *ctx, const char *bdf, char **ret)
         if (!g_str_has_prefix(name, "vfio"))
             continue;
         if (found)
-            return ctx_fail(ctx, -EINVAL, "%s has more than one VFIO cdev "
-                                          "(%s, %s)",
+            return ctx_fail(ctx, -EINVAL,
+                            "%s has more than one VFIO cdev "
+                            "(%s, %s)",
                             bdf, found, name);
         found = g_strdup(name);
     }
@@ -274,20 +276,14 @@ static int device_reclaim(cprkit_ctx *ctx, struct iommufd_rec *f,
 {
     GPtrArray *devices = iommufd_of(ctx)->devices;
     struct iommufd_device_rec *d = NULL;
-    struct vfio_device_rec *vd = NULL;
+    struct vfio_device_rec *vd = vfio_device_by_bdf(ctx, bdf);
     int fd;
 
-    for (guint i = 0; i < vfio_of(ctx)->devices->len; i++) {
-        struct vfio_device_rec *v = g_ptr_array_index(vfio_of(ctx)->devices, i);
-
-        if (strcmp(v->bdf, bdf) == 0)
-            vd = v;
-    }
     if (!vd)
         return 1; /* not preserved, not open: the caller decides */
     if (!vd->preserved)
-        return ctx_fail(ctx, -EEXIST, "device %s is already open (fd %d)",
-                        bdf, vd->fd);
+        return ctx_fail(ctx, -EEXIST, "device %s is already open (fd %d)", bdf,
+                        vd->fd);
     if (!vd->cdev)
         return ctx_fail(ctx, -EINVAL,
                         "device %s was preserved through VFIO group %u, not "
@@ -360,9 +356,8 @@ CPRKIT_EXPORT int cprkit_iommufd_device_open(cprkit_ctx *ctx, int iommufd,
     r = cdev_name_of(ctx, bdf, &cdev);
     if (r < 0)
         return r;
-    path = g_strdup_printf("%s/%s", s->dev_cdevs ? s->dev_cdevs
-                                                 : "/dev/vfio/devices",
-                           cdev);
+    path = g_strdup_printf(
+        "%s/%s", s->dev_cdevs ? s->dev_cdevs : "/dev/vfio/devices", cdev);
     fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return ctx_fail(ctx, -errno, "open %s (%s): %m", path, bdf);
@@ -374,10 +369,9 @@ CPRKIT_EXPORT int cprkit_iommufd_device_open(cprkit_ctx *ctx, int iommufd,
     attach.pt_id = ioas_id;
     r = vfio_ioctl(ctx, fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach);
     if (r < 0)
-        return ctx_fail(ctx, r,
-                        "VFIO_DEVICE_ATTACH_IOMMUFD_PT %s to IOAS %" PRIu32
-                        ": %s",
-                        bdf, ioas_id, strerror(-r));
+        return ctx_fail(
+            ctx, r, "VFIO_DEVICE_ATTACH_IOMMUFD_PT %s to IOAS %" PRIu32 ": %s",
+            bdf, ioas_id, strerror(-r));
     /* Closing fd from here on would unbind (and reset) the device: only
      * the application closes it, as any device fd. */
     r = vfio_cdev_device_add(ctx, fd, bdf);
@@ -467,10 +461,11 @@ CPRKIT_EXPORT int cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
                         "nothing else",
                         prot);
     if (length == 0 || (iova | length | offset) & (page - 1))
-        return ctx_fail(ctx, -EINVAL,
-                        "iova 0x%" PRIx64 " length 0x%" PRIx64 " offset 0x%" PRIx64
-                        ": all must be multiples of the page size, length not 0",
-                        iova, length, offset);
+        return ctx_fail(
+            ctx, -EINVAL,
+            "iova 0x%" PRIx64 " length 0x%" PRIx64 " offset 0x%" PRIx64
+            ": all must be multiples of the page size, length not 0",
+            iova, length, offset);
     if (__builtin_add_overflow(iova, length - 1, &last) ||
         __builtin_add_overflow(offset, length - 1, &last))
         return ctx_fail(ctx, -EOVERFLOW,
@@ -503,8 +498,8 @@ CPRKIT_EXPORT int cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
     r = vfio_ioctl(ctx, iommufd, IOMMU_IOAS_MAP_FILE, &map);
     if (r < 0)
         return ctx_fail(ctx, r,
-                        "IOMMU_IOAS_MAP_FILE iova 0x%" PRIx64 " length 0x%" PRIx64
-                        " of fd %d: %s",
+                        "IOMMU_IOAS_MAP_FILE iova 0x%" PRIx64
+                        " length 0x%" PRIx64 " of fd %d: %s",
                         iova, length, fd, strerror(-r));
     m = g_new0(struct iommufd_mapping_rec, 1);
     m->iommufd = iommufd;

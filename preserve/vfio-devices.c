@@ -323,7 +323,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
     return fd;
 }
 
-static struct vfio_device_rec *device_by_bdf(cprkit_ctx *ctx, const char *bdf)
+struct vfio_device_rec *vfio_device_by_bdf(cprkit_ctx *ctx, const char *bdf)
 {
     GPtrArray *devices = vfio_of(ctx)->devices;
 
@@ -342,7 +342,7 @@ static struct vfio_device_rec *device_by_bdf(cprkit_ctx *ctx, const char *bdf)
 int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf)
 {
     g_autofree char *name = vfio_device_fd_name(bdf);
-    struct vfio_device_rec *d = device_by_bdf(ctx, bdf);
+    struct vfio_device_rec *d = vfio_device_by_bdf(ctx, bdf);
     int r;
 
     if (d)
@@ -365,7 +365,7 @@ int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf)
 int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf)
 {
     g_autofree char *name = vfio_device_fd_name(bdf);
-    struct vfio_device_rec *d = device_by_bdf(ctx, bdf);
+    struct vfio_device_rec *d = vfio_device_by_bdf(ctx, bdf);
     int r;
 
     if (!d)
@@ -384,21 +384,6 @@ int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf)
     d->preserved = false;
     d->reclaimed = true;
     return d->fd;
-}
-
-/* Forgets a cdev's record and registry entry (not the fd): the iommufd
- * hook could not finish recording it. */
-void vfio_cdev_device_remove(cprkit_ctx *ctx, int fd)
-{
-    struct vfio_device_rec *d = vfio_device_by_fd(ctx, fd);
-    g_autofree char *name = NULL;
-
-    if (!d || !d->cdev)
-        return;
-    name = vfio_device_fd_name(d->bdf);
-    (void)cprkit_fd_remove(ctx, name, 0);
-    g_ptr_array_remove(vfio_of(ctx)->devices, d);
-    ctx_state_changed(ctx);
 }
 
 CPRKIT_EXPORT int cprkit_vfio_device_reset(cprkit_ctx *ctx, int device_fd)

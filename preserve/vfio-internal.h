@@ -35,9 +35,9 @@ char *vfio_device_fd_name(const char *bdf);
 bool vfio_bdf_is_valid(const char *bdf);
 /* Device cdevs, for the iommufd participant: the VFIO layer keeps their
  * device records (IRQs, reset) as for devices opened through a group. */
+struct vfio_device_rec *vfio_device_by_bdf(cprkit_ctx *ctx, const char *bdf);
 int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf);
 int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf);
-void vfio_cdev_device_remove(cprkit_ctx *ctx, int fd);
 
 /* preserve/blockers.c */
 int vfio_check_blockers(cprkit_ctx *ctx);

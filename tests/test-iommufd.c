@@ -6,6 +6,8 @@
  * and the device cdev by a symlink to it, and every ioctl goes to the fake
  * behind the VFIO layer's seam (vfio_of(ctx)->ioctl_fn).
  */
+#include <cap-ng.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -33,7 +35,7 @@ struct fake_call {
 };
 
 static struct {
-    GArray *calls;        /* struct fake_call */
+    GArray *calls; /* struct fake_call */
     int change_process_errno;
     uint64_t rlimit_mode;
 } fake;
@@ -80,6 +82,8 @@ static int fake_ioctl(int fd, unsigned long request, void *arg)
             o->val64 = fake.rlimit_mode;
         else
             err = EOPNOTSUPP;
+    } else if (request == VFIO_DEVICE_SET_IRQS) {
+        call.flags = ((struct vfio_irq_set *)arg)->flags;
     } else {
         err = ENOTTY;
     }
@@ -124,10 +128,10 @@ static struct fake_call *last_call(unsigned long request)
 
 struct setup {
     cprkit_ctx *ctx;
-    char *dir;      /* sysfs and /dev/vfio/devices of the fake */
+    char *dir; /* sysfs and /dev/vfio/devices of the fake */
     char *sysfs;
     char *cdevs;
-    int ram;        /* the memfd the mappings map */
+    int ram; /* the memfd the mappings map */
     int iommufd;
     uint32_t ioas_id;
     int device;
@@ -189,7 +193,8 @@ static void setup_init(struct setup *s)
     g_assert_true(fd_has_cloexec(s->iommufd));
     reclaimed = true;
     g_assert_cmpint(cprkit_iommufd_ioas_alloc(s->ctx, s->iommufd, 0,
-                                              &s->ioas_id, &reclaimed), ==, 0);
+                                              &s->ioas_id, &reclaimed),
+                    ==, 0);
     g_assert_cmpuint(s->ioas_id, ==, FAKE_IOAS_ID);
     g_assert_false(reclaimed);
     s->device = cprkit_iommufd_device_open(s->ctx, s->iommufd, s->ioas_id, BDF,
@@ -308,8 +313,9 @@ static void test_fresh_hooks(void)
     g_assert_true(vd->cdev);
     g_assert_cmpstr(vd->bdf, ==, BDF);
     /* The registry names it as a group's device fd. */
-    g_assert_cmpint(cprkit_fd_find(s.ctx, "vfio-device:" BDF, 0,
-                                   CPRKIT_FD_VFIO_DEVICE), ==, s.device);
+    g_assert_cmpint(
+        cprkit_fd_find(s.ctx, "vfio-device:" BDF, 0, CPRKIT_FD_VFIO_DEVICE), ==,
+        s.device);
     g_assert_cmpint(cprkit_fd_find(s.ctx, "iommufd", 0, CPRKIT_FD_CHAR_DEVICE),
                     ==, s.iommufd);
 
@@ -318,9 +324,9 @@ static void test_fresh_hooks(void)
     g_assert_cmpint(cprkit_iommufd_open(s.ctx, 0, NULL), ==, -EEXIST);
     g_assert_cmpint(cprkit_iommufd_ioas_alloc(s.ctx, s.iommufd, 0, NULL, NULL),
                     ==, -EEXIST);
-    g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id, BDF,
-                                               NULL),
-                    ==, -EEXIST);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id, BDF, NULL), ==,
+        -EEXIST);
     g_assert_cmpuint(fake.calls->len, ==, 0);
     setup_clear(&s);
 }
@@ -329,8 +335,11 @@ static void test_fresh_hooks(void)
  * without an ioctl, after one CHANGE_PROCESS in load. */
 static void test_roundtrip_reclaim(void)
 {
+    const struct fd_identity group_id = {CPRKIT_FD_VFIO_GROUP, 5, 78, 0xf000,
+                                         S_IFCHR};
     g_autofree uint8_t *buf = NULL;
     struct iommufd_state *lst;
+    int msi[2], msi_again[2];
     uint32_t ioas_id = 0;
     bool reclaimed = false;
     cprkit_ctx *loaded;
@@ -339,6 +348,11 @@ static void test_roundtrip_reclaim(void)
     int other;
 
     setup_init(&s);
+    /* IRQs of the cdev go through the VFIO layer, as for a group's device. */
+    g_assert_cmpint(
+        cprkit_vfio_irq_enable(s.ctx, s.device, VFIO_PCI_MSI_IRQ_INDEX, 2, msi),
+        ==, 0);
+    g_assert_cmpint(last_call(VFIO_DEVICE_SET_IRQS)->fd, ==, s.device);
     encode(&s, &buf, &size);
     fake_reset();
     loaded = load_new_side(&s, buf, size);
@@ -368,30 +382,52 @@ static void test_roundtrip_reclaim(void)
 
     /* Nothing reclaimed yet: commit lists it all. */
     g_assert_cmpint(cprkit_commit(loaded), ==, -EBUSY);
-    g_assert_nonnull(strstr(cprkit_last_error(loaded),
-                            "4 preserved iommufd resources were not reclaimed "
-                            "with the cprkit_iommufd_*() hooks: IOAS 0, device "
-                            BDF ", mapping iova 0x100000+0x1000, mapping iova "
-                            "0x200000+0x1000"));
+    g_assert_nonnull(
+        strstr(cprkit_last_error(loaded),
+               "4 preserved iommufd resources were not reclaimed "
+               "with the cprkit_iommufd_*() hooks: IOAS 0, device " BDF
+               ", mapping iova 0x100000+0x1000, mapping iova "
+               "0x200000+0x1000"));
 
     fake_reset();
     g_assert_cmpint(cprkit_iommufd_open(loaded, 0, &reclaimed), ==, s.iommufd);
     g_assert_true(reclaimed);
     reclaimed = false;
-    g_assert_cmpint(cprkit_iommufd_ioas_alloc(loaded, s.iommufd, 0, &ioas_id,
-                                              &reclaimed), ==, 0);
+    g_assert_cmpint(
+        cprkit_iommufd_ioas_alloc(loaded, s.iommufd, 0, &ioas_id, &reclaimed),
+        ==, 0);
     g_assert_cmpuint(ioas_id, ==, FAKE_IOAS_ID);
     g_assert_true(reclaimed);
     reclaimed = false;
-    g_assert_cmpint(cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF,
-                                               &reclaimed), ==, s.device);
+    /* The type1 hook does not take a cdev: it says which hook does. */
+    g_assert_cmpint(fdreg_add(loaded, "vfio-group", 7, 901, &group_id, true),
+                    ==, 0);
+    g_assert_cmpint(cprkit_vfio_device_open(loaded, 901, BDF, NULL), ==,
+                    -EINVAL);
+    g_assert_nonnull(strstr(cprkit_last_error(loaded),
+                            "reclaim it with cprkit_iommufd_device_open()"));
+    /* Another IOAS than the one it was attached to. */
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id + 1, BDF, NULL),
+        ==, -ENOENT);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF, &reclaimed),
+        ==, s.device);
     g_assert_true(reclaimed);
+    g_assert_cmpint(
+        cprkit_iommufd_device_open(loaded, s.iommufd, ioas_id, BDF, NULL), ==,
+        -EEXIST);
+    /* Its eventfds come back, without VFIO_DEVICE_SET_IRQS. */
+    g_assert_cmpint(cprkit_vfio_irq_enable(
+                        loaded, s.device, VFIO_PCI_MSI_IRQ_INDEX, 2, msi_again),
+                    ==, 0);
+    g_assert_cmpint(msi_again[0], ==, msi[0]);
+    g_assert_cmpint(msi_again[1], ==, msi[1]);
     /* The VFIO layer takes the cdev: no reset of a preserved device. */
     g_assert_cmpint(cprkit_vfio_device_reset(loaded, s.device), ==, 0);
-    g_assert_cmpint(cprkit_iommufd_map_file(loaded, s.iommufd, ioas_id, s.ram,
-                                            0, PAGE, 0x100000,
-                                            IOMMU_IOAS_MAP_READABLE |
-                                                IOMMU_IOAS_MAP_WRITEABLE),
+    g_assert_cmpint(cprkit_iommufd_map_file(
+                        loaded, s.iommufd, ioas_id, s.ram, 0, PAGE, 0x100000,
+                        IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE),
                     ==, 0);
     g_assert_true(mapping(loaded, 0)->reclaimed);
     g_assert_false(mapping(loaded, 0)->preserved);
@@ -424,8 +460,9 @@ static void test_roundtrip_reclaim(void)
                     ==, -EBUSY);
     g_assert_cmpint(cprkit_iommufd_open(loaded, 1, NULL), ==, -EBUSY);
     /* A preserved mapping is not unmapped before it is reclaimed. */
-    g_assert_cmpint(cprkit_iommufd_unmap(loaded, s.iommufd, ioas_id, 0x200000,
-                                         PAGE), ==, -EBUSY);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(loaded, s.iommufd, ioas_id, 0x200000, PAGE), ==,
+        -EBUSY);
     g_assert_cmpuint(fake.calls->len, ==, 0);
 
     /* One mapping left: commit names it and only it. */
@@ -443,6 +480,8 @@ static void test_roundtrip_reclaim(void)
     g_assert_cmpint(cprkit_commit(loaded), ==, 0);
     g_assert_false(cprkit_is_incoming(loaded));
     close(other);
+    close(msi[0]);
+    close(msi[1]);
     cprkit_free(loaded);
     setup_clear(&s);
 }
@@ -457,44 +496,53 @@ static void test_map_validation(void)
     setup_init(&s);
     fake_reset();
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400000, 0), ==, -EINVAL);
-    g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400000,
-                                            IOMMU_IOAS_MAP_FIXED_IOVA |
-                                                IOMMU_IOAS_MAP_READABLE),
+                                            0, PAGE, 0x400000, 0),
+                    ==, -EINVAL);
+    g_assert_cmpint(cprkit_iommufd_map_file(
+                        s.ctx, s.iommufd, s.ioas_id, s.ram, 0, PAGE, 0x400000,
+                        IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE),
                     ==, -EINVAL);
     g_assert_nonnull(strstr(cprkit_last_error(s.ctx), "prot 0x5"));
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x400800, rw), ==, -EINVAL);
+                                            0, PAGE, 0x400800, rw),
+                    ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             0x800, PAGE, 0x400000, rw),
                     ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, 0, 0x400000, rw), ==, -EINVAL);
+                                            0, 0, 0x400000, rw),
+                    ==, -EINVAL);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             0, 2 * PAGE, UINT64_MAX - PAGE + 1,
-                                            rw), ==, -EOVERFLOW);
+                                            rw),
+                    ==, -EOVERFLOW);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
                                             UINT64_MAX - PAGE + 1, 2 * PAGE,
-                                            0x400000, rw), ==, -EOVERFLOW);
+                                            0x400000, rw),
+                    ==, -EOVERFLOW);
     /* An IOAS cprkit did not allocate, an fd that is no iommufd. */
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, 99, s.ram, 0,
-                                            PAGE, 0x400000, rw), ==, -ENOENT);
+                                            PAGE, 0x400000, rw),
+                    ==, -ENOENT);
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.ram, s.ioas_id, s.ram, 0,
-                                            PAGE, 0x400000, rw), ==, -EBADF);
+                                            PAGE, 0x400000, rw),
+                    ==, -EBADF);
     /* The same range twice. */
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x100000, rw), ==, -EEXIST);
+                                            0, PAGE, 0x100000, rw),
+                    ==, -EEXIST);
     g_assert_cmpuint(fake.calls->len, ==, 0);
 
     /* Unmap: exactly a recorded mapping; the record goes, the keeper is
      * told (the state serial moves). */
-    g_assert_cmpint(cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000,
-                                         2 * PAGE), ==, -ENOENT);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000, 2 * PAGE),
+        ==, -ENOENT);
     g_assert_cmpuint(fake.calls->len, ==, 0);
     serial = s.ctx->state_serial;
-    g_assert_cmpint(cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000,
-                                         PAGE), ==, 0);
+    g_assert_cmpint(
+        cprkit_iommufd_unmap(s.ctx, s.iommufd, s.ioas_id, 0x100000, PAGE), ==,
+        0);
     g_assert_cmpuint(count_calls(IOMMU_IOAS_UNMAP), ==, 1);
     g_assert_cmphex(last_call(IOMMU_IOAS_UNMAP)->iova, ==, 0x100000);
     g_assert_cmpuint(last_call(IOMMU_IOAS_UNMAP)->id, ==, FAKE_IOAS_ID);
@@ -502,7 +550,8 @@ static void test_map_validation(void)
     g_assert_cmpuint(s.ctx->state_serial, >, serial);
     serial = s.ctx->state_serial;
     g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id, s.ram,
-                                            0, PAGE, 0x100000, rw), ==, 0);
+                                            0, PAGE, 0x100000, rw),
+                    ==, 0);
     g_assert_cmpuint(s.ctx->state_serial, >, serial);
     setup_clear(&s);
 }
@@ -539,8 +588,8 @@ static void test_device_without_cdev(void)
     g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id,
                                                "0000:00:04.0", NULL),
                     ==, -ENOENT);
-    g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
-                            "0000:00:04.0 has no VFIO cdev"));
+    g_assert_nonnull(
+        strstr(cprkit_last_error(s.ctx), "0000:00:04.0 has no VFIO cdev"));
     g_assert_cmpint(cprkit_iommufd_device_open(s.ctx, s.iommufd, s.ioas_id,
                                                "00:04.0", NULL),
                     ==, -EINVAL);
@@ -607,15 +656,30 @@ static void test_blockers(void)
 /* Per-user accounting charges the new binary before it uncharges the old
  * one: RLIMIT_MEMLOCK must hold the mapped bytes twice. Only without
  * CAP_IPC_LOCK (pages mapped with it are not accounted). */
-static void test_blocker_memlock(void)
+static bool has_cap_ipc_lock(void)
 {
     g_autofree char *cap_eff = proc_status_field("CapEff");
+
+    return cap_eff && (g_ascii_strtoull(cap_eff, NULL, 16) >> CAP_IPC_LOCK) & 1;
+}
+
+static void test_blocker_memlock(void)
+{
     struct rlimit saved, small;
     struct setup s;
 
-    if (cap_eff && (g_ascii_strtoull(cap_eff, NULL, 16) >> 14) & 1) {
-        g_test_skip("running with CAP_IPC_LOCK: RLIMIT_MEMLOCK does not apply");
+    /* As root: in a subprocess without CAP_IPC_LOCK in its effective set. */
+    if (has_cap_ipc_lock() && !g_test_subprocess()) {
+        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+        g_test_trap_assert_passed();
         return;
+    }
+    if (has_cap_ipc_lock()) {
+        capng_get_caps_process();
+        g_assert_cmpint(capng_update(CAPNG_DROP, CAPNG_EFFECTIVE, CAP_IPC_LOCK),
+                        ==, 0);
+        g_assert_cmpint(capng_apply(CAPNG_SELECT_CAPS), ==, 0);
+        g_assert_false(has_cap_ipc_lock());
     }
     setup_init(&s);
     g_assert_cmpint(getrlimit(RLIMIT_MEMLOCK, &saved), ==, 0);

@@ -13,8 +13,11 @@
  * moves the pinned-page accounting of all mappings to itself with one
  * IOMMU_IOAS_CHANGE_PROCESS per iommufd. Needs Linux 6.13 or later with
  * CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV; an update is refused (before
- * anything changes) when the kernel lacks IOMMU_IOAS_CHANGE_PROCESS or a
- * mapping of the iommufd was not made from a file.
+ * anything changes) when the kernel lacks IOMMU_IOAS_CHANGE_PROCESS, a
+ * mapping of the iommufd was not made from a file, the iommufd uses
+ * process-based accounting (IOMMU_OPTION_RLIMIT_MODE 1), or, without
+ * CAP_IPC_LOCK, RLIMIT_MEMLOCK is below twice the mapped bytes (the kernel
+ * charges the new process before it uncharges the old one).
  *
  * Device fds from cprkit_iommufd_device_open() are VFIO device fds like the
  * ones from cprkit_vfio_device_open(): cprkit_vfio_device_reset(),
@@ -60,7 +63,10 @@ int cprkit_iommufd_ioas_alloc(cprkit_ctx *ctx, int iommufd, int id,
  * (VFIO_DEVICE_BIND_IOMMUFD) and attaches it to the IOAS
  * (VFIO_DEVICE_ATTACH_IOMMUFD_PT). Reclaim path: hands back the preserved
  * cdev fd, bound and attached as it was; no ioctl touches the device.
- * Returns: the device fd or < 0. Since: 0.4 */
+ * The fd is registered as "vfio-device:<bdf>"/0, the name of a group's
+ * device fd. Returns: the device fd or < 0 (-ENOENT: bdf has no VFIO cdev;
+ * -EINVAL: preserved attached to another IOAS or iommufd, or through a
+ * group). Since: 0.4 */
 int cprkit_iommufd_device_open(cprkit_ctx *ctx, int iommufd, uint32_t ioas_id,
                                const char *bdf, bool *ret_reclaimed);
 
@@ -75,13 +81,18 @@ int cprkit_iommufd_device_open(cprkit_ctx *ctx, int iommufd, uint32_t ioas_id,
  * Reclaim path: for a preserved mapping (same IOAS, iova, length), checks
  * that fd is the same file at the same offset — the mapping itself never
  * went away and is not touched. Returns: 0 or < 0 (-EXDEV: fd is not the
- * file the preserved mapping was made from). Since: 0.4 */
+ * file, or offset not the offset, the preserved mapping was made from;
+ * -EINVAL: prot other than the two flags or none, offset, length or iova
+ * not page aligned, length 0, or another prot than the preserved
+ * mapping's; -EOVERFLOW: iova or offset + length wraps; -ENOENT: an IOAS
+ * not from cprkit_iommufd_ioas_alloc()). Since: 0.4 */
 int cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd, uint32_t ioas_id,
                             int fd, uint64_t offset, uint64_t length,
                             uint64_t iova, uint32_t prot);
 
-/* IOMMU_IOAS_UNMAP of exactly one recorded mapping. Returns: 0 or < 0.
- * Since: 0.4 */
+/* IOMMU_IOAS_UNMAP of exactly one recorded mapping (same IOAS, iova and
+ * length). Returns: 0 or < 0 (-ENOENT: no such mapping; -EBUSY: preserved
+ * and not reclaimed yet). Since: 0.4 */
 int cprkit_iommufd_unmap(cprkit_ctx *ctx, int iommufd, uint32_t ioas_id,
                          uint64_t iova, uint64_t length);
 
