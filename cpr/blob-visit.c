@@ -185,7 +185,10 @@ static void walk_vfio(struct walk *w, const Cprkit__State *s)
         begin_object(w, NULL);
         add_fd_ref(w, "fd", d->fd);
         add_str(w, "bdf", d->bdf);
-        add_int(w, "group_number", d->group_number);
+        if (d->has_cdev && d->cdev)
+            add_bool(w, "cdev", true); /* bound to an iommufd, no group */
+        else
+            add_int(w, "group_number", d->group_number);
         end(w);
     }
     end(w);
@@ -244,6 +247,69 @@ static void walk_vfio(struct walk *w, const Cprkit__State *s)
     end(w);
 }
 
+/* The iommufd participant's records (tags 32..35), only when there are
+ * any: a type1 program's inspect output stays as it was. */
+static void walk_iommufd(struct walk *w, const Cprkit__State *s)
+{
+    if (!s->n_iommufds && !s->n_iommufd_ioases && !s->n_iommufd_devices &&
+        !s->n_iommufd_mappings)
+        return;
+    begin_object(w, "iommufd");
+
+    begin_array(w, "iommufds");
+    for (size_t i = 0; i < s->n_iommufds; i++) {
+        begin_object(w, NULL);
+        add_fd_ref(w, "fd", s->iommufds[i]->fd);
+        end(w);
+    }
+    end(w);
+
+    begin_array(w, "ioases");
+    for (size_t i = 0; i < s->n_iommufd_ioases; i++) {
+        const Cprkit__IommufdIoas *a = s->iommufd_ioases[i];
+
+        begin_object(w, NULL);
+        add_fd_ref(w, "iommufd", a->iommufd);
+        add_int(w, "id", a->id);
+        add_int(w, "ioas_id", a->ioas_id);
+        end(w);
+    }
+    end(w);
+
+    begin_array(w, "devices");
+    for (size_t i = 0; i < s->n_iommufd_devices; i++) {
+        const Cprkit__IommufdDevice *d = s->iommufd_devices[i];
+
+        begin_object(w, NULL);
+        add_fd_ref(w, "device", d->device);
+        add_fd_ref(w, "iommufd", d->iommufd);
+        add_int(w, "devid", d->devid);
+        add_int(w, "pt_id", d->pt_id);
+        add_int(w, "ioas_id", d->ioas_id);
+        end(w);
+    }
+    end(w);
+
+    begin_array(w, "mappings");
+    for (size_t i = 0; i < s->n_iommufd_mappings; i++) {
+        const Cprkit__IommufdMapping *m = s->iommufd_mappings[i];
+
+        begin_object(w, NULL);
+        add_fd_ref(w, "iommufd", m->iommufd);
+        add_int(w, "ioas_id", m->ioas_id);
+        add_hex(w, "iova", m->iova);
+        add_hex(w, "length", m->length);
+        add_int(w, "prot", m->prot);
+        add_u64(w, "file_dev", m->file_dev);
+        add_u64(w, "file_ino", m->file_ino);
+        add_hex(w, "file_offset", m->file_offset);
+        end(w);
+    }
+    end(w);
+
+    end(w);
+}
+
 static void walk_state(struct walk *w, const Cprkit__State *s)
 {
     begin_object(w, "state");
@@ -255,6 +321,7 @@ static void walk_state(struct walk *w, const Cprkit__State *s)
     walk_sections(w, s);
     walk_timestamps(w, s);
     walk_vfio(w, s);
+    walk_iommufd(w, s);
     /* Fields a newer writer added that this build does not know. */
     add_int(w, "unknown_fields", (int64_t)s->base.n_unknown_fields);
     end(w);

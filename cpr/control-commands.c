@@ -183,12 +183,15 @@ const char *control_get_string(const json_t *obj, const char *name,
     return json_string_value(n);
 }
 
-/* Memory pinned for DMA: every participant's "mapped_bytes". */
+/* Memory pinned for DMA: every participant's "mapped_bytes" (type1) or
+ * "<participant>_mapped_bytes" (iommufd_mapped_bytes). */
 static void add_mapped_bytes(void *userdata, const char *participant,
                              const char *key, uint64_t value,
                              const char *const *names)
 {
-    if (strcmp(key, "mapped_bytes") == 0)
+    size_t len = strlen(key);
+
+    if (len >= 12 && strcmp(key + len - 12, "mapped_bytes") == 0)
         *(uint64_t *)userdata += value;
 }
 

@@ -437,6 +437,11 @@ static int mapping_reclaim(cprkit_ctx *ctx, struct iommufd_mapping_rec *m,
     return 0;
 }
 
+/* The public prot bits are the kernel's values, passed through. */
+_Static_assert(CPRKIT_IOMMUFD_READ == IOMMU_IOAS_MAP_READABLE &&
+                   CPRKIT_IOMMUFD_WRITE == IOMMU_IOAS_MAP_WRITEABLE,
+               "CPRKIT_IOMMUFD_* differ from the kernel's map flags");
+
 CPRKIT_EXPORT int cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
                                           uint32_t ioas_id, int fd,
                                           uint64_t offset, uint64_t length,

@@ -848,6 +848,61 @@ static void test_stats_and_order(void)
     setup_clear(&s);
 }
 
+/* `cpr-exec inspect` (cprkit_blob_visit): the iommufd records and the
+ * cdev flag of the device, as "name{" / "name=value" tokens. */
+static void v_object(void *ud, const char *name)
+{
+    g_string_append_printf(ud, "%s{", name ? name : "");
+}
+
+static void v_end(void *ud)
+{
+    g_string_append(ud, "} ");
+}
+
+static void v_int(void *ud, const char *name, int64_t value)
+{
+    g_string_append_printf(ud, "%s=%" PRId64 " ", name ? name : "", value);
+}
+
+static void v_str(void *ud, const char *name, const char *value)
+{
+    g_string_append_printf(ud, "%s=%s ", name ? name : "", value);
+}
+
+static void v_bool(void *ud, const char *name, bool value)
+{
+    g_string_append_printf(ud, "%s=%s ", name ? name : "",
+                           value ? "true" : "false");
+}
+
+static void test_inspect(void)
+{
+    static const struct cprkit_blob_visitor visitor = {
+        .size = sizeof(visitor),
+        .begin_object = v_object,
+        .begin_array = v_object,
+        .end = v_end,
+        .integer = v_int,
+        .string = v_str,
+        .boolean = v_bool,
+    };
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autofree uint8_t *buf = NULL;
+    struct setup s;
+    size_t size;
+
+    setup_init(&s);
+    encode(&s, &buf, &size);
+    g_assert_cmpint(cprkit_blob_visit(s.ctx, buf, size, &visitor, out), ==, 0);
+    g_test_message("%s", out->str);
+    g_assert_nonnull(strstr(out->str, "bdf=" BDF " cdev=true }"));
+    g_assert_nonnull(strstr(out->str, "} iommufd{iommufds{{fd{name=iommufd "));
+    g_assert_nonnull(strstr(out->str, "devid=42 "));
+    g_assert_nonnull(strstr(out->str, "} mappings{{iommufd{name=iommufd "));
+    setup_clear(&s);
+}
+
 int main(int argc, char **argv)
 {
     int r;
@@ -864,6 +919,7 @@ int main(int argc, char **argv)
                     test_load_change_process_fails);
     g_test_add_func("/iommufd/corrupt-records", test_corrupt_records);
     g_test_add_func("/iommufd/stats-and-order", test_stats_and_order);
+    g_test_add_func("/iommufd/inspect", test_inspect);
     r = g_test_run();
     if (fake.calls)
         g_array_unref(fake.calls);
