@@ -214,6 +214,13 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 
 /* state.c: memory owned by a built State, freed by state_build_free(). */
 void *state_alloc(Cprkit__State *state, size_t size);
+/* For the participants' save: an array of n pointers to zeroed messages of
+ * msg_size bytes, and the (name, id) reference of a registered fd (-ENOENT
+ * with a message naming @what when fd is not preserved), both owned by
+ * the State. */
+void **state_message_array(Cprkit__State *state, size_t n, size_t msg_size);
+int state_fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
+                 const char *what, Cprkit__FdRef **ret);
 
 /* exec.c. restart: the command line the keeper runs if what execve
  * starts dies before it commits (the rollback target). */

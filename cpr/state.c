@@ -35,6 +35,33 @@ void *state_alloc(Cprkit__State *state, size_t size)
     return p;
 }
 
+void **state_message_array(Cprkit__State *state, size_t n, size_t msg_size)
+{
+    void **array = state_alloc(state, sizeof(void *) * (n ? n : 1));
+
+    for (size_t i = 0; i < n; i++)
+        array[i] = state_alloc(state, msg_size);
+    return array;
+}
+
+int state_fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
+                 const char *what, Cprkit__FdRef **ret)
+{
+    const struct fd_entry *e = fdreg_lookup_fd(ctx, fd);
+    Cprkit__FdRef *ref;
+
+    if (!e)
+        return ctx_fail(ctx, -ENOENT, "%s (fd %d) is not a preserved fd", what,
+                        fd);
+    ref = state_alloc(state, sizeof(*ref));
+    cprkit__fd_ref__init(ref);
+    ref->name = e->name;
+    ref->has_id = true;
+    ref->id = e->id;
+    *ret = ref;
+    return 0;
+}
+
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
 {
     struct built_state *built = g_new0(struct built_state, 1);

@@ -4,61 +4,33 @@
  * to suspend first: a mapping holds its file, not a virtual address. */
 #include "iommufd-internal.h"
 
-static int fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
-                  const char *what, Cprkit__FdRef **ret)
-{
-    const struct fd_entry *e = fdreg_lookup_fd(ctx, fd);
-    Cprkit__FdRef *ref;
-
-    if (!e)
-        return ctx_fail(ctx, -ENOENT, "%s (fd %d) is not a preserved fd", what,
-                        fd);
-    ref = state_alloc(state, sizeof(*ref));
-    cprkit__fd_ref__init(ref);
-    ref->name = e->name;
-    ref->has_id = true;
-    ref->id = e->id;
-    *ret = ref;
-    return 0;
-}
-
-/* An array of n pointers to zeroed messages of msg_size bytes. */
-static void **message_array(Cprkit__State *state, size_t n, size_t msg_size)
-{
-    void **array = state_alloc(state, sizeof(void *) * (n ? n : 1));
-
-    for (size_t i = 0; i < n; i++)
-        array[i] = state_alloc(state, msg_size);
-    return array;
-}
-
 int iommufd_state_build(cprkit_ctx *ctx, Cprkit__State *state)
 {
     struct iommufd_state *s = iommufd_of(ctx);
     int r;
 
     state->n_iommufds = s->iommufds->len;
-    state->iommufds = (Cprkit__Iommufd **)message_array(
+    state->iommufds = (Cprkit__Iommufd **)state_message_array(
         state, s->iommufds->len, sizeof(Cprkit__Iommufd));
     for (guint i = 0; i < s->iommufds->len; i++) {
         const struct iommufd_rec *f = g_ptr_array_index(s->iommufds, i);
         Cprkit__Iommufd *m = state->iommufds[i];
 
         cprkit__iommufd__init(m);
-        r = fd_ref(ctx, state, f->fd, "iommufd", &m->fd);
+        r = state_fd_ref(ctx, state, f->fd, "iommufd", &m->fd);
         if (r < 0)
             return r;
     }
 
     state->n_iommufd_ioases = s->ioases->len;
-    state->iommufd_ioases = (Cprkit__IommufdIoas **)message_array(
+    state->iommufd_ioases = (Cprkit__IommufdIoas **)state_message_array(
         state, s->ioases->len, sizeof(Cprkit__IommufdIoas));
     for (guint i = 0; i < s->ioases->len; i++) {
         const struct iommufd_ioas_rec *a = g_ptr_array_index(s->ioases, i);
         Cprkit__IommufdIoas *m = state->iommufd_ioases[i];
 
         cprkit__iommufd_ioas__init(m);
-        r = fd_ref(ctx, state, a->iommufd, "IOAS iommufd", &m->iommufd);
+        r = state_fd_ref(ctx, state, a->iommufd, "IOAS iommufd", &m->iommufd);
         if (r < 0)
             return r;
         m->has_id = m->has_ioas_id = true;
@@ -67,17 +39,17 @@ int iommufd_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_iommufd_devices = s->devices->len;
-    state->iommufd_devices = (Cprkit__IommufdDevice **)message_array(
+    state->iommufd_devices = (Cprkit__IommufdDevice **)state_message_array(
         state, s->devices->len, sizeof(Cprkit__IommufdDevice));
     for (guint i = 0; i < s->devices->len; i++) {
         const struct iommufd_device_rec *d = g_ptr_array_index(s->devices, i);
         Cprkit__IommufdDevice *m = state->iommufd_devices[i];
 
         cprkit__iommufd_device__init(m);
-        r = fd_ref(ctx, state, d->fd, "device cdev", &m->device);
+        r = state_fd_ref(ctx, state, d->fd, "device cdev", &m->device);
         if (r < 0)
             return r;
-        r = fd_ref(ctx, state, d->iommufd, "device iommufd", &m->iommufd);
+        r = state_fd_ref(ctx, state, d->iommufd, "device iommufd", &m->iommufd);
         if (r < 0)
             return r;
         m->has_devid = m->has_pt_id = m->has_ioas_id = true;
@@ -87,7 +59,7 @@ int iommufd_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_iommufd_mappings = s->mappings->len;
-    state->iommufd_mappings = (Cprkit__IommufdMapping **)message_array(
+    state->iommufd_mappings = (Cprkit__IommufdMapping **)state_message_array(
         state, s->mappings->len, sizeof(Cprkit__IommufdMapping));
     for (guint i = 0; i < s->mappings->len; i++) {
         const struct iommufd_mapping_rec *map =
@@ -95,7 +67,8 @@ int iommufd_state_build(cprkit_ctx *ctx, Cprkit__State *state)
         Cprkit__IommufdMapping *m = state->iommufd_mappings[i];
 
         cprkit__iommufd_mapping__init(m);
-        r = fd_ref(ctx, state, map->iommufd, "mapping iommufd", &m->iommufd);
+        r = state_fd_ref(ctx, state, map->iommufd, "mapping iommufd",
+                         &m->iommufd);
         if (r < 0)
             return r;
         m->has_ioas_id = m->has_iova = m->has_length = m->has_prot =

@@ -6,35 +6,6 @@
 
 #include "vfio-internal.h"
 
-static int fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
-                  const char *what, Cprkit__FdRef **ret)
-{
-    const struct fd_entry *e = fdreg_lookup_fd(ctx, fd);
-    Cprkit__FdRef *ref;
-
-    if (!e)
-        return ctx_fail(ctx, -ENOENT, "%s (fd %d) is not a preserved fd", what,
-                        fd);
-    ref = state_alloc(state, sizeof(*ref));
-    cprkit__fd_ref__init(ref);
-    ref->name = e->name;
-    ref->has_id = true;
-    ref->id = e->id;
-    *ret = ref;
-    return 0;
-}
-
-/* Allocates an array of n message pointers, each pointing at a zeroed
- * message of msg_size bytes. */
-static void **message_array(Cprkit__State *state, size_t n, size_t msg_size)
-{
-    void **array = state_alloc(state, sizeof(void *) * (n ? n : 1));
-
-    for (size_t i = 0; i < n; i++)
-        array[i] = state_alloc(state, msg_size);
-    return array;
-}
-
 static const Cprkit__IrqKind irq_kinds[] = {
     [VFIO_PCI_INTX_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_INTX,
     [VFIO_PCI_MSI_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_MSI,
@@ -47,7 +18,7 @@ static int build_irq(cprkit_ctx *ctx, Cprkit__State *state,
     int r;
 
     cprkit__irq_index__init(m);
-    r = fd_ref(ctx, state, irq->device_fd, "IRQ device", &m->device);
+    r = state_fd_ref(ctx, state, irq->device_fd, "IRQ device", &m->device);
     if (r < 0)
         return r;
     m->has_kind = m->has_count = m->has_masked = true;
@@ -55,33 +26,36 @@ static int build_irq(cprkit_ctx *ctx, Cprkit__State *state,
     m->count = irq->count;
     m->masked = false;
     m->n_vectors = irq->count;
-    m->vectors = (Cprkit__IrqVector **)message_array(state, irq->count,
-                                                     sizeof(Cprkit__IrqVector));
+    m->vectors = (Cprkit__IrqVector **)state_message_array(
+        state, irq->count, sizeof(Cprkit__IrqVector));
     for (unsigned v = 0; v < irq->count; v++) {
         Cprkit__IrqVector *vec = m->vectors[v];
 
         cprkit__irq_vector__init(vec);
         vec->has_vector = true;
         vec->vector = v;
-        r = fd_ref(ctx, state, irq->eventfds[v], "IRQ eventfd", &vec->trigger);
+        r = state_fd_ref(ctx, state, irq->eventfds[v], "IRQ eventfd",
+                         &vec->trigger);
         if (r < 0)
             return r;
     }
     if (irq->unmask_fd >= 0)
-        return fd_ref(ctx, state, irq->unmask_fd, "INTx unmask eventfd",
-                      &m->intx_unmask);
+        return state_fd_ref(ctx, state, irq->unmask_fd, "INTx unmask eventfd",
+                            &m->intx_unmask);
     return 0;
 }
 
 static int build_mapping(cprkit_ctx *ctx, Cprkit__State *state,
-                         const struct dma_mapping_rec *dm, Cprkit__DmaMapping *m)
+                         const struct dma_mapping_rec *dm,
+                         Cprkit__DmaMapping *m)
 {
     const struct fd_entry *backing =
         fdreg_lookup_backing(ctx, dm->backing_dev, dm->backing_ino);
     int r;
 
     cprkit__dma_mapping__init(m);
-    r = fd_ref(ctx, state, dm->container_fd, "DMA container", &m->container);
+    r = state_fd_ref(ctx, state, dm->container_fd, "DMA container",
+                     &m->container);
     if (r < 0)
         return r;
     if (!backing)
@@ -89,7 +63,7 @@ static int build_mapping(cprkit_ctx *ctx, Cprkit__State *state,
                         "DMA mapping iova 0x%" PRIx64 " is not backed by a "
                         "preserved fd",
                         dm->iova);
-    r = fd_ref(ctx, state, backing->fd, "DMA backing", &m->backing);
+    r = state_fd_ref(ctx, state, backing->fd, "DMA backing", &m->backing);
     if (r < 0)
         return r;
     m->has_iova = m->has_size = m->has_prot = m->has_backing_offset =
@@ -108,14 +82,15 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     int r;
 
     state->n_vfio_containers = v->containers->len;
-    state->vfio_containers = (Cprkit__VfioContainer **)message_array(
+    state->vfio_containers = (Cprkit__VfioContainer **)state_message_array(
         state, v->containers->len, sizeof(Cprkit__VfioContainer));
     for (guint i = 0; i < v->containers->len; i++) {
-        const struct vfio_container_rec *c = g_ptr_array_index(v->containers, i);
+        const struct vfio_container_rec *c =
+            g_ptr_array_index(v->containers, i);
         Cprkit__VfioContainer *m = state->vfio_containers[i];
 
         cprkit__vfio_container__init(m);
-        r = fd_ref(ctx, state, c->fd, "VFIO container", &m->fd);
+        r = state_fd_ref(ctx, state, c->fd, "VFIO container", &m->fd);
         if (r < 0)
             return r;
         m->has_iommu_type = true;
@@ -123,17 +98,18 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_vfio_groups = v->groups->len;
-    state->vfio_groups = (Cprkit__VfioGroup **)message_array(
+    state->vfio_groups = (Cprkit__VfioGroup **)state_message_array(
         state, v->groups->len, sizeof(Cprkit__VfioGroup));
     for (guint i = 0; i < v->groups->len; i++) {
         const struct vfio_group_rec *g = g_ptr_array_index(v->groups, i);
         Cprkit__VfioGroup *m = state->vfio_groups[i];
 
         cprkit__vfio_group__init(m);
-        r = fd_ref(ctx, state, g->fd, "VFIO group", &m->fd);
+        r = state_fd_ref(ctx, state, g->fd, "VFIO group", &m->fd);
         if (r < 0)
             return r;
-        r = fd_ref(ctx, state, g->container_fd, "VFIO container", &m->container);
+        r = state_fd_ref(ctx, state, g->container_fd, "VFIO container",
+                         &m->container);
         if (r < 0)
             return r;
         m->has_group_number = true;
@@ -141,14 +117,14 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_vfio_devices = v->devices->len;
-    state->vfio_devices = (Cprkit__VfioDevice **)message_array(
+    state->vfio_devices = (Cprkit__VfioDevice **)state_message_array(
         state, v->devices->len, sizeof(Cprkit__VfioDevice));
     for (guint i = 0; i < v->devices->len; i++) {
         const struct vfio_device_rec *d = g_ptr_array_index(v->devices, i);
         Cprkit__VfioDevice *m = state->vfio_devices[i];
 
         cprkit__vfio_device__init(m);
-        r = fd_ref(ctx, state, d->fd, "VFIO device", &m->fd);
+        r = state_fd_ref(ctx, state, d->fd, "VFIO device", &m->fd);
         if (r < 0)
             return r;
         m->bdf = d->bdf;
@@ -164,7 +140,7 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_dma_mappings = v->mappings->len;
-    state->dma_mappings = (Cprkit__DmaMapping **)message_array(
+    state->dma_mappings = (Cprkit__DmaMapping **)state_message_array(
         state, v->mappings->len, sizeof(Cprkit__DmaMapping));
     for (guint i = 0; i < v->mappings->len; i++) {
         r = build_mapping(ctx, state, g_ptr_array_index(v->mappings, i),
@@ -174,16 +150,17 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     }
 
     state->n_irqs = v->irqs->len;
-    state->irqs = (Cprkit__IrqIndex **)message_array(state, v->irqs->len,
-                                                     sizeof(Cprkit__IrqIndex));
+    state->irqs = (Cprkit__IrqIndex **)state_message_array(
+        state, v->irqs->len, sizeof(Cprkit__IrqIndex));
     for (guint i = 0; i < v->irqs->len; i++) {
-        r = build_irq(ctx, state, g_ptr_array_index(v->irqs, i), state->irqs[i]);
+        r = build_irq(ctx, state, g_ptr_array_index(v->irqs, i),
+                      state->irqs[i]);
         if (r < 0)
             return r;
     }
 
     state->n_ram_blocks = v->ram_blocks->len;
-    state->ram_blocks = (Cprkit__RamBlock **)message_array(
+    state->ram_blocks = (Cprkit__RamBlock **)state_message_array(
         state, v->ram_blocks->len, sizeof(Cprkit__RamBlock));
     for (guint i = 0; i < v->ram_blocks->len; i++) {
         const struct ram_block_rec *ram = g_ptr_array_index(v->ram_blocks, i);
@@ -191,7 +168,7 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
 
         cprkit__ram_block__init(m);
         m->name = ram->name;
-        r = fd_ref(ctx, state, ram->fd, "RAM block", &m->fd);
+        r = state_fd_ref(ctx, state, ram->fd, "RAM block", &m->fd);
         if (r < 0)
             return r;
         m->has_size = true;
