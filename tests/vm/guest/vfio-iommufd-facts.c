@@ -56,20 +56,6 @@
 #define OFF_FRESH_DST 0x3000
 #define PLAN 27
 
-static void fill(uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(seed ^ (i * 13));
-}
-
-static bool is_filled(const uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != (uint8_t)(seed ^ (i * 13)))
-            return false;
-    return true;
-}
-
 static int xioctl(int fd, unsigned long req, void *arg)
 {
     return ioctl(fd, req, arg) < 0 ? -errno : 0;
@@ -230,7 +216,7 @@ static void phase1(char *self)
            "unmapped, CHANGE_PROCESS succeeds again (%d)", r);
     munmap(anon, MEM_SIZE);
 
-    fill(mem + OFF_SRC, XFER, 0xa5);
+    bytes_fill(mem + OFF_SRC, XFER, 0xa5);
     r = edu_dma_to_device(&bar, IOVA + OFF_SRC, 0, XFER);
     tap_ok(r == 0, "DMA RAM -> device through the IOAS (%d)", r);
 
@@ -300,7 +286,7 @@ static void phase2_3(int argc, char **argv)
     if (r < 0)
         tap_bail("mmap: %s", strerror(-r));
     mem = addr;
-    tap_ok(is_filled(mem + OFF_BLACKOUT, XFER, 0xa5),
+    tap_ok(bytes_check(mem + OFF_BLACKOUT, XFER, 0xa5),
            "data DMA'd during the exec is in the memfd, with no remap");
     r = eventfd_count_until(efd, 2, EVENT_TIMEOUT_MS, &n);
     tap_ok(r == 0 && n == 2, "both interrupts of the blackout are in the "
@@ -318,10 +304,10 @@ static void phase2_3(int argc, char **argv)
     tap_ok(r == 0 && vm_pin_kb() == pin, "a second CHANGE_PROCESS changes "
            "nothing (%d)", r);
 
-    fill(mem + OFF_FRESH_SRC, XFER, 0x3c);
+    bytes_fill(mem + OFF_FRESH_SRC, XFER, 0x3c);
     r = edu_dma_to_device(&bar, IOVA + OFF_FRESH_SRC, 0x800, XFER);
     r = r ?: edu_dma_to_ram(&bar, 0x800, IOVA + OFF_FRESH_DST, XFER);
-    tap_ok(r == 0 && is_filled(mem + OFF_FRESH_DST, XFER, 0x3c),
+    tap_ok(r == 0 && bytes_check(mem + OFF_FRESH_DST, XFER, 0x3c),
            "fresh DMA round trip on the untouched mapping (%d)", r);
     bar_write32(&bar, EDU_REG_IRQ_RAISE, 0x4);
     r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
@@ -357,10 +343,10 @@ static void phase2_3(int argc, char **argv)
     pin = vm_pin_kb();
     tap_ok(r == 0 && pin == 2 * MEM_KB, "its mapping is taken over with ours: "
            "VmPin %ld kB (%d)", pin, r);
-    fill((uint8_t *)addr2, XFER, 0x77);
+    bytes_fill((uint8_t *)addr2, XFER, 0x77);
     r = edu_dma_to_device(&bar, IOVA_CHILD, 0x400, XFER);
     r = r ?: edu_dma_to_ram(&bar, 0x400, IOVA + OFF_FRESH_DST, XFER);
-    tap_ok(r == 0 && is_filled(mem + OFF_FRESH_DST, XFER, 0x77),
+    tap_ok(r == 0 && bytes_check(mem + OFF_FRESH_DST, XFER, 0x77),
            "DMA through the dead child's mapping works (%d)", r);
 
     r = unmap(iommufd, ioas, IOVA_CHILD);

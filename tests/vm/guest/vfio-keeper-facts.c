@@ -171,20 +171,6 @@ static int remap(int container, uint64_t iova, const void *vaddr,
                        size);
 }
 
-static void fill(uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(seed ^ (i * 7));
-}
-
-static bool is_filled(const uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != (uint8_t)(seed ^ (i * 7)))
-            return false;
-    return true;
-}
-
 static int read_full(int fd, void *buf, size_t len)
 {
     uint8_t *p = buf;
@@ -405,7 +391,7 @@ static bool dma_round_trip(const struct held *h, uint64_t iova, uint8_t *mem,
     int r;
 
     eventfd_drain(h->efd, &n);
-    fill(mem + OFF_SRC, XFER, seed);
+    bytes_fill(mem + OFF_SRC, XFER, seed);
     memset(mem + OFF_DST, 0, XFER);
     r = edu_dma_to_device(&h->bar, iova + OFF_SRC, 0, XFER);
     if (r == 0)
@@ -420,7 +406,7 @@ static bool dma_round_trip(const struct held *h, uint64_t iova, uint8_t *mem,
     if (st)
         bar_write32(&h->bar, EDU_REG_IRQ_ACK, st);
     *ret_msi = n;
-    return r == 0 && is_filled(mem + OFF_DST, XFER, seed);
+    return r == 0 && bytes_check(mem + OFF_DST, XFER, seed);
 }
 
 /* A DMA check: must pass whenever the kernel said the mapping is there. */

@@ -639,3 +639,17 @@ int cap_ipc_lock_drop(bool across_exec)
         return -errno;
     return 0;
 }
+
+void bytes_fill(uint8_t *p, size_t len, uint8_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(seed ^ (i * 13));
+}
+
+bool bytes_check(const uint8_t *p, size_t len, uint8_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (uint8_t)(seed ^ (i * 13)))
+            return false;
+    return true;
+}

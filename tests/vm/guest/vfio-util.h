@@ -143,6 +143,10 @@ int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
  * checked against RLIMIT_MEMLOCK, by type1 and iommufd alike). */
 int cap_ipc_lock_drop(bool across_exec);
 
+/* A byte pattern per seed, to tell DMA'd data from stale memory. */
+void bytes_fill(uint8_t *p, size_t len, uint8_t seed);
+bool bytes_check(const uint8_t *p, size_t len, uint8_t seed);
+
 int cloexec_set(int fd, bool cloexec);
 /* 1 if FD_CLOEXEC is set, 0 if not, < 0 on error. */
 int cloexec_get(int fd);

@@ -31,20 +31,6 @@
 #define OFF_FRESH_DST 0x3000
 #define PLAN 16
 
-static void fill(uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(seed ^ (i * 13));
-}
-
-static bool is_filled(const uint8_t *p, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != (uint8_t)(seed ^ (i * 13)))
-            return false;
-    return true;
-}
-
 static void keep_fd(int fd)
 {
     TAP_CHECK(cloexec_set(fd, false));
@@ -75,7 +61,7 @@ static void phase1(char *self)
     TAP_CHECK(vfio_irq_set_eventfds(p.device, VFIO_PCI_MSI_IRQ_INDEX, 0, 1,
                                     &efd));
 
-    fill(mem + OFF_SRC, XFER, 0xa5);
+    bytes_fill(mem + OFF_SRC, XFER, 0xa5);
     r = edu_dma_to_device(&bar, IOVA + OFF_SRC, 0, XFER);
     tap_ok(r == 0, "device buffer loaded by DMA before the suspend (%d)", r);
 
@@ -157,9 +143,9 @@ static void phase2(int argc, char **argv)
     tap_ok(r == 0, "VFIO_DMA_MAP_FLAG_VADDR gives the mapping its new "
            "address (%d)", r);
 
-    tap_ok(is_filled(mem + OFF_BLACKOUT, XFER, 0xa5),
+    tap_ok(bytes_check(mem + OFF_BLACKOUT, XFER, 0xa5),
            "data DMA'd while suspended is in the memfd (%u bytes)", XFER);
-    tap_ok(is_filled(mem + OFF_SRC, XFER, 0xa5),
+    tap_ok(bytes_check(mem + OFF_SRC, XFER, 0xa5),
            "memory written before exec is intact");
 
     /*
@@ -176,10 +162,10 @@ static void phase2(int argc, char **argv)
     bar_write32(&bar, EDU_REG_IRQ_ACK, st);
 
     /* The mapping works as before: fresh DMA both ways, and an MSI. */
-    fill(mem + OFF_FRESH_SRC, XFER, 0x3c);
+    bytes_fill(mem + OFF_FRESH_SRC, XFER, 0x3c);
     r = edu_dma_to_device(&bar, IOVA + OFF_FRESH_SRC, 0x800, XFER);
     r = r ?: edu_dma_to_ram(&bar, 0x800, IOVA + OFF_FRESH_DST, XFER);
-    tap_ok(r == 0 && is_filled(mem + OFF_FRESH_DST, XFER, 0x3c),
+    tap_ok(r == 0 && bytes_check(mem + OFF_FRESH_DST, XFER, 0x3c),
            "fresh DMA round trip after the remap (%d)", r);
     bar_write32(&bar, EDU_REG_IRQ_RAISE, 0x4);
     r = eventfd_wait(efd, EVENT_TIMEOUT_MS, &n);
