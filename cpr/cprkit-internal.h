@@ -221,6 +221,12 @@ void *state_alloc(Cprkit__State *state, size_t size);
 void **state_message_array(Cprkit__State *state, size_t n, size_t msg_size);
 int state_fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
                  const char *what, Cprkit__FdRef **ret);
+/* For the participants' load, after the registry was loaded: the fd a
+ * record's reference names, of the given type (CPRKIT_FD_ANY: any);
+ * -EBADMSG with a message naming @what for a reference the blob does not
+ * carry or of another type. */
+int state_fd_resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
+                     enum cprkit_fd_type type, const char *what, int *ret_fd);
 
 /* exec.c. restart: the command line the keeper runs if what execve
  * starts dies before it commits (the rollback target). */

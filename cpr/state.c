@@ -62,6 +62,28 @@ int state_fd_ref(cprkit_ctx *ctx, Cprkit__State *state, int fd,
     return 0;
 }
 
+int state_fd_resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
+                     enum cprkit_fd_type type, const char *what, int *ret_fd)
+{
+    const struct fd_entry *e;
+
+    if (!ref || !name_is_valid(ref->name))
+        return ctx_fail(ctx, -EBADMSG, "%s record without a valid fd reference",
+                        what);
+    e = fdreg_lookup(ctx, ref->name, ref->id);
+    if (!e)
+        return ctx_fail(ctx, -EBADMSG,
+                        "%s record names fd '%s'/%d, which the "
+                        "blob does not carry",
+                        what, ref->name, ref->id);
+    if (type != CPRKIT_FD_ANY && e->identity.type != type)
+        return ctx_fail(ctx, -EBADMSG, "%s record names fd '%s'/%d, a %s", what,
+                        ref->name, ref->id,
+                        cprkit_fd_type_name(e->identity.type));
+    *ret_fd = e->fd;
+    return 0;
+}
+
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
 {
     struct built_state *built = g_new0(struct built_state, 1);

@@ -12,33 +12,11 @@
 
 #include "iommufd-internal.h"
 
-static int resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
-                   enum cprkit_fd_type type, const char *what, int *ret_fd)
-{
-    const struct fd_entry *e;
-
-    if (!ref || !name_is_valid(ref->name))
-        return ctx_fail(ctx, -EBADMSG, "%s record without a valid fd reference",
-                        what);
-    e = fdreg_lookup(ctx, ref->name, ref->id);
-    if (!e)
-        return ctx_fail(ctx, -EBADMSG,
-                        "%s record names fd '%s'/%d, which the blob does not "
-                        "carry",
-                        what, ref->name, ref->id);
-    if (e->identity.type != type)
-        return ctx_fail(ctx, -EBADMSG, "%s record names fd '%s'/%d, a %s", what,
-                        ref->name, ref->id,
-                        cprkit_fd_type_name(e->identity.type));
-    *ret_fd = e->fd;
-    return 0;
-}
-
 /* An iommufd reference must name one of the blob's iommufds. */
 static int resolve_iommufd(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
                            const char *what, int *ret_fd)
 {
-    int r = resolve(ctx, ref, CPRKIT_FD_CHAR_DEVICE, what, ret_fd);
+    int r = state_fd_resolve(ctx, ref, CPRKIT_FD_CHAR_DEVICE, what, ret_fd);
 
     if (r < 0)
         return r;
@@ -56,8 +34,8 @@ static int load_iommufds(cprkit_ctx *ctx, const Cprkit__State *state)
         g_autofree struct iommufd_rec *f = g_new0(struct iommufd_rec, 1);
         int r;
 
-        r = resolve(ctx, state->iommufds[i]->fd, CPRKIT_FD_CHAR_DEVICE,
-                    "iommufd", &f->fd);
+        r = state_fd_resolve(ctx, state->iommufds[i]->fd, CPRKIT_FD_CHAR_DEVICE,
+                             "iommufd", &f->fd);
         if (r < 0)
             return r;
         if (strcmp(state->iommufds[i]->fd->name, IOMMUFD_FD_NAME) != 0)
@@ -116,8 +94,8 @@ static int load_devices(cprkit_ctx *ctx, const Cprkit__State *state)
         GPtrArray *devices = iommufd_of(ctx)->devices;
         int r;
 
-        r = resolve(ctx, m->device, CPRKIT_FD_VFIO_DEVICE, "iommufd device",
-                    &d->fd);
+        r = state_fd_resolve(ctx, m->device, CPRKIT_FD_VFIO_DEVICE,
+                             "iommufd device", &d->fd);
         if (r < 0)
             return r;
         r = resolve_iommufd(ctx, m->iommufd, "iommufd device", &d->iommufd);

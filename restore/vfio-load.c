@@ -10,33 +10,13 @@
 
 #include "vfio-internal.h"
 
-static int resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
-                   enum cprkit_fd_type type, const char *what, int *ret_fd)
-{
-    const struct fd_entry *e;
-
-    if (!ref || !name_is_valid(ref->name))
-        return ctx_fail(ctx, -EBADMSG, "%s record without a valid fd reference",
-                        what);
-    e = fdreg_lookup(ctx, ref->name, ref->id);
-    if (!e)
-        return ctx_fail(ctx, -EBADMSG, "%s record names fd '%s'/%d, which the "
-                                       "blob does not carry",
-                        what, ref->name, ref->id);
-    if (type != CPRKIT_FD_ANY && e->identity.type != type)
-        return ctx_fail(ctx, -EBADMSG, "%s record names fd '%s'/%d, a %s",
-                        what, ref->name, ref->id,
-                        cprkit_fd_type_name(e->identity.type));
-    *ret_fd = e->fd;
-    return 0;
-}
-
 static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
 {
     g_autofree struct irq_index_rec *irq = g_new0(struct irq_index_rec, 1);
     int r;
 
-    r = resolve(ctx, m->device, CPRKIT_FD_VFIO_DEVICE, "IRQ", &irq->device_fd);
+    r = state_fd_resolve(ctx, m->device, CPRKIT_FD_VFIO_DEVICE, "IRQ",
+                         &irq->device_fd);
     if (r < 0)
         return r;
     switch (m->kind) {
@@ -50,7 +30,8 @@ static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
         irq->index = VFIO_PCI_MSIX_IRQ_INDEX;
         break;
     default:
-        return ctx_fail(ctx, -EBADMSG, "IRQ record of unknown kind %d", m->kind);
+        return ctx_fail(ctx, -EBADMSG, "IRQ record of unknown kind %d",
+                        m->kind);
     }
     if (m->count == 0 || m->n_vectors != m->count)
         return ctx_fail(ctx, -EBADMSG,
@@ -63,8 +44,8 @@ static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
             g_free(irq->eventfds);
             return ctx_fail(ctx, -EBADMSG, "IRQ vectors out of order");
         }
-        r = resolve(ctx, m->vectors[v]->trigger, CPRKIT_FD_EVENTFD,
-                    "IRQ vector", &irq->eventfds[v]);
+        r = state_fd_resolve(ctx, m->vectors[v]->trigger, CPRKIT_FD_EVENTFD,
+                             "IRQ vector", &irq->eventfds[v]);
         if (r < 0) {
             g_free(irq->eventfds);
             return r;
@@ -72,8 +53,8 @@ static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
     }
     irq->unmask_fd = -1;
     if (m->intx_unmask) {
-        r = resolve(ctx, m->intx_unmask, CPRKIT_FD_EVENTFD, "INTx unmask",
-                    &irq->unmask_fd);
+        r = state_fd_resolve(ctx, m->intx_unmask, CPRKIT_FD_EVENTFD,
+                             "INTx unmask", &irq->unmask_fd);
         if (r < 0) {
             g_free(irq->eventfds);
             return r;
@@ -90,11 +71,12 @@ static int load_mapping(cprkit_ctx *ctx, const Cprkit__DmaMapping *m)
     const struct fd_entry *backing;
     int backing_fd, r;
 
-    r = resolve(ctx, m->container, CPRKIT_FD_VFIO_CONTAINER, "DMA mapping",
-                &dm->container_fd);
+    r = state_fd_resolve(ctx, m->container, CPRKIT_FD_VFIO_CONTAINER,
+                         "DMA mapping", &dm->container_fd);
     if (r < 0)
         return r;
-    r = resolve(ctx, m->backing, CPRKIT_FD_ANY, "DMA backing", &backing_fd);
+    r = state_fd_resolve(ctx, m->backing, CPRKIT_FD_ANY, "DMA backing",
+                         &backing_fd);
     if (r < 0)
         return r;
     if (!m->has_iova || !m->size)
@@ -132,7 +114,8 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         g_autofree struct vfio_container_rec *c =
             g_new0(struct vfio_container_rec, 1);
 
-        r = resolve(ctx, m->fd, CPRKIT_FD_VFIO_CONTAINER, "container", &c->fd);
+        r = state_fd_resolve(ctx, m->fd, CPRKIT_FD_VFIO_CONTAINER, "container",
+                             &c->fd);
         if (r < 0)
             return r;
         c->id = m->fd->id;
@@ -144,11 +127,11 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         const Cprkit__VfioGroup *m = state->vfio_groups[i];
         g_autofree struct vfio_group_rec *g = g_new0(struct vfio_group_rec, 1);
 
-        r = resolve(ctx, m->fd, CPRKIT_FD_VFIO_GROUP, "group", &g->fd);
+        r = state_fd_resolve(ctx, m->fd, CPRKIT_FD_VFIO_GROUP, "group", &g->fd);
         if (r < 0)
             return r;
-        r = resolve(ctx, m->container, CPRKIT_FD_VFIO_CONTAINER, "group",
-                    &g->container_fd);
+        r = state_fd_resolve(ctx, m->container, CPRKIT_FD_VFIO_CONTAINER,
+                             "group", &g->container_fd);
         if (r < 0)
             return r;
         g->number = m->group_number;
@@ -157,13 +140,16 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     }
     for (size_t i = 0; i < state->n_vfio_devices; i++) {
         const Cprkit__VfioDevice *m = state->vfio_devices[i];
-        g_autofree struct vfio_device_rec *d = g_new0(struct vfio_device_rec, 1);
+        g_autofree struct vfio_device_rec *d =
+            g_new0(struct vfio_device_rec, 1);
 
-        r = resolve(ctx, m->fd, CPRKIT_FD_VFIO_DEVICE, "device", &d->fd);
+        r = state_fd_resolve(ctx, m->fd, CPRKIT_FD_VFIO_DEVICE, "device",
+                             &d->fd);
         if (r < 0)
             return r;
         if (!m->bdf || !*m->bdf)
-            return ctx_fail(ctx, -EBADMSG, "device record without a PCI address");
+            return ctx_fail(ctx, -EBADMSG,
+                            "device record without a PCI address");
         d->bdf = g_strdup(m->bdf);
         /* Blobs before 0.4 have no cdev field: group devices. */
         d->cdev = m->has_cdev && m->cdev;
@@ -187,7 +173,8 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
 
         if (!name_is_valid(m->name))
             return ctx_fail(ctx, -EBADMSG, "RAM block without a valid name");
-        r = resolve(ctx, m->fd, CPRKIT_FD_MEMFD, "RAM block", &ram->fd);
+        r = state_fd_resolve(ctx, m->fd, CPRKIT_FD_MEMFD, "RAM block",
+                             &ram->fd);
         if (r < 0)
             return r;
         ram->name = g_strdup(m->name);
