@@ -93,21 +93,11 @@ static int unmap(int iommufd, uint32_t ioas, uint64_t iova)
     return xioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
 }
 
-/* VmPin of this process in kB: iommufd charges pinned pages to the mm of
- * the process that pinned them (or took them over), as pinned_vm. */
+/* iommufd charges pinned pages to the mm of the process that pinned them
+ * (or took them over), as pinned_vm: VmPin. */
 static long vm_pin_kb(void)
 {
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "re");
-
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return proc_status_kb("VmPin");
 }
 
 /* The cdev of a PCI device: /sys/bus/pci/devices/<bdf>/vfio-dev/vfioN. */

@@ -112,18 +112,7 @@ static void fact(int r, int expected, const char *fmt, ...)
 
 static long vmlck_kb(void)
 {
-    char line[256];
-    long kb = -1;
-    FILE *f;
-
-    f = fopen("/proc/self/status", "re");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return proc_status_kb("VmLck");
 }
 
 /* Raw type1 ioctls: the kernel's errno and the size it reports. */

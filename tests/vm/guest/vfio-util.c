@@ -653,3 +653,20 @@ bool bytes_check(const uint8_t *p, size_t len, uint8_t seed)
             return false;
     return true;
 }
+
+long proc_status_kb(const char *field)
+{
+    size_t len = strlen(field);
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "re");
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, len) && line[len] == ':' &&
+            sscanf(line + len + 1, " %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}

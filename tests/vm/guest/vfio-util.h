@@ -143,6 +143,9 @@ int eventfd_count_until(int fd, uint64_t want, int timeout_ms,
  * checked against RLIMIT_MEMLOCK, by type1 and iommufd alike). */
 int cap_ipc_lock_drop(bool across_exec);
 
+/* A "<field>: N kB" line of /proc/self/status (VmLck, VmPin, ...), or -1. */
+long proc_status_kb(const char *field);
+
 /* A byte pattern per seed, to tell DMA'd data from stale memory. */
 void bytes_fill(uint8_t *p, size_t len, uint8_t seed);
 bool bytes_check(const uint8_t *p, size_t len, uint8_t seed);

@@ -52,25 +52,6 @@ int proc_fd_count_nosock(void)
     return n - 1; /* the directory's own fd */
 }
 
-/* A "<field>: N kB" line of /proc/self/status. */
-static long proc_status_kb(const char *field)
-{
-    size_t len = strlen(field);
-    char line[256];
-    long kb = -1;
-    FILE *f;
-
-    f = fopen("/proc/self/status", "re");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, field, len) && line[len] == ':' &&
-            sscanf(line + len + 1, " %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 long proc_vmlck_kb(void)
 {
     return proc_status_kb("VmLck");
