@@ -134,6 +134,29 @@ static int check_memlock(cprkit_ctx *ctx)
     return 0;
 }
 
+/* The kernel keeps every mapping's file, but the new binary must get the
+ * file back to reclaim the mapping (and to see the memory): a memfd of
+ * cprkit_ram_open() or a file saved with cprkit_fd_save(). Else its commit
+ * would refuse and roll back; refuse now, before anything changes. */
+static int check_files_preserved(cprkit_ctx *ctx)
+{
+    GPtrArray *mappings = iommufd_of(ctx)->mappings;
+
+    for (guint i = 0; i < mappings->len; i++) {
+        const struct iommufd_mapping_rec *m = g_ptr_array_index(mappings, i);
+
+        if (!fdreg_lookup_backing(ctx, m->file_dev, m->file_ino))
+            return ctx_fail(ctx, -EOPNOTSUPP,
+                            "iommufd mapping iova 0x%" PRIx64 " maps a file "
+                            "(dev %" PRIu64 " ino %" PRIu64 ") that is not a "
+                            "preserved fd: the new binary could not reclaim "
+                            "it; save it with cprkit_fd_save() or use "
+                            "cprkit_ram_open()",
+                            m->iova, m->file_dev, m->file_ino);
+    }
+    return 0;
+}
+
 int iommufd_check_blockers(cprkit_ctx *ctx)
 {
     GPtrArray *iommufds = iommufd_of(ctx)->iommufds;
@@ -149,5 +172,8 @@ int iommufd_check_blockers(cprkit_ctx *ctx)
         if (r < 0)
             return r;
     }
+    r = check_files_preserved(ctx);
+    if (r < 0)
+        return r;
     return check_memlock(ctx);
 }

@@ -462,8 +462,8 @@ CPRKIT_EXPORT int cprkit_iommufd_map_file(cprkit_ctx *ctx, int iommufd,
         return r;
     if (prot & ~prot_bits || !(prot & prot_bits))
         return ctx_fail(ctx, -EINVAL,
-                        "prot 0x%x: IOMMU_IOAS_MAP_READABLE and/or _WRITEABLE, "
-                        "nothing else",
+                        "prot 0x%x: CPRKIT_IOMMUFD_READ and/or "
+                        "CPRKIT_IOMMUFD_WRITE, nothing else",
                         prot);
     if (length == 0 || (iova | length | offset) & (page - 1))
         return ctx_fail(

@@ -650,6 +650,25 @@ static void test_blockers(void)
     g_assert_cmpuint(count_calls(IOMMU_IOAS_MAP_FILE) +
                          count_calls(IOMMU_IOAS_UNMAP),
                      ==, 0);
+
+    /* A mapping of a file the new binary would not get back. */
+    {
+        int unsaved = memfd_create("unsaved", MFD_CLOEXEC);
+
+        g_assert_cmpint(ftruncate(unsaved, PAGE), ==, 0);
+        g_assert_cmpint(cprkit_iommufd_map_file(s.ctx, s.iommufd, s.ioas_id,
+                                                unsaved, 0, PAGE, 0x900000,
+                                                CPRKIT_IOMMUFD_READ),
+                        ==, 0);
+        g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==,
+                        -EOPNOTSUPP);
+        g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
+                                "iommufd mapping iova 0x900000 maps a file"));
+        g_assert_nonnull(
+            strstr(cprkit_last_error(s.ctx), "is not a preserved fd"));
+        g_assert_cmpint(cprkit_fd_save(s.ctx, "unsaved", 0, unsaved), ==, 0);
+        g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==, 0);
+    }
     setup_clear(&s);
 }
 
