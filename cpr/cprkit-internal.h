@@ -54,6 +54,11 @@ struct fd_identity {
     uint64_t ino;
     uint64_t rdev;
     uint32_t mode_type; /* st_mode & S_IFMT */
+    /* Eventfds share one anonymous inode: the kernel's eventfd-id
+     * (/proc/self/fdinfo) tells them apart. Compared when both sides
+     * have one. */
+    bool has_anon_id;
+    uint64_t anon_id;
 };
 
 struct fd_entry {
@@ -160,6 +165,9 @@ uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t size);
 /* fdident.c */
 int fd_identify(int fd, struct fd_identity *ret);
 bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b);
+/* "eventfd (eventfd-id 4)", "memfd (ino 1234)": for messages. */
+const char *fd_identity_describe(const struct fd_identity *id, char *buf,
+                                 size_t size);
 int fd_set_cloexec(int fd, bool cloexec);
 
 /* fdreg.c */

@@ -5,6 +5,7 @@
  * checked again on the incoming side.
  */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -95,6 +96,30 @@ static enum cprkit_fd_type classify(const struct stat *st, const char *target)
     }
 }
 
+/* The "eventfd-id:" line of /proc/self/fdinfo/<fd> (Linux 5.x+): the
+ * number that tells this eventfd from every other live one. */
+static int eventfd_id(int fd, uint64_t *ret)
+{
+    char path[64], buf[512];
+    const char *p;
+    ssize_t n;
+    int f;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    n = read(f, buf, sizeof(buf) - 1);
+    close(f);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    p = strstr(buf, "\neventfd-id:");
+    if (!p || sscanf(p + 13, " %" SCNu64, ret) != 1)
+        return -ENOENT;
+    return 0;
+}
+
 int fd_identify(int fd, struct fd_identity *ret)
 {
     char target[256];
@@ -111,13 +136,30 @@ int fd_identify(int fd, struct fd_identity *ret)
     ret->ino = st.st_ino;
     ret->rdev = st.st_rdev;
     ret->mode_type = st.st_mode & S_IFMT;
+    ret->has_anon_id = ret->type == CPRKIT_FD_EVENTFD &&
+                       eventfd_id(fd, &ret->anon_id) == 0;
+    if (!ret->has_anon_id)
+        ret->anon_id = 0;
     return 0;
+}
+
+const char *fd_identity_describe(const struct fd_identity *id, char *buf,
+                                 size_t size)
+{
+    if (id->has_anon_id)
+        snprintf(buf, size, "%s (eventfd-id %" PRIu64 ")",
+                 cprkit_fd_type_name(id->type), id->anon_id);
+    else
+        snprintf(buf, size, "%s (ino %" PRIu64 ")",
+                 cprkit_fd_type_name(id->type), id->ino);
+    return buf;
 }
 
 bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b)
 {
     return a->type == b->type && a->dev == b->dev && a->ino == b->ino &&
-           a->rdev == b->rdev && a->mode_type == b->mode_type;
+           a->rdev == b->rdev && a->mode_type == b->mode_type &&
+           (!a->has_anon_id || !b->has_anon_id || a->anon_id == b->anon_id);
 }
 
 int fd_set_cloexec(int fd, bool cloexec)

@@ -188,14 +188,17 @@ int fdreg_check_unchanged(cprkit_ctx *ctx)
             return ctx_fail(ctx, -EBADF,
                             "preserved fd '%s'/%d (fd %d) is no longer open",
                             e->name, e->id, e->fd);
-        if (!fd_identity_equal(&now, &e->identity))
+        if (!fd_identity_equal(&now, &e->identity)) {
+            char was[64], is[64];
+
             return ctx_fail(ctx, -ESTALE,
                             "preserved fd '%s'/%d (fd %d) changed: it was "
-                            "%s (ino %" PRIu64 "), now %s (ino %" PRIu64 ")",
+                            "%s, now %s",
                             e->name, e->id, e->fd,
-                            cprkit_fd_type_name(e->identity.type),
-                            e->identity.ino, cprkit_fd_type_name(now.type),
-                            now.ino);
+                            fd_identity_describe(&e->identity, was,
+                                                 sizeof(was)),
+                            fd_identity_describe(&now, is, sizeof(is)));
+        }
     }
     return 0;
 }

@@ -66,12 +66,18 @@ static int validate_fds(cprkit_ctx *ctx)
                             e->name, e->id, e->fd,
                             cprkit_fd_type_name(e->identity.type),
                             cprkit_fd_type_name(now.type));
-        if (!fd_identity_equal(&now, &e->identity))
+        if (!fd_identity_equal(&now, &e->identity)) {
+            char was[64], is[64];
+
             return ctx_fail(ctx, -ESTALE,
                             "preserved fd '%s'/%d (fd %d) is another %s "
-                            "than the one saved",
+                            "than the one saved: %s, now %s",
                             e->name, e->id, e->fd,
-                            cprkit_fd_type_name(now.type));
+                            cprkit_fd_type_name(now.type),
+                            fd_identity_describe(&e->identity, was,
+                                                 sizeof(was)),
+                            fd_identity_describe(&now, is, sizeof(is)));
+        }
     }
     return 0;
 }

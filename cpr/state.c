@@ -115,6 +115,8 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
         id->st_ino = e->identity.ino;
         id->st_rdev = e->identity.rdev;
         id->st_mode_type = e->identity.mode_type;
+        id->has_anon_id = e->identity.has_anon_id;
+        id->anon_id = e->identity.anon_id;
 
         cprkit__fd_entry__init(m);
         m->name = e->name;
@@ -213,6 +215,8 @@ static int load_fd_entry(cprkit_ctx *ctx, const Cprkit__FdEntry *m,
         identity.ino = id->st_ino;
         identity.rdev = id->st_rdev;
         identity.mode_type = id->st_mode_type;
+        identity.has_anon_id = id->has_anon_id;
+        identity.anon_id = id->anon_id;
     } else {
         identity.type = CPRKIT_FD_OTHER;
     }

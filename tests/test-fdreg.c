@@ -156,6 +156,39 @@ static void test_check_unchanged(void)
     cprkit_free(ctx);
 }
 
+/* Eventfds share one anonymous inode: their eventfd-id tells them apart
+ * before the exec too. */
+static void test_check_unchanged_eventfd(void)
+{
+    cprkit_ctx *ctx = new_ctx();
+    int a = eventfd(0, EFD_CLOEXEC), b = eventfd(0, EFD_CLOEXEC);
+    int fresh = eventfd(0, EFD_CLOEXEC);
+    int ta = dup(a), tb = dup(b);
+
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 0, a), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 1, b), ==, 0);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, 0);
+    /* swapped */
+    g_assert_cmpint(dup3(tb, a, O_CLOEXEC), ==, a);
+    g_assert_cmpint(dup3(ta, b, O_CLOEXEC), ==, b);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "'irq'/0"));
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "was eventfd (eventfd-id"));
+    /* back, then one replaced by a fresh eventfd */
+    g_assert_cmpint(dup3(ta, a, O_CLOEXEC), ==, a);
+    g_assert_cmpint(dup3(tb, b, O_CLOEXEC), ==, b);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, 0);
+    g_assert_cmpint(dup3(fresh, b, O_CLOEXEC), ==, b);
+    g_assert_cmpint(fdreg_check_unchanged(ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "'irq'/1"));
+    close(ta);
+    close(tb);
+    close(fresh);
+    close(a);
+    close(b);
+    cprkit_free(ctx);
+}
+
 /* A context with three preserved fds; the exec failure tests check that
  * they are all still open and close-on-exec afterwards. */
 struct preserved {
@@ -401,6 +434,8 @@ int main(int argc, char **argv)
     g_test_add_func("/fdreg/foreach", test_foreach);
     g_test_add_func("/sections/put-get", test_sections);
     g_test_add_func("/fdreg/check-unchanged", test_check_unchanged);
+    g_test_add_func("/fdreg/check-unchanged-eventfd",
+                    test_check_unchanged_eventfd);
     g_test_add_func("/exec/missing-binary", test_exec_missing_binary);
     g_test_add_func("/exec/not-executable", test_exec_not_executable);
     g_test_add_func("/exec/fails-in-execve", test_exec_fails_in_execve);

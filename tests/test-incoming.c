@@ -226,6 +226,47 @@ static void test_fd_same_type_other_object(void)
     outgoing_clear(&o);
 }
 
+/* Every eventfd shares one anonymous inode: a fresh eventfd at the
+ * preserved number, or two preserved eventfds swapped, must be told apart
+ * (the interrupts of the blackout would sit in an eventfd nobody reads). */
+static void test_eventfd_replaced(void)
+{
+    struct outgoing o;
+    cprkit_ctx *ctx = new_ctx();
+    int fresh;
+
+    outgoing_init(&o);
+    hand_over(&o, NULL, true);
+    fresh = eventfd(4, EFD_CLOEXEC);
+    g_assert_cmpint(dup2(fresh, o.ev), ==, o.ev);
+    close(fresh);
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "another eventfd"));
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "eventfd-id"));
+    cprkit_free(ctx);
+    outgoing_clear(&o);
+}
+
+static void test_eventfds_swapped(void)
+{
+    struct outgoing o;
+    cprkit_ctx *ctx = new_ctx();
+    int ev2 = eventfd(0, EFD_CLOEXEC), tmp;
+
+    outgoing_init(&o);
+    g_assert_cmpint(cprkit_fd_save(o.ctx, "irq", 1, ev2), ==, 0);
+    hand_over(&o, NULL, true);
+    tmp = dup(o.ev);
+    g_assert_cmpint(dup2(ev2, o.ev), ==, o.ev);
+    g_assert_cmpint(dup2(tmp, ev2), ==, ev2);
+    close(tmp);
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, -ESTALE);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "another eventfd"));
+    cprkit_free(ctx);
+    close(ev2);
+    outgoing_clear(&o);
+}
+
 static void flip_last_byte(uint8_t *buf, size_t size)
 {
     buf[size - 1] ^= 0x20;
@@ -318,6 +359,8 @@ int main(int argc, char **argv)
     g_test_add_func("/incoming/fd-missing", test_fd_missing);
     g_test_add_func("/incoming/fd-wrong-type", test_fd_wrong_type);
     g_test_add_func("/incoming/fd-other-object", test_fd_same_type_other_object);
+    g_test_add_func("/incoming/eventfd-replaced", test_eventfd_replaced);
+    g_test_add_func("/incoming/eventfds-swapped", test_eventfds_swapped);
     g_test_add_func("/incoming/corrupt-payload", test_corrupt_payload);
     g_test_add_func("/incoming/future-major", test_future_major);
     g_test_add_func("/incoming/unsealed-refused", test_unsealed_refused);
