@@ -147,6 +147,12 @@ int vfio_check_blockers(cprkit_ctx *ctx)
         if (r < 0)
             return r;
     }
+    /* The registry cannot tell device fds apart (one anonymous inode). */
+    for (guint i = 0; i < v->devices->len; i++) {
+        r = vfio_device_check_identity(ctx, g_ptr_array_index(v->devices, i));
+        if (r < 0)
+            return r;
+    }
     if (v->mappings->len) {
         struct vma_table vmas = {0};
 

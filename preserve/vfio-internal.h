@@ -39,6 +39,11 @@ struct vfio_device_rec *vfio_device_by_bdf(cprkit_ctx *ctx, const char *bdf);
 int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf);
 int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf);
 
+/* preserve/vfio-device-identity.c: -ESTALE when d's fd is the VFIO device
+ * of another PCI address than d->bdf (fds swapped or replaced). */
+int vfio_device_check_identity(cprkit_ctx *ctx,
+                               const struct vfio_device_rec *d);
+
 /* preserve/blockers.c */
 int vfio_check_blockers(cprkit_ctx *ctx);
 

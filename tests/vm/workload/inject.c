@@ -20,6 +20,9 @@
  *   corrupt-blob      corrupt-blob.so flips a payload bit as it is read
  *   unclaimed-eventfd the new binary does not reclaim an interrupt eventfd
  *   unclaimed-device  the new binary does not reclaim a device
+ *   swapped-devices   two preserved VFIO device fds swapped by number before
+ *                     the load (one anonymous inode: fstat cannot tell)
+ *   swapped-eventfds  two preserved interrupt eventfds swapped likewise
  *   veto              the new binary's health check fails before commit
  * New side with the keeper (operator mode, `cpr-exec run`): the new binary
  * dies or hangs, the keeper starts the old binary again with the update's
@@ -53,6 +56,8 @@ static const char *const names[] = {
     [FAULT_CORRUPT_BLOB] = "corrupt-blob",
     [FAULT_UNCLAIMED_EVENTFD] = "unclaimed-eventfd",
     [FAULT_UNCLAIMED_DEVICE] = "unclaimed-device",
+    [FAULT_SWAPPED_DEVICES] = "swapped-devices",
+    [FAULT_SWAPPED_EVENTFDS] = "swapped-eventfds",
     [FAULT_VETO] = "veto",
     [FAULT_CRASH_AFTER_LOAD] = "crash-after-load",
     [FAULT_ABORT_MID_REMAP] = "abort-mid-remap",
@@ -283,6 +288,57 @@ void inject_old_side(struct workload *w, enum fault f)
          fault_name(f), err, report_failures() ? "FAILED" : "OK");
 }
 
+/* What the kernel calls an fd: "anon_inode:[eventfd]", "/dev/vfio/devices/
+ * vfio0", ... */
+static bool fd_is(int fd, const char *kind)
+{
+    char path[64], target[128];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return !strncmp(target, kind, strlen(kind));
+}
+
+/* The pair inject_swap_fds() swapped, swapped back before the rollback:
+ * the previous binary must find its fds as it left them (this models a new
+ * binary whose fds got mixed up, refused by the load; with nobody to undo
+ * it, only the keeper, which keeps its own dups, would put them back). */
+static int swapped[2] = {-1, -1};
+
+static void swap_pair(int a, int b)
+{
+    int tmp = fcntl(a, F_DUPFD_CLOEXEC, 3);
+
+    if (tmp < 0 || dup2(b, a) < 0 || dup2(tmp, b) < 0)
+        fatal("swapping fds %d and %d: %s", a, b, strerror(errno));
+    close(tmp);
+}
+
+void inject_swap_fds(struct workload *w)
+{
+    bool devices = w->acting_fault == FAULT_SWAPPED_DEVICES;
+    int found[2], n = 0;
+
+    /* Before the load the open fds are the preserved ones (and stdio):
+     * the first two of the kind are the application's. */
+    for (int fd = 3; fd < 1024 && n < 2; fd++)
+        if (devices ? fd_is(fd, "anon_inode:[vfio-device]") ||
+                          fd_is(fd, "/dev/vfio/devices/")
+                    : fd_is(fd, "anon_inode:[eventfd]"))
+            found[n++] = fd;
+    if (n < 2)
+        fatal("%s: fewer than two preserved fds to swap", fault_name(w->acting_fault));
+    swap_pair(found[0], found[1]);
+    swapped[0] = found[0];
+    swapped[1] = found[1];
+    note("faulty new binary: fds %d and %d swapped before the load",
+         found[0], found[1]);
+}
+
 void inject_play_new_side(struct workload *w, int r)
 {
     const char *err = cprkit_last_error(w->ctx);
@@ -306,9 +362,22 @@ void inject_play_new_side(struct workload *w, int r)
               "faulty new binary: commit refuses, listing the unclaimed "
               "device: %s", err);
         break;
+    case FAULT_SWAPPED_DEVICES:
+        check(r == -ESTALE && (contains(err, "swapped or replaced") ||
+                               contains(err, "another vfio-device")),
+              "new binary with two device fds swapped: the load refuses: %s",
+              err);
+        break;
+    case FAULT_SWAPPED_EVENTFDS:
+        check(r == -ESTALE && contains(err, "another eventfd"),
+              "new binary with two interrupt eventfds swapped: the load "
+              "refuses: %s", err);
+        break;
     default:
         fatal("%s is not a new-side fault", fault_name(w->acting_fault));
     }
+    if (swapped[0] >= 0)
+        swap_pair(swapped[0], swapped[1]);
     wl_rollback(w, err);
 }
 
@@ -319,6 +388,8 @@ void inject_check_rollback(struct workload *w, enum fault f)
         [FAULT_CORRUPT_BLOB] = "checksum",
         [FAULT_UNCLAIMED_EVENTFD] = "eventfd",
         [FAULT_UNCLAIMED_DEVICE] = "device",
+        [FAULT_SWAPPED_DEVICES] = "device",
+        [FAULT_SWAPPED_EVENTFDS] = "another eventfd",
         [FAULT_VETO] = "health check",
         [FAULT_CRASH_AFTER_LOAD] = "killed by SIGSEGV before commit",
         [FAULT_ABORT_MID_REMAP] = "killed by SIGABRT before commit",

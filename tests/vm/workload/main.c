@@ -299,8 +299,14 @@ int main(int argc, char **argv)
     cprkit_set_log_fn(w.ctx, log_to_stderr, NULL);
     cprkit_set_log_priority(w.ctx, LOG_NOTICE);
 
+    if (w.acting_fault == FAULT_SWAPPED_DEVICES ||
+        w.acting_fault == FAULT_SWAPPED_EVENTFDS)
+        inject_swap_fds(&w);
     r = cprkit_load_incoming(w.ctx);
-    if (w.acting_fault == FAULT_V2_BLOB || w.acting_fault == FAULT_CORRUPT_BLOB)
+    if (w.acting_fault == FAULT_V2_BLOB ||
+        w.acting_fault == FAULT_CORRUPT_BLOB ||
+        w.acting_fault == FAULT_SWAPPED_DEVICES ||
+        w.acting_fault == FAULT_SWAPPED_EVENTFDS)
         inject_play_new_side(&w, r);
     if (r < 0) {
         check(false, "load the state of the previous binary: %s",

@@ -43,6 +43,8 @@ enum fault {
     FAULT_CORRUPT_BLOB,      /* a bit of the blob flips on its way in */
     FAULT_UNCLAIMED_EVENTFD, /* new binary forgets an interrupt eventfd */
     FAULT_UNCLAIMED_DEVICE,  /* new binary forgets a whole device */
+    FAULT_SWAPPED_DEVICES,   /* two preserved device fds swapped by number */
+    FAULT_SWAPPED_EVENTFDS,  /* two preserved interrupt eventfds swapped */
     FAULT_VETO,              /* new binary's health check fails */
     /* new side, operator mode only: the new binary dies or hangs and the
      * keeper of `cpr-exec run` starts the old one again (a rollback that
@@ -288,6 +290,9 @@ void save_sections(struct workload *w, enum fault attempt);
 /* Old-side faults: arrange, attempt, check the failure; returns after the
  * old binary has shown it still serves. */
 void inject_old_side(struct workload *w, enum fault f);
+/* The new image of swapped-devices / swapped-eventfds: swaps two preserved
+ * fds of that kind by number before loading the state. */
+void inject_swap_fds(struct workload *w);
 /* New-side faults, in the faulty new image. Never returns. */
 __attribute__((__noreturn__)) void inject_play_new_side(struct workload *w,
                                                     int load_result);

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Which PCI device a VFIO device fd is. Every device fd from
+ * VFIO_GROUP_GET_DEVICE_FD is an fd of one anonymous inode
+ * (anon_inode:[vfio-device]): fstat cannot tell two apart, so two
+ * preserved device fds swapped by number would pass the registry's
+ * identity check and hand the application the other device. The device
+ * itself can say who it is:
+ *   - Linux 6.9+ names it in /proc/self/fdinfo ("vfio-device-syspath:
+ *     /sys/devices/pci0000:00/0000:00:03.0"), exactly;
+ *   - before that, its config space (vendor, device, subsystem IDs) is
+ *     compared with sysfs of the recorded address: it tells different
+ *     kinds of devices apart, not two identical ones (docs/limits.md).
+ * A device cdev (/dev/vfio/devices/vfioN) has an inode (st_rdev) of its
+ * own: the registry's identity check tells cdevs apart already.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vfio-internal.h"
+
+/* The device's address from fdinfo, or -ENOENT (kernel before 6.9). */
+static int fdinfo_bdf(int fd, char *ret, size_t size)
+{
+    char path[64], buf[1024];
+    const char *p, *end, *base;
+    ssize_t n;
+    int f;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    n = read(f, buf, sizeof(buf) - 1);
+    close(f);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    p = strstr(buf, "\nvfio-device-syspath:");
+    if (!p)
+        return -ENOENT;
+    p += strlen("\nvfio-device-syspath:");
+    end = strchrnul(p, '\n');
+    base = p;
+    for (const char *q = p; q < end; q++)
+        if (*q == '/')
+            base = q + 1;
+    if ((size_t)(end - base) >= size)
+        return -ENAMETOOLONG;
+    memcpy(ret, base, (size_t)(end - base));
+    ret[end - base] = '\0';
+    return 0;
+}
+
+/* vendor, device, subsystem vendor, subsystem device (config offsets 0, 2,
+ * 0x2c, 0x2e). */
+struct pci_ids {
+    uint16_t vendor, device, sub_vendor, sub_device;
+};
+
+static int config_ids(cprkit_ctx *ctx, int fd, struct pci_ids *ret)
+{
+    struct vfio_region_info info = {
+        .argsz = sizeof(info),
+        .index = VFIO_PCI_CONFIG_REGION_INDEX,
+    };
+    uint16_t head[2], sub[2];
+    int r;
+
+    r = vfio_ioctl(ctx, fd, VFIO_DEVICE_GET_REGION_INFO, &info);
+    if (r < 0)
+        return r;
+    if (pread(fd, head, sizeof(head), (off_t)info.offset) != sizeof(head) ||
+        pread(fd, sub, sizeof(sub), (off_t)info.offset + 0x2c) != sizeof(sub))
+        return -EIO;
+    ret->vendor = head[0];
+    ret->device = head[1];
+    ret->sub_vendor = sub[0];
+    ret->sub_device = sub[1];
+    return 0;
+}
+
+static int sysfs_id(const char *dir, const char *file, uint16_t *ret)
+{
+    g_autofree char *path = g_build_filename(dir, file, NULL);
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return -ENOENT;
+    *ret = (uint16_t)g_ascii_strtoull(text, NULL, 16);
+    return 0;
+}
+
+static int sysfs_ids(const char *bdf, struct pci_ids *ret)
+{
+    g_autofree char *dir = g_build_filename("/sys/bus/pci/devices", bdf, NULL);
+
+    if (sysfs_id(dir, "vendor", &ret->vendor) < 0 ||
+        sysfs_id(dir, "device", &ret->device) < 0 ||
+        sysfs_id(dir, "subsystem_vendor", &ret->sub_vendor) < 0 ||
+        sysfs_id(dir, "subsystem_device", &ret->sub_device) < 0)
+        return -ENOENT;
+    return 0;
+}
+
+int vfio_device_check_identity(cprkit_ctx *ctx, const struct vfio_device_rec *d)
+{
+    struct pci_ids is, want;
+    char actual[64];
+    int r;
+
+    if (d->cdev)
+        return 0;
+    r = fdinfo_bdf(d->fd, actual, sizeof(actual));
+    if (r == 0) {
+        if (strcmp(actual, d->bdf) != 0)
+            return ctx_fail(ctx, -ESTALE,
+                            "preserved device fd %d of %s is the VFIO device "
+                            "of %s: the fds were swapped or replaced",
+                            d->fd, d->bdf, actual);
+        return 0;
+    }
+    /* Before Linux 6.9: compare what the device says with what sysfs says
+     * of the recorded address. Either unreadable (not a real VFIO device,
+     * as in the unit tests' fakes, or no sysfs): nothing to compare. */
+    if (config_ids(ctx, d->fd, &is) < 0 || sysfs_ids(d->bdf, &want) < 0) {
+        ctx_log(ctx, LOG_DEBUG,
+                "device fd %d of %s: cannot read its IDs, not compared",
+                d->fd, d->bdf);
+        return 0;
+    }
+    if (memcmp(&is, &want, sizeof(is)) != 0)
+        return ctx_fail(ctx, -ESTALE,
+                        "preserved device fd %d of %s answers as PCI "
+                        "%04x:%04x (subsystem %04x:%04x), but %s is "
+                        "%04x:%04x (subsystem %04x:%04x): the fds were "
+                        "swapped or replaced",
+                        d->fd, d->bdf, is.vendor, is.device, is.sub_vendor,
+                        is.sub_device, d->bdf, want.vendor, want.device,
+                        want.sub_vendor, want.sub_device);
+    return 0;
+}
