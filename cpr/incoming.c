@@ -91,9 +91,6 @@ static int load_blob(cprkit_ctx *ctx)
     size_t size;
     int r;
 
-    r = check_blob_sealed(ctx, ctx->blob_fd);
-    if (r < 0)
-        return r;
     r = blob_read_fd(ctx, ctx->blob_fd, &buf, &size);
     if (r < 0)
         return r;
@@ -109,14 +106,20 @@ static int load_blob(cprkit_ctx *ctx)
     r = blob_unpack_payload(ctx, &frame, &state);
     if (r < 0)
         return r;
+    /* The listed fds come without FD_CLOEXEC: back to close-on-exec right
+     * away, whatever the load and the validation say, so no child inherits
+     * them — also when the load fails halfway and forgets them. Not stdio
+     * or the blob, which a bad entry may name (the load refuses those). */
+    for (size_t i = 0; i < state->n_fds; i++) {
+        const Cprkit__FdEntry *e = state->fds[i];
+
+        if (e->has_fd && e->fd > STDERR_FILENO && e->fd != ctx->blob_fd)
+            (void)fd_set_cloexec(e->fd, true);
+    }
     r = state_load(ctx, state);
     cprkit__state__free_unpacked(state, NULL);
     if (r < 0)
         return r;
-
-    /* From here on the fds are known: make them close-on-exec again right
-     * away, whatever validation says, so no child inherits them. */
-    fdreg_set_cloexec_all(ctx, true);
     return validate_fds(ctx);
 }
 
@@ -150,10 +153,24 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     if (r < 0)
         return ctx_fail(ctx, -EINVAL, "%s is not an fd number",
                         CPRKIT_STATE_FD_ENV);
-    r = fd_set_cloexec(blob_fd, true);
-    if (r < 0)
+    /* Nothing is done to the fd until it is known to be a blob: a bogus
+     * variable must not make us take over (and close on cprkit_free())
+     * someone else's fd, stdout least of all. */
+    if (blob_fd <= STDERR_FILENO)
+        return ctx_fail(ctx, -EBADF,
+                        "%s=%d names standard input, output or error, not "
+                        "a state blob",
+                        CPRKIT_STATE_FD_ENV, blob_fd);
+    if (fcntl(blob_fd, F_GETFD) < 0)
         return ctx_fail(ctx, -EBADF, "%s=%d names no open fd",
                         CPRKIT_STATE_FD_ENV, blob_fd);
+    r = check_blob_sealed(ctx, blob_fd);
+    if (r < 0)
+        return r;
+    r = fd_set_cloexec(blob_fd, true);
+    if (r < 0)
+        return ctx_fail(ctx, -EBADF, "%s=%d: %s", CPRKIT_STATE_FD_ENV,
+                        blob_fd, strerror(-r));
     ctx->blob_fd = blob_fd;
 
     r = load_blob(ctx);

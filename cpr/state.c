@@ -205,6 +205,17 @@ static int load_fd_entry(cprkit_ctx *ctx, const Cprkit__FdEntry *m,
     if (!m->has_fd || m->fd < 0)
         return ctx_fail(ctx, -EBADMSG, "fd entry '%s' has no fd number",
                         m->name);
+    /* cprkit_fd_save() never records these: an entry naming one would
+     * hand the application (and CLOEXEC) the process's own stdio. */
+    if (m->fd <= STDERR_FILENO)
+        return ctx_fail(ctx, -EBADMSG,
+                        "fd entry '%s' names fd %d (standard input, output "
+                        "or error): refused",
+                        m->name, m->fd);
+    if (ctx->blob_fd >= 0 && m->fd == ctx->blob_fd)
+        return ctx_fail(ctx, -EBADMSG,
+                        "fd entry '%s' names fd %d, the state blob itself",
+                        m->name, m->fd);
     /* Blobs may come from newer writers: an fd type we do not know is
      * "other" here, and still checked by its st_dev/st_ino. */
     if (id) {

@@ -79,8 +79,15 @@ static int load_mapping(cprkit_ctx *ctx, const Cprkit__DmaMapping *m)
                          &backing_fd);
     if (r < 0)
         return r;
+    uint64_t last;
+
     if (!m->has_iova || !m->size)
         return ctx_fail(ctx, -EBADMSG, "DMA mapping without iova or size");
+    if (__builtin_add_overflow(m->iova, m->size - 1, &last))
+        return ctx_fail(ctx, -EBADMSG,
+                        "DMA mapping iova 0x%" PRIx64 " size 0x%" PRIx64
+                        " runs past the end of the address space",
+                        m->iova, m->size);
     /* The blob is written after the suspend; a mapping that was not
      * suspended cannot be remapped with MAP_FLAG_VADDR. The keeper's
      * state of a committed program has them valid: a restarted process

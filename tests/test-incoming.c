@@ -340,14 +340,96 @@ static void test_bad_env(void)
                     "CPRKIT_STATE_FD=1000 names no open fd");
     cprkit_free(ctx);
 
-    /* An fd that is not a memfd at all. */
+    /* stdin, stdout, stderr: refused, and left alone. */
+    for (int fd = 0; fd <= 2; fd++) {
+        char value[4];
+        int flags = fcntl(fd, F_GETFD);
+
+        ctx = new_ctx();
+        snprintf(value, sizeof(value), "%d", fd);
+        g_setenv(CPRKIT_STATE_FD_ENV, value, true);
+        g_assert_cmpint(cprkit_load_incoming(ctx), ==, -EBADF);
+        g_assert_nonnull(strstr(cprkit_last_error(ctx), "not a state blob"));
+        g_assert_false(cprkit_is_incoming(ctx));
+        g_assert_cmpint(fcntl(fd, F_GETFD), ==, flags);
+        cprkit_free(ctx);
+        g_assert_cmpint(fcntl(fd, F_GETFD), >=, 0); /* still open */
+    }
+
+    /* An open fd that is not a blob: refused before anything is done to
+     * it — no FD_CLOEXEC, not closed by cprkit_free(). */
+    {
+        int p[2];
+
+        g_assert_cmpint(pipe(p), ==, 0);
+        ctx = new_ctx();
+        char value[16];
+        snprintf(value, sizeof(value), "%d", p[0]);
+        g_setenv(CPRKIT_STATE_FD_ENV, value, true);
+        g_assert_cmpint(cprkit_load_incoming(ctx), ==, -EPERM);
+        g_assert_nonnull(strstr(cprkit_last_error(ctx), "not a sealable memfd"));
+        g_assert_cmpint(fcntl(p[0], F_GETFD) & FD_CLOEXEC, ==, 0);
+        cprkit_free(ctx);
+        g_assert_cmpint(fcntl(p[0], F_GETFD), >=, 0);
+        close(p[0]);
+        close(p[1]);
+    }
+}
+
+/* Entries no writer makes: stdio, the blob itself. Refused; and the fds
+ * the blob listed are close-on-exec again although the load failed. */
+static void test_entry_names_stdio_or_blob(void)
+{
+    const struct fd_identity any = {CPRKIT_FD_CHAR_DEVICE, 1, 2, 3, S_IFCHR};
+    int out_flags = fcntl(STDOUT_FILENO, F_GETFD);
+    struct outgoing o;
+    cprkit_ctx *ctx;
+    int blob;
+
+    outgoing_init(&o);
+    g_assert_cmpint(fdreg_add(o.ctx, "stdout", 0, STDOUT_FILENO, &any, true),
+                    ==, 0);
+    hand_over(&o, NULL, true);
+    /* hand_over cleared FD_CLOEXEC of every listed fd, stdout too. */
+    out_flags = fcntl(STDOUT_FILENO, F_GETFD);
     ctx = new_ctx();
-    g_setenv(CPRKIT_STATE_FD_ENV, "0", true);
-    g_assert_cmpint(cprkit_load_incoming(ctx), <, 0);
-    g_assert_false(cprkit_is_incoming(ctx));
-    /* Do not let the test close stdin through the context. */
-    ctx->blob_fd = -EBADF;
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx),
+                            "fd entry 'stdout' names fd 1 (standard input, "
+                            "output or error): refused"));
+    g_assert_cmpint(fcntl(STDOUT_FILENO, F_GETFD), ==, out_flags);
+    g_assert_cmpint(fcntl(o.mem, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+    g_assert_cmpint(fcntl(o.ev, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
     cprkit_free(ctx);
+    outgoing_clear(&o);
+
+    /* An entry naming the number the blob arrives at. */
+    outgoing_init(&o);
+    blob = hand_over(&o, NULL, true);
+    {
+        /* Re-encode with an entry at the blob's own number, and put the
+         * new blob at that number. */
+        int want = blob;
+        char value[16];
+
+        g_assert_cmpint(fdreg_add(o.ctx, "sneaky", 0, want, &any, true), ==,
+                        0);
+        close(want);
+        blob = hand_over(&o, NULL, true);
+        if (blob != want) {
+            g_assert_cmpint(dup2(blob, want), ==, want);
+            close(blob);
+            snprintf(value, sizeof(value), "%d", want);
+            g_setenv(CPRKIT_STATE_FD_ENV, value, true);
+        }
+    }
+    ctx = new_ctx();
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(ctx),
+                            "fd entry 'sneaky' names fd"));
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "the state blob itself"));
+    cprkit_free(ctx);
+    outgoing_clear(&o);
 }
 
 int main(int argc, char **argv)
@@ -365,5 +447,7 @@ int main(int argc, char **argv)
     g_test_add_func("/incoming/future-major", test_future_major);
     g_test_add_func("/incoming/unsealed-refused", test_unsealed_refused);
     g_test_add_func("/incoming/bad-env", test_bad_env);
+    g_test_add_func("/incoming/entry-stdio-or-blob",
+                    test_entry_names_stdio_or_blob);
     return g_test_run();
 }

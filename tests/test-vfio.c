@@ -494,6 +494,18 @@ static void test_records_roundtrip(void)
     loaded->incoming = false;
     command_line_clear(&rescue);
     cprkit_free(loaded);
+
+    /* A mapping whose iova + size wraps: refused by the loader. */
+    g_assert_cmpint(cprkit_new(&loaded), ==, 0);
+    g_assert_cmpint(blob_decode(loaded, buf, size, &rescue, &state), ==, 0);
+    state->dma_mappings[0]->iova = UINT64_MAX - 0xfff;
+    state->dma_mappings[0]->size = 0x2000;
+    g_assert_cmpint(state_load(loaded, state), ==, -EBADMSG);
+    g_assert_nonnull(strstr(cprkit_last_error(loaded),
+                            "runs past the end of the address space"));
+    cprkit__state__free_unpacked(state, NULL);
+    command_line_clear(&rescue);
+    cprkit_free(loaded);
     setup_clear(&s);
 }
 
