@@ -20,6 +20,10 @@
 #include "cprkit/cprkit-control.h"
 #include "macros.h"
 
+/* control-takeover.c: chmod of the socket file at path without following
+ * a symlink: -ENOTSOCK for a symlink or anything but a socket. */
+int control_chmod_socket(const char *path, unsigned mode);
+
 /* Preserved fd names of the control endpoint. */
 #define CONTROL_LISTEN_FD_NAME "cprkit-control"
 #define CONTROL_CLIENT_FD_NAME "cprkit-control-client"

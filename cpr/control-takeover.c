@@ -4,6 +4,8 @@
  * that nobody accepts on is left over from a process that died and is
  * replaced; a live one belongs to someone else and is refused.
  */
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,10 +13,35 @@
 
 #include "control-endpoint.h"
 
+int control_chmod_socket(const char *path, unsigned mode)
+{
+    _cleanup_close_ int pfd = -EBADF;
+    char proc[64];
+    struct stat st;
+
+    /* chmod(path) follows symlinks: whoever may write to the socket's
+     * directory could replace our fresh socket file with a symlink to any
+     * file between bind() and chmod(), and a root process would chmod that
+     * file. Take the path without following a symlink, make sure it is a
+     * socket, and change that inode through its O_PATH fd. */
+    pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return -errno;
+    if (fstat(pfd, &st) < 0)
+        return -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -ENOTSOCK;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+    if (chmod(proc, (mode_t)mode) < 0)
+        return -errno;
+    return 0;
+}
+
 int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     _cleanup_close_ int fd = -EBADF;
+    int r;
 
     memcpy(sa.sun_path, path, strlen(path));
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -43,9 +70,16 @@ int control_bind_listen(cprkit_ctx *ctx, const char *path, int *ret_fd)
     }
     /* Peer credentials are the real check; the mode keeps others from
      * even connecting. */
-    if (chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-        int r = -errno;
-
+    r = control_chmod_socket(path, 0600);
+    if (r < 0) {
+        /* Not ours any more (a symlink or another file): leave it. */
+        return control_fail(ctx, r,
+                            "control socket %s: cannot set its mode (%s); "
+                            "was it replaced after bind()?",
+                            path, strerror(-r));
+    }
+    if (listen(fd, 16) < 0) {
+        r = -errno;
         unlink(path);
         return control_fail(ctx, r, "control socket %s: %s", path,
                             strerror(-r));

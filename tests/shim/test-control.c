@@ -313,6 +313,40 @@ static void test_blob_sealed_cloexec(void)
 }
 
 /* A second server on the same path is refused; a stale file is replaced. */
+/* The socket's mode is set without following a symlink: a socket file
+ * replaced by a symlink after bind() must not make us chmod its target. */
+static void test_chmod_no_symlink(void)
+{
+    g_autofree char *victim = g_build_filename(app.dir, "victim", NULL);
+    g_autofree char *link = g_build_filename(app.dir, "link.sock", NULL);
+    g_autofree char *plain = g_build_filename(app.dir, "plain.sock", NULL);
+    g_autofree char *sock = g_build_filename(app.dir, "real.sock", NULL);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd;
+
+    g_assert_true(g_file_set_contents(victim, "x", 1, NULL));
+    g_assert_cmpint(chmod(victim, 0644), ==, 0);
+    g_assert_cmpint(symlink(victim, link), ==, 0);
+    g_assert_cmpint(control_chmod_socket(link, 0600), ==, -ENOTSOCK);
+    g_assert_cmpint(stat(victim, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 0777, ==, 0644);
+    g_assert_true(g_file_set_contents(plain, "x", 1, NULL));
+    g_assert_cmpint(control_chmod_socket(plain, 0600), ==, -ENOTSOCK);
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memcpy(sa.sun_path, sock, strlen(sock));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(control_chmod_socket(sock, 0600), ==, 0);
+    g_assert_cmpint(stat(sock, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+    close(fd);
+    unlink(sock);
+    unlink(plain);
+    unlink(link);
+    unlink(victim);
+}
+
 static void test_listen_paths(void)
 {
     g_autofree char *stale = g_build_filename(app.dir, "stale.sock", NULL);
@@ -361,6 +395,7 @@ int main(int argc, char **argv)
     g_test_add_func("/control/fuzz", test_fuzz);
     g_test_add_func("/control/peer-cred", test_peer_cred);
     g_test_add_func("/control/listen-paths", test_listen_paths);
+    g_test_add_func("/control/chmod-no-symlink", test_chmod_no_symlink);
     g_test_add_func("/control/blob-sealed-cloexec", test_blob_sealed_cloexec);
     app_start(&app, NULL);
     r = g_test_run();
