@@ -62,7 +62,8 @@ int control_peer_authorize(cprkit_control *c, int fd, struct ucred *ret_cred);
 /* control-socket.c */
 void control_client_free(struct control_client *cl);
 /* Writes one line; a client that does not read it within
- * CONTROL_WRITE_TIMEOUT_MS is given up (-ETIMEDOUT). */
+ * CONTROL_WRITE_TIMEOUT_MS is given up (-ETIMEDOUT): the connection is
+ * shut down, so later replies to it fail at once and it is dropped. */
 int control_write_line(int fd, const char *line);
 
 /* control-reply.c: replies, members in the order they are set. A NULL

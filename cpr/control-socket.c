@@ -22,6 +22,16 @@ void control_client_free(struct control_client *cl)
 
 /* Writes one line; a client that does not read for a second is given up.
  * MSG_NOSIGNAL: a client that went away must not kill the server. */
+/* A client that does not read its replies must not stall the program: a
+ * write that fails or times out ends the connection. shutdown() makes
+ * every later reply to it fail at once, and the next read see the end,
+ * which drops the client (client_serve). */
+static int write_failed(int fd, int r)
+{
+    shutdown(fd, SHUT_RDWR);
+    return r;
+}
+
 int control_write_line(int fd, const char *line)
 {
     g_autofree char *data = g_strconcat(line, "\n", NULL);
@@ -37,13 +47,13 @@ int control_write_line(int fd, const char *line)
             int r = poll(&p, 1, CONTROL_WRITE_TIMEOUT_MS);
 
             if (r == 0)
-                return -ETIMEDOUT;
+                return write_failed(fd, -ETIMEDOUT);
             if (r < 0 && errno != EINTR)
-                return -errno;
+                return write_failed(fd, -errno);
             continue;
         }
         if (n < 0)
-            return -errno;
+            return write_failed(fd, -errno);
         off += (size_t)n;
     }
     return 0;

@@ -160,6 +160,55 @@ static void test_oversized(void)
 }
 
 /* Several requests on one connection, then EOF without a newline. */
+/* A client that sends requests and never reads the replies: once its
+ * receive buffer is full the server gives it up (one write timeout) and
+ * closes the connection, instead of spending a timeout on every reply
+ * while the program waits. */
+static void test_client_never_reads(void)
+{
+    g_autoptr(GString) reqs = g_string_new(NULL);
+    struct timeval give_up = {.tv_sec = 60};
+    int fd = try_connect(app.socket), small = 4096;
+    char buf[65536];
+    ssize_t n;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small,
+                               sizeof(small)), ==, 0);
+    /* Without the fix the test fails here instead of hanging. */
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &give_up,
+                               sizeof(give_up)), ==, 0);
+    /* 3000 inspect replies are megabytes, far beyond what the socket
+     * buffers hold; each reply the server cannot write would cost it a
+     * write timeout (1 s) without the fix. */
+    for (int i = 0; i < 3000; i++)
+        g_string_append(reqs, "{\"cmd\":\"inspect\"}\n");
+    for (size_t off = 0; off < reqs->len;) {
+        n = send(fd, reqs->str + off, reqs->len - off, MSG_NOSIGNAL);
+        if (n < 0)
+            break; /* the server may already have cut us off */
+        off += (size_t)n;
+    }
+    /* Another client is served meanwhile... */
+    assert_server_alive();
+    /* ...and the silent one was cut off: reading what was sent ends in an
+     * end of stream (or a reset), after far fewer than 40 replies. */
+    {
+        g_autoptr(GString) in = g_string_new(NULL);
+        guint lines = 0;
+
+        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+            g_string_append_len(in, buf, n);
+        g_assert_true(n == 0 || errno == ECONNRESET);
+        for (const char *p = in->str; (p = strchr(p, '\n')); p++)
+            lines++;
+        g_test_message("the silent client got %u of 3000 replies", lines);
+        g_assert_cmpuint(lines, <, 3000);
+    }
+    close(fd);
+    assert_server_alive();
+}
+
 static void test_pipelined(void)
 {
     static const char req[] = "{\"cmd\":\"status\"}\n\n{\"cmd\":\"inspect\"}\n"
@@ -396,6 +445,7 @@ int main(int argc, char **argv)
     g_test_add_func("/control/peer-cred", test_peer_cred);
     g_test_add_func("/control/listen-paths", test_listen_paths);
     g_test_add_func("/control/chmod-no-symlink", test_chmod_no_symlink);
+    g_test_add_func("/control/client-never-reads", test_client_never_reads);
     g_test_add_func("/control/blob-sealed-cloexec", test_blob_sealed_cloexec);
     app_start(&app, NULL);
     r = g_test_run();
