@@ -12,8 +12,6 @@
 
 #include "state-json.h"
 
-/* At most this many connections at once; more are answered "busy". */
-#define CONTROL_MAX_CLIENTS 32
 /* A client gets this long to take a reply off the socket. */
 #define CONTROL_WRITE_TIMEOUT_MS 1000
 
@@ -22,6 +20,7 @@ struct control_client {
     GString *buf; /* bytes of an incomplete request line */
     uid_t uid;
     pid_t pid;
+    uint64_t last_active_ns; /* accepted, or last bytes received */
 };
 
 struct cprkit_control {

@@ -32,6 +32,14 @@ int control_chmod_socket(const char *path, unsigned mode);
  * (cprkit_set_commit_timeout(); docs/keeper.md). */
 #define CONTROL_DEFAULT_COMMIT_TIMEOUT_MS 30000u
 
+/* At most this many connections at once; more are answered "busy"
+ * (tests/shim/test-control.c uses these). */
+#define CONTROL_MAX_CLIENTS 32
+/* With every slot taken, a new client replaces the connection that has
+ * been idle longest, if that is at least this long: idle connections
+ * cannot lock the owner out. */
+#define CONTROL_IDLE_EVICT_MS 3000
+
 /* Longest request line a server accepts; longer ones get an error reply
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)

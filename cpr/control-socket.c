@@ -84,6 +84,7 @@ static bool client_serve(cprkit_control *c, struct control_client *cl)
             break;
         }
         g_string_append_len(cl->buf, chunk, n);
+        cl->last_active_ns = control_now_ns();
         if (cl->buf->len > CONTROL_MAX_REQUEST + 1)
             break;
     }
@@ -118,6 +119,30 @@ static bool client_serve(cprkit_control *c, struct control_client *cl)
     return true;
 }
 
+/* Makes room for a new client: drops the connection idle longest, if it
+ * has been idle CONTROL_IDLE_EVICT_MS. Returns whether it did. */
+static bool evict_idle_client(cprkit_control *c)
+{
+    struct control_client *oldest = NULL;
+    uint64_t now = control_now_ns();
+
+    for (guint i = 0; i < c->clients->len; i++) {
+        struct control_client *cl = g_ptr_array_index(c->clients, i);
+
+        if (!oldest || cl->last_active_ns < oldest->last_active_ns)
+            oldest = cl;
+    }
+    if (!oldest ||
+        now - oldest->last_active_ns < CONTROL_IDLE_EVICT_MS * 1000000ull)
+        return false;
+    control_reply_error(oldest->fd, "error",
+                        "closing an idle connection: all %u control "
+                        "connections are taken",
+                        CONTROL_MAX_CLIENTS);
+    client_drop(c, oldest);
+    return true;
+}
+
 static void accept_clients(cprkit_control *c)
 {
     for (;;) {
@@ -137,7 +162,8 @@ static void accept_clients(cprkit_control *c)
             close(fd);
             continue;
         }
-        if (c->clients->len >= CONTROL_MAX_CLIENTS) {
+        if (c->clients->len >= CONTROL_MAX_CLIENTS &&
+            !evict_idle_client(c)) {
             control_reply_error(fd, "error",
                                 "busy: too many control connections");
             close(fd);
@@ -148,6 +174,7 @@ static void accept_clients(cprkit_control *c)
         cl->buf = g_string_new(NULL);
         cl->uid = cred.uid;
         cl->pid = cred.pid;
+        cl->last_active_ns = control_now_ns();
         ev.data.ptr = cl;
         if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             control_client_free(cl);

@@ -209,6 +209,39 @@ static void test_client_never_reads(void)
     assert_server_alive();
 }
 
+/* 32 connections that say nothing take every slot: a new client is
+ * refused at once, but once they have been idle CONTROL_IDLE_EVICT_MS the
+ * owner gets in, replacing the idlest (which is told why). */
+static void test_idle_clients_evicted(void)
+{
+    int idle[CONTROL_MAX_CLIENTS];
+    g_autofree char *busy = NULL;
+    guint told = 0;
+
+    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+        idle[i] = try_connect(app.socket);
+        g_assert_cmpint(idle[i], >=, 0);
+    }
+    g_usleep(200 * 1000); /* the server has accepted them all */
+    busy = raw_exchange(app.socket, "{\"cmd\":\"status\"}\n", 17, false);
+    g_assert_nonnull(strstr(busy, "too many control connections"));
+    g_usleep((CONTROL_IDLE_EVICT_MS + 500) * 1000);
+    assert_server_alive();
+    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+        char buf[512];
+        ssize_t n = recv(idle[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+        if (n > 0) {
+            buf[n] = '\0';
+            g_assert_nonnull(strstr(buf, "closing an idle connection"));
+            told++;
+        }
+        close(idle[i]);
+    }
+    g_assert_cmpuint(told, ==, 1);
+    assert_server_alive();
+}
+
 static void test_pipelined(void)
 {
     static const char req[] = "{\"cmd\":\"status\"}\n\n{\"cmd\":\"inspect\"}\n"
@@ -446,6 +479,7 @@ int main(int argc, char **argv)
     g_test_add_func("/control/listen-paths", test_listen_paths);
     g_test_add_func("/control/chmod-no-symlink", test_chmod_no_symlink);
     g_test_add_func("/control/client-never-reads", test_client_never_reads);
+    g_test_add_func("/control/idle-clients-evicted", test_idle_clients_evicted);
     g_test_add_func("/control/blob-sealed-cloexec", test_blob_sealed_cloexec);
     app_start(&app, NULL);
     r = g_test_run();
