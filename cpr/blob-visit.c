@@ -118,6 +118,9 @@ static void walk_fds(struct walk *w, const Cprkit__State *s)
             add_u64(w, "st_ino", id->st_ino);
             add_u64(w, "st_rdev", id->st_rdev);
             add_hex(w, "st_mode_type", id->st_mode_type);
+            /* Only eventfds have one (since 0.4). */
+            if (id->has_anon_id)
+                add_u64(w, "eventfd_id", id->anon_id);
         }
         end(w);
     }

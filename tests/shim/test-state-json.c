@@ -7,6 +7,9 @@
  */
 #include <glib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cprkit-internal.h"
 #include "state-json.h"
@@ -28,6 +31,35 @@ static void test_utf8_string(void)
     g_assert_true(g_str_has_prefix(v, "ram"));
     g_assert_true(g_str_has_suffix(v, "-block"));
     g_assert_nonnull(strstr(v, "\xef\xbf\xbd")); /* U+FFFD */
+}
+
+/* inspect shows an eventfd's eventfd-id (what tells eventfds apart),
+ * and nothing of the kind for other fds. */
+static void test_eventfd_id(void)
+{
+    _cleanup_free_ uint8_t *blob = NULL;
+    json_auto_t *j = NULL;
+    json_t *fds, *ev, *mem;
+    cprkit_ctx *ctx;
+    size_t size;
+    int efd = eventfd(0, EFD_CLOEXEC);
+    int mfd = memfd_create("m", MFD_CLOEXEC);
+
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "irq", 0, efd), ==, 0);
+    g_assert_cmpint(cprkit_fd_save(ctx, "ram", 0, mfd), ==, 0);
+    g_assert_cmpint(cprkit_state_encode(ctx, &blob, &size), ==, 0);
+    g_assert_cmpint(blob_to_json_tree(ctx, blob, size, &j), ==, 0);
+    fds = json_object_get(json_object_get(j, "state"), "fds");
+    ev = json_array_get(fds, 0);
+    mem = json_array_get(fds, 1);
+    g_assert_cmpstr(json_string_value(json_object_get(ev, "type")), ==,
+                    "eventfd");
+    g_assert_true(json_is_integer(json_object_get(ev, "eventfd_id")));
+    g_assert_null(json_object_get(mem, "eventfd_id"));
+    cprkit_free(ctx);
+    close(efd);
+    close(mfd);
 }
 
 static void test_state_order(void)
@@ -111,6 +143,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/state-json/utf8-string", test_utf8_string);
     g_test_add_func("/state-json/state-order", test_state_order);
+    g_test_add_func("/state-json/eventfd-id", test_eventfd_id);
     g_test_add_func("/state-json/golden-blob", test_golden_blob);
     return g_test_run();
 }
