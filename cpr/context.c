@@ -17,6 +17,7 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
     ctx->fd_index = g_hash_table_new(fd_entry_hash, fd_entry_equal);
     ctx->sections =
         g_ptr_array_new_with_free_func((GDestroyNotify)app_section_free);
+    ctx->section_index = g_hash_table_new(keyed_str_hash, g_str_equal);
     ctx->timestamps =
         g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
     ctx->update_timestamps =
@@ -37,6 +38,7 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
         return;
     g_hash_table_unref(ctx->fd_index);
     g_ptr_array_unref(ctx->fds);
+    g_hash_table_unref(ctx->section_index);
     g_ptr_array_unref(ctx->sections);
     g_ptr_array_unref(ctx->timestamps);
     g_ptr_array_unref(ctx->update_timestamps);

@@ -106,6 +106,7 @@ struct cprkit_ctx {
     GPtrArray *fds;        /* struct fd_entry *, in save order */
     GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
     GPtrArray *sections;   /* struct app_section *, in put order */
+    GHashTable *section_index; /* name -> struct app_section * (not owned) */
     /* struct phase_timestamp *: what the previous binary recorded (read
      * with cprkit_timestamp()), and what this one records for the next. */
     GPtrArray *timestamps;
@@ -153,6 +154,11 @@ void ctx_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ctx_clear_error(cprkit_ctx *ctx);
 uint64_t monotonic_now_ns(void);
+
+/* keyed-hash.c: hashes for indexes of names from a blob, keyed per process
+ * so that a crafted blob cannot make them collide (SipHash-1-3). */
+guint keyed_hash(const void *data, size_t len, uint64_t extra);
+guint keyed_str_hash(gconstpointer s);
 void timestamps_set(GPtrArray *timestamps, const char *phase, uint64_t ns);
 void phase_timestamp_free(struct phase_timestamp *t);
 void command_line_clear(struct command_line *cmd);
@@ -187,6 +193,8 @@ gboolean fd_entry_equal(gconstpointer a, gconstpointer b);
 /* sections.c */
 void app_section_free(struct app_section *s);
 struct app_section *section_lookup(cprkit_ctx *ctx, const char *name);
+/* Forgets every section (the index first: it points into them). */
+void sections_clear(cprkit_ctx *ctx);
 
 /* blob.c: the frame around the payload. */
 extern const char blob_format_marker[];
@@ -219,6 +227,8 @@ int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+/* How many timestamps of a blob a load keeps. */
+#define STATE_MAX_TIMESTAMPS 64
 
 /* state.c: memory owned by a built State, freed by state_build_free(). */
 void *state_alloc(Cprkit__State *state, size_t size);

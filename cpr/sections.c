@@ -14,15 +14,17 @@ void app_section_free(struct app_section *s)
     free(s);
 }
 
+/* By name through the keyed index: a blob of many sections loads in
+ * linear time whatever their names. */
 struct app_section *section_lookup(cprkit_ctx *ctx, const char *name)
 {
-    for (guint i = 0; i < ctx->sections->len; i++) {
-        struct app_section *s = g_ptr_array_index(ctx->sections, i);
+    return g_hash_table_lookup(ctx->section_index, name);
+}
 
-        if (strcmp(s->name, name) == 0)
-            return s;
-    }
-    return NULL;
+void sections_clear(cprkit_ctx *ctx)
+{
+    g_hash_table_remove_all(ctx->section_index);
+    g_ptr_array_set_size(ctx->sections, 0);
 }
 
 CPRKIT_EXPORT int cprkit_section_put(cprkit_ctx *ctx, const char *name,
@@ -56,6 +58,7 @@ CPRKIT_EXPORT int cprkit_section_put(cprkit_ctx *ctx, const char *name,
             return ctx_fail(ctx, -ENOMEM, "section '%s': out of memory", name);
         }
         g_ptr_array_add(ctx->sections, s);
+        g_hash_table_insert(ctx->section_index, s->name, s);
     }
     free(s->data);
     s->data = copy;

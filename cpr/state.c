@@ -243,7 +243,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     int r;
 
     fdreg_clear(ctx);
-    g_ptr_array_set_size(ctx->sections, 0);
+    sections_clear(ctx);
     g_ptr_array_set_size(ctx->timestamps, 0);
 
     for (size_t i = 0; i < state->n_fds; i++) {
@@ -266,10 +266,15 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         if (r < 0)
             goto fail;
     }
-    for (size_t i = 0; i < state->n_timestamps; i++) {
+    /* Timestamps are informational: skip malformed ones, and keep the
+     * first STATE_MAX_TIMESTAMPS (a writer records a handful of phases;
+     * each set is a linear search, so a crafted blob of thousands would
+     * make the load quadratic). */
+    for (size_t i = 0; i < state->n_timestamps &&
+                       ctx->timestamps->len < STATE_MAX_TIMESTAMPS;
+         i++) {
         const Cprkit__Timestamp *m = state->timestamps[i];
 
-        /* Timestamps are informational: skip malformed ones. */
         if (name_is_valid(m->phase) && m->has_monotonic_ns)
             timestamps_set(ctx->timestamps, m->phase, m->monotonic_ns);
     }
@@ -283,7 +288,7 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
 fail:
     participants_reset(ctx);
     fdreg_clear(ctx);
-    g_ptr_array_set_size(ctx->sections, 0);
+    sections_clear(ctx);
     g_ptr_array_set_size(ctx->timestamps, 0);
     return r;
 }

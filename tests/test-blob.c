@@ -479,6 +479,96 @@ static void test_sealed_memfd(void)
 }
 
 /* Semantically bad content in a well-formed payload. */
+/* Names made of the blocks "Ez" and "FY" all have one g_str_hash (djb2):
+ * the crafted input that made loading quadratic. */
+static char *colliding_name(unsigned i, unsigned blocks)
+{
+    GString *s = g_string_new(NULL);
+
+    for (unsigned b = 0; b < blocks; b++)
+        g_string_append(s, (i >> b) & 1 ? "FY" : "Ez");
+    return g_string_free(s, false);
+}
+
+static void test_index_hash_crafted(void)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
+    g_autoptr(GHashTable) seen_entry = g_hash_table_new(NULL, NULL);
+    const unsigned n = 1024;
+
+    for (unsigned i = 0; i < n; i++) {
+        g_autofree char *name = colliding_name(i, 10);
+        g_autofree char *first = colliding_name(0, 10);
+        struct fd_entry e = {.name = name, .id = 0};
+
+        /* the input is adversarial for g_str_hash... */
+        g_assert_cmpuint(g_str_hash(name), ==, g_str_hash(first));
+        /* ...not for the indexes' hash */
+        g_hash_table_add(seen, GUINT_TO_POINTER(keyed_str_hash(name)));
+        g_hash_table_add(seen_entry, GUINT_TO_POINTER(fd_entry_hash(&e)));
+    }
+    /* 32-bit hashes of 1024 keys: a collision or two at most by chance. */
+    g_assert_cmpuint(g_hash_table_size(seen), >=, n - 4);
+    g_assert_cmpuint(g_hash_table_size(seen_entry), >=, n - 4);
+}
+
+/* A blob of 20 000 fds and 20 000 sections with colliding names loads,
+ * each findable; and of thousands of timestamps only the first 64 stay. */
+static void test_crafted_blob_loads(void)
+{
+    const unsigned n = 20000;
+    cprkit_ctx *ctx = new_ctx();
+    Cprkit__State state;
+    Cprkit__FdEntry *fds = g_new0(Cprkit__FdEntry, n);
+    Cprkit__FdEntry **fd_ptrs = g_new0(Cprkit__FdEntry *, n);
+    Cprkit__AppSection *secs = g_new0(Cprkit__AppSection, n);
+    Cprkit__AppSection **sec_ptrs = g_new0(Cprkit__AppSection *, n);
+    Cprkit__Timestamp *ts = g_new0(Cprkit__Timestamp, 1000);
+    Cprkit__Timestamp **ts_ptrs = g_new0(Cprkit__Timestamp *, 1000);
+    char **names = g_new0(char *, n + 1);
+    const void *data;
+    size_t size;
+
+    cprkit__state__init(&state);
+    for (unsigned i = 0; i < n; i++) {
+        names[i] = colliding_name(i, 15);
+        cprkit__fd_entry__init(&fds[i]);
+        fds[i].name = names[i];
+        fds[i].has_fd = true;
+        fds[i].fd = 1000 + (int)i;
+        fd_ptrs[i] = &fds[i];
+        cprkit__app_section__init(&secs[i]);
+        secs[i].name = names[i];
+        sec_ptrs[i] = &secs[i];
+    }
+    for (unsigned i = 0; i < 1000; i++) {
+        cprkit__timestamp__init(&ts[i]);
+        ts[i].phase = names[i];
+        ts[i].has_monotonic_ns = true;
+        ts[i].monotonic_ns = i;
+        ts_ptrs[i] = &ts[i];
+    }
+    state.fds = fd_ptrs;
+    state.n_fds = n;
+    state.sections = sec_ptrs;
+    state.n_sections = n;
+    state.timestamps = ts_ptrs;
+    state.n_timestamps = 1000;
+    g_assert_cmpint(state_load(ctx, &state), ==, 0);
+    g_assert_cmpuint(cprkit_fd_count(ctx), ==, n);
+    g_assert_nonnull(fdreg_lookup(ctx, names[n - 1], 0));
+    g_assert_cmpint(cprkit_section_get(ctx, names[n / 2], &data, &size), ==, 0);
+    g_assert_cmpuint(ctx->timestamps->len, ==, STATE_MAX_TIMESTAMPS);
+    cprkit_free(ctx);
+    g_strfreev(names);
+    g_free(fds);
+    g_free(fd_ptrs);
+    g_free(secs);
+    g_free(sec_ptrs);
+    g_free(ts);
+    g_free(ts_ptrs);
+}
+
 static void test_state_validation(void)
 {
     cprkit_ctx *ctx = new_ctx();
@@ -606,5 +696,7 @@ int main(int argc, char **argv)
     g_test_add_func("/blob/garbage-payload", test_garbage_payload);
     g_test_add_func("/blob/sealed-memfd", test_sealed_memfd);
     g_test_add_func("/blob/state-validation", test_state_validation);
+    g_test_add_func("/blob/index-hash-crafted", test_index_hash_crafted);
+    g_test_add_func("/blob/crafted-blob-loads", test_crafted_blob_loads);
     return g_test_run();
 }
