@@ -40,6 +40,10 @@ int control_chmod_socket(const char *path, unsigned mode);
  * cannot lock the owner out. */
 #define CONTROL_IDLE_EVICT_MS 3000
 
+/* No state blob is larger: its frame, the rescue block (at most 1 MiB)
+ * and the payload (at most 64 MiB). `cpr-exec inspect FILE` reads no more. */
+#define CONTROL_BLOB_FILE_MAX ((64u + 2u) << 20)
+
 /* Longest request line a server accepts; longer ones get an error reply
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)

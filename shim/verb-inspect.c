@@ -8,6 +8,7 @@
  * that `inspect FILE` (and tests) can read.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -16,6 +17,42 @@
 #include "control-internal.h"
 #include "cpr-exec.h"
 
+/* At most CONTROL_BLOB_FILE_MAX bytes of path: a larger file (or an
+ * endless one such as /dev/zero) is not a blob, and is refused before it
+ * is read into memory. */
+static int read_blob_file(const char *path, char **ret, size_t *ret_size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_autofree char *data = NULL;
+    size_t size = 0, cap = 0;
+
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        ssize_t n;
+
+        if (size == cap) {
+            if (cap > CONTROL_BLOB_FILE_MAX)
+                return -EFBIG;
+            cap = cap ? cap * 2 : 65536;
+            data = g_realloc(data, cap + 1);
+        }
+        n = read(fd, data + size, cap - size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        size += (size_t)n;
+        if (size > CONTROL_BLOB_FILE_MAX)
+            return -EFBIG;
+    }
+    *ret = g_steal_pointer(&data);
+    *ret_size = size;
+    return 0;
+}
+
 static int inspect_file(const char *path, bool pretty)
 {
     g_autofree char *data = NULL;
@@ -23,11 +60,18 @@ static int inspect_file(const char *path, bool pretty)
     g_autoptr(JsonNode) json = NULL;
     _cleanup_free_ char *text = NULL;
     cprkit_ctx *ctx;
-    gsize size;
+    size_t size = 0;
     int r;
 
-    if (!g_file_get_contents(path, &data, &size, &error)) {
-        log_msg(LOG_ERR, "inspect: %s", error->message);
+    r = read_blob_file(path, &data, &size);
+    if (r == -EFBIG) {
+        log_msg(LOG_ERR,
+                "inspect: %s is larger than any state blob (%u MiB): not a "
+                "blob", path, CONTROL_BLOB_FILE_MAX >> 20);
+        return EXIT_FAILED;
+    }
+    if (r < 0) {
+        log_msg(LOG_ERR, "inspect: %s: %s", path, strerror(-r));
         return EXIT_FAILED;
     }
     if (cprkit_new(&ctx) < 0)

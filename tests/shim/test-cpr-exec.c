@@ -359,6 +359,12 @@ static void test_inspect(void)
     r = CPR_EXEC("inspect", "/nonexistent/blob");
     g_assert_cmpint(r.code, ==, 1);
     cmd_result_clear(&r);
+    /* An endless file: refused once it is larger than any blob, not read
+     * into memory whole. */
+    r = CPR_EXEC("inspect", "/dev/zero");
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.err, "larger than any state blob"));
+    cmd_result_clear(&r);
     g_unlink(blob);
     g_unlink(junk);
 }
