@@ -230,7 +230,7 @@ int conn_call(const char *path, JsonObject *request, int timeout_s,
 
 const char *json_get_string(JsonObject *o, const char *member)
 {
-    JsonNode *n = json_object_get_member(o, member);
+    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
 
     if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
         json_node_get_value_type(n) != G_TYPE_STRING)
@@ -240,12 +240,45 @@ const char *json_get_string(JsonObject *o, const char *member)
 
 gint64 json_get_int(JsonObject *o, const char *member, gint64 fallback)
 {
-    JsonNode *n = json_object_get_member(o, member);
+    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
 
     if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
         json_node_get_value_type(n) != G_TYPE_INT64)
         return fallback;
     return json_node_get_int(n);
+}
+
+gboolean json_get_bool(JsonObject *o, const char *member, gboolean fallback)
+{
+    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
+
+    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_BOOLEAN)
+        return fallback;
+    return json_node_get_boolean(n);
+}
+
+JsonObject *json_get_object(JsonObject *o, const char *member)
+{
+    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
+
+    return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+JsonArray *json_get_array(JsonObject *o, const char *member)
+{
+    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
+
+    return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+JsonObject *json_array_object(JsonArray *a, guint i)
+{
+    JsonNode *n = a && i < json_array_get_length(a)
+                      ? json_array_get_element(a, i)
+                      : NULL;
+
+    return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
 void print_json(JsonNode *node, bool pretty)

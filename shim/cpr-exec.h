@@ -47,8 +47,17 @@ int conn_read(struct control_conn *c, int64_t deadline, JsonNode **ret);
 int conn_call(const char *path, JsonObject *request, int timeout_s,
               JsonNode **ret, const char **ret_error);
 
+/* Members of a reply, type-checked: the process behind a socket may send
+ * anything, and json-glib's own getters abort (fatal-warnings) or print
+ * nonsense on a wrong type. NULL / fallback when absent or of another
+ * type; o may be NULL. */
 const char *json_get_string(JsonObject *o, const char *member);
 gint64 json_get_int(JsonObject *o, const char *member, gint64 fallback);
+gboolean json_get_bool(JsonObject *o, const char *member, gboolean fallback);
+JsonObject *json_get_object(JsonObject *o, const char *member);
+JsonArray *json_get_array(JsonObject *o, const char *member);
+/* Element i of a as an object, or NULL. */
+JsonObject *json_array_object(JsonArray *a, guint i);
 void print_json(JsonNode *node, bool pretty);
 
 int verb_run(int argc, char **argv);

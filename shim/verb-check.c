@@ -226,7 +226,7 @@ int verb_check(int argc, char **argv)
         o = json_node_get_object(reply);
         pid = (int)json_get_int(o, "pid", pid);
         writer_major = json_get_int(o, "format_major", writer_major);
-        if (!json_object_get_boolean_member_with_default(o, "ok", false))
+        if (!json_get_bool(o, "ok", false))
             g_ptr_array_add(blockers,
                             g_strdup(json_get_string(o, "error")
                                          ? json_get_string(o, "error")
@@ -308,21 +308,19 @@ int verb_check(int argc, char **argv)
         print_json(root, false);
     } else {
         JsonObject *o = json_node_get_object(root);
-        JsonObject *k = json_object_get_object_member(o, "kernel");
+        JsonObject *k = json_get_object(o, "kernel");
 
-        if (json_object_get_boolean_member(k, "vfio"))
+        if (json_get_bool(k, "vfio", false))
             printf("kernel: VFIO API %" G_GINT64_FORMAT ", type1v2 %s, "
                    "UNMAP_ALL %s, UPDATE_VADDR unknown without a group\n",
                    json_get_int(k, "api_version", -1),
-                   json_object_get_boolean_member(k, "type1v2") ? "yes" : "no",
-                   json_object_get_boolean_member(k, "unmap_all") ? "yes"
-                                                                  : "no");
+                   json_get_bool(k, "type1v2", false) ? "yes" : "no",
+                   json_get_bool(k, "unmap_all", false) ? "yes" : "no");
         else
             printf("kernel: no VFIO (%s)\n", json_get_string(k, "error"));
         if (reply)
             printf("process: %s\n",
-                   json_object_get_boolean_member_with_default(
-                       json_node_get_object(reply), "ok", false)
+                   json_get_bool(json_node_get_object(reply), "ok", false)
                        ? "no blockers"
                        : "blocked");
         for (guint i = 0; i < blockers->len; i++)

@@ -145,7 +145,7 @@ int verb_inspect(int argc, char **argv)
         return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
     }
     o = json_node_get_object(reply);
-    if (!json_object_get_boolean_member_with_default(o, "ok", false)) {
+    if (!json_get_bool(o, "ok", false)) {
         log_msg(LOG_ERR, "inspect: %s", json_get_string(o, "error"));
         return EXIT_FAILED;
     }
@@ -170,6 +170,11 @@ int verb_inspect(int argc, char **argv)
         json_object_remove_member(o, "blob_base64");
         log_msg(LOG_INFO, "wrote %zu byte state blob to %s", (size_t)size,
                 arg_dump);
+    }
+    if (!json_get_object(o, "state")) {
+        log_msg(LOG_ERR, "inspect: the reply has no \"state\" object: not a "
+                         "cprkit process?");
+        return EXIT_COMM;
     }
     print_json(json_object_get_member(o, "state"), !arg_json);
     return EXIT_OK;

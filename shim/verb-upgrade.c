@@ -213,6 +213,14 @@ out:
         JsonObject *o = json_node_get_object(final);
 
         code = exit_code_of(json_get_string(o, "result"));
+        /* Trust a "committed" only with "ok": true beside it. */
+        if (code == EXIT_OK && json_get_bool(o, "ok", false) != TRUE) {
+            json_object_set_string_member(o, "result", "error");
+            json_object_set_string_member(
+                o, "error", "malformed reply: \"committed\" without "
+                            "\"ok\": true (is this a cprkit process?)");
+            code = EXIT_COMM;
+        }
         json_object_set_array_member(o, "phases", json_array_ref(phases));
         json_object_set_int_member(o, "exit_code", code);
         if (arg_json)
@@ -233,11 +241,7 @@ out:
  * by SIGKILL", or that there is none. */
 static void print_keeper(JsonObject *o)
 {
-    JsonObject *k = json_object_has_member(o, "keeper") &&
-                            JSON_NODE_HOLDS_OBJECT(
-                                json_object_get_member(o, "keeper"))
-                        ? json_object_get_object_member(o, "keeper")
-                        : NULL;
+    JsonObject *k = json_get_object(o, "keeper");
     gint64 restarts;
 
     if (!k) {
@@ -249,9 +253,7 @@ static void print_keeper(JsonObject *o)
     printf("keeper: pid %" G_GINT64_FORMAT "%s, %" G_GINT64_FORMAT
            " restart%s",
            json_get_int(k, "pid", 0),
-           json_object_get_boolean_member_with_default(k, "reachable", true)
-               ? ""
-               : " (unreachable)",
+           json_get_bool(k, "reachable", true) ? "" : " (unreachable)",
            restarts, restarts == 1 ? "" : "s");
     if (json_get_string(k, "last_cause"))
         printf(", last %s: %s",
@@ -308,8 +310,10 @@ int verb_status(int argc, char **argv)
         return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
     }
     o = json_node_get_object(reply);
-    if (!json_object_get_boolean_member_with_default(o, "ok", false)) {
-        log_msg(LOG_ERR, "status: %s", json_get_string(o, "error"));
+    if (!json_get_bool(o, "ok", false)) {
+        log_msg(LOG_ERR, "status: %s",
+                json_get_string(o, "error") ? json_get_string(o, "error")
+                                            : "the process said no");
         if (arg_json)
             print_json(reply, false);
         return EXIT_FAILED;
@@ -318,51 +322,55 @@ int verb_status(int argc, char **argv)
         print_json(reply, false);
         return EXIT_OK;
     }
+    /* A status without these is not from a cprkit process we know. */
+    if (json_get_int(o, "pid", -1) <= 0 || !json_get_string(o, "binary")) {
+        log_msg(LOG_ERR, "status: %s: the reply lacks a pid or binary: not a "
+                         "cprkit status",
+                socket);
+        return EXIT_COMM;
+    }
     printf("pid %" G_GINT64_FORMAT ", %s, cprkit %s (state format %"
            G_GINT64_FORMAT "), generation %" G_GINT64_FORMAT "%s\n",
            json_get_int(o, "pid", -1), json_get_string(o, "binary"),
            json_get_string(o, "version"), json_get_int(o, "format_major", -1),
            json_get_int(o, "generation", -1),
-           json_object_get_boolean_member_with_default(o, "incoming", false)
-               ? " (update not committed yet)"
-               : "");
-    fds = json_object_get_array_member(o, "fds");
+           json_get_bool(o, "incoming", false) ? " (update not committed yet)"
+                                               : "");
+    fds = json_get_array(o, "fds");
     printf("preserved fds: %u\n", fds ? json_array_get_length(fds) : 0);
     for (guint i = 0; fds && i < json_array_get_length(fds); i++) {
-        JsonObject *f = json_array_get_object_element(fds, i);
+        JsonObject *f = json_array_object(fds, i);
 
+        if (!f)
+            continue;
         printf("  %-28s/%-3" G_GINT64_FORMAT " fd %-4" G_GINT64_FORMAT " %s\n",
                json_get_string(f, "name"), json_get_int(f, "id", 0),
                json_get_int(f, "fd", -1), json_get_string(f, "type"));
     }
-    blockers = json_object_has_member(o, "blockers")
-                   ? json_object_get_array_member(o, "blockers")
-                   : NULL;
+    blockers = json_get_array(o, "blockers");
     for (guint i = 0; blockers && i < json_array_get_length(blockers); i++) {
-        JsonObject *b = json_array_get_object_element(blockers, i);
+        JsonObject *b = json_array_object(blockers, i);
 
+        if (!b)
+            continue;
         printf("update blocked: %s: %s\n", json_get_string(b, "owner"),
                json_get_string(b, "reason"));
     }
-    if (json_object_has_member(o, "vfio")) {
-        JsonObject *v = json_object_get_object_member(o, "vfio");
+    if (json_get_object(o, "vfio")) {
+        JsonObject *v = json_get_object(o, "vfio");
 
         printf("vfio: %" G_GINT64_FORMAT " containers, %" G_GINT64_FORMAT
                " groups, %u devices, %" G_GINT64_FORMAT " DMA mappings (%"
                G_GINT64_FORMAT " bytes), %" G_GINT64_FORMAT " IRQ indexes\n",
                json_get_int(v, "containers", 0), json_get_int(v, "groups", 0),
-               json_object_has_member(v, "devices")
-                   ? json_array_get_length(
-                         json_object_get_array_member(v, "devices"))
+               json_get_array(v, "devices")
+                   ? json_array_get_length(json_get_array(v, "devices"))
                    : 0,
                json_get_int(v, "dma_mappings", 0),
                json_get_int(v, "mapped_bytes", 0),
                json_get_int(v, "irq_indexes", 0));
     }
-    last = json_object_get_member(o, "last_update") &&
-                   JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "last_update"))
-               ? json_object_get_object_member(o, "last_update")
-               : NULL;
+    last = json_get_object(o, "last_update");
     if (last)
         printf("last update: %s (phase %s), blackout %" G_GINT64_FORMAT
                " us%s%s\n",

@@ -436,6 +436,83 @@ static void test_unreachable(void)
     cmd_result_clear(&r);
 }
 
+/* A fake endpoint that answers every request on its socket with reply
+ * (one connection), in a child process. */
+static pid_t fake_server(const char *path, const char *reply)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    pid_t pid;
+
+    g_assert_cmpint(fd, >=, 0);
+    unlink(path);
+    memcpy(sa.sun_path, path, strlen(path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(fd, 4), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        int c = accept(fd, NULL, NULL);
+        char buf[4096];
+
+        if (c >= 0 && recv(c, buf, sizeof(buf), 0) > 0) {
+            if (write(c, reply, strlen(reply)) < 0 || write(c, "\n", 1) < 0)
+                _exit(1);
+        }
+        g_usleep(200 * 1000);
+        _exit(0);
+    }
+    close(fd);
+    return pid;
+}
+
+/* cpr-exec trusts nothing the socket says: wrong types are no crash (the
+ * tests run with G_DEBUG=fatal-warnings: a Json-CRITICAL would abort), an
+ * answer that is not a cprkit status or result is an error (exit 5). */
+static void test_hostile_replies(void)
+{
+    g_autofree char *sock = g_build_filename(g_get_tmp_dir(), "cprkit-fake.sock",
+                                             NULL);
+    static const struct {
+        const char *verb;
+        const char *reply;
+        int code;
+        const char *err;
+    } cases[] = {
+        {"status",
+         "{\"ok\":true,\"pid\":\"seven\",\"binary\":5,\"fds\":{\"a\":1},"
+         "\"blockers\":[1,2],\"vfio\":[],\"keeper\":\"x\",\"last_update\":3}",
+         5, "not a cprkit status"},
+        {"status",
+         "{\"ok\":true,\"pid\":42,\"binary\":\"/x\",\"fds\":[1,\"a\","
+         "{\"name\":3}],\"blockers\":[null],\"vfio\":{\"devices\":7},"
+         "\"keeper\":{\"reachable\":\"no\"},\"incoming\":\"yes\"}",
+         0, NULL},
+        {"status", "{\"ok\":\"yes\"}", 1, NULL},
+        {"upgrade", "{\"ok\":\"yes\",\"result\":\"committed\"}", 5,
+         "malformed reply"},
+        {"inspect", "{\"ok\":true,\"state\":7}", 5, "no \"state\" object"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        pid_t server = fake_server(sock, cases[i].reply);
+        struct cmd_result r =
+            !strcmp(cases[i].verb, "upgrade")
+                ? CPR_EXEC("upgrade", "--socket", sock, "--to", "/bin/true")
+                : CPR_EXEC(cases[i].verb, "--socket", sock);
+        int status;
+
+        g_test_message("%s -> %d: %s", cases[i].verb, r.code, r.err);
+        g_assert_cmpint(r.code, ==, cases[i].code);
+        if (cases[i].err)
+            g_assert_nonnull(strstr(r.err, cases[i].err));
+        g_assert_null(strstr(r.err, "CRITICAL"));
+        cmd_result_clear(&r);
+        g_assert_cmpint(waitpid(server, &status, 0), ==, server);
+    }
+    unlink(sock);
+}
+
 /* The new binary never commits: the client gives up after --timeout. */
 static void test_timeout(void)
 {
@@ -653,6 +730,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/inspect", test_inspect);
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);
+    g_test_add_func("/cpr-exec/hostile-replies", test_hostile_replies);
     g_test_add_func("/cpr-exec/timeout", test_timeout);
     g_test_add_func("/cpr-exec/no-keeper", test_no_keeper);
     g_test_add_func("/cpr-exec/sd-notify", test_sd_notify);
