@@ -138,6 +138,11 @@ int conn_send(struct control_conn *c, JsonNode *request)
 
         if (n < 0 && errno == EINTR)
             continue;
+        /* EPIPE/ECONNRESET: the server may have refused us (uid check,
+         * busy) and closed, with its reason already in our receive
+         * buffer: the caller reads that instead of giving up. */
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return 0;
         if (n < 0)
             return -errno;
         off += (size_t)n;
@@ -279,6 +284,45 @@ JsonObject *json_array_object(JsonArray *a, guint i)
                       : NULL;
 
     return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+int report_failure(bool json, int code, const char *result, const char *fmt,
+                   ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    log_msg(LOG_ERR, "%s", msg);
+    if (json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonNode) root = NULL;
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "ok");
+        json_builder_add_boolean_value(b, false);
+        json_builder_set_member_name(b, "result");
+        json_builder_add_string_value(b, result);
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, msg);
+        json_builder_set_member_name(b, "exit_code");
+        json_builder_add_int_value(b, code);
+        json_builder_end_object(b);
+        root = json_builder_get_root(b);
+        print_json(root, false);
+    }
+    return code;
+}
+
+int call_failed(bool json, const char *verb, const char *socket, int r,
+                const char *error)
+{
+    return report_failure(json, r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM,
+                          r == -ETIMEDOUT ? "timeout" : "connection-lost",
+                          "%s: %s: %s (%s)", verb, socket, error,
+                          strerror(-r));
 }
 
 void print_json(JsonNode *node, bool pretty)

@@ -59,6 +59,14 @@ JsonArray *json_get_array(JsonObject *o, const char *member);
 /* Element i of a as an object, or NULL. */
 JsonObject *json_array_object(JsonArray *a, guint i);
 void print_json(JsonNode *node, bool pretty);
+/* A verb that got no usable answer: logs why and, with json, prints
+ * {"ok":false,"result":result,"error":error} so that scripts reading
+ * stdout see the failure too. Returns code. */
+int report_failure(bool json, int code, const char *result, const char *fmt,
+                   ...) G_GNUC_PRINTF(4, 5);
+/* The same for a conn_call() that failed with r. */
+int call_failed(bool json, const char *verb, const char *socket, int r,
+                const char *error);
 
 int verb_run(int argc, char **argv);
 int verb_upgrade(int argc, char **argv);

@@ -218,11 +218,8 @@ int verb_check(int argc, char **argv)
             json_object_set_string_member(req, "binary", binary);
         r = conn_call(arg_socket, req, arg_timeout, &reply, &error);
         json_object_unref(req);
-        if (r < 0) {
-            log_msg(LOG_ERR, "check: %s: %s (%s)", arg_socket, error,
-                    strerror(-r));
-            return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
-        }
+        if (r < 0)
+            return call_failed(arg_json, "check", arg_socket, r, error);
         o = json_node_get_object(reply);
         pid = (int)json_get_int(o, "pid", pid);
         writer_major = json_get_int(o, "format_major", writer_major);

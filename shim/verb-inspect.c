@@ -139,11 +139,8 @@ int verb_inspect(int argc, char **argv)
         json_object_set_boolean_member(req, "blob", true);
     r = conn_call(arg_socket, req, arg_timeout, &reply, &error);
     json_object_unref(req);
-    if (r < 0) {
-        log_msg(LOG_ERR, "inspect: %s: %s (%s)", arg_socket, error,
-                strerror(-r));
-        return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
-    }
+    if (r < 0)
+        return call_failed(arg_json, "inspect", arg_socket, r, error);
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
         log_msg(LOG_ERR, "inspect: %s", json_get_string(o, "error"));
@@ -171,11 +168,10 @@ int verb_inspect(int argc, char **argv)
         log_msg(LOG_INFO, "wrote %zu byte state blob to %s", (size_t)size,
                 arg_dump);
     }
-    if (!json_get_object(o, "state")) {
-        log_msg(LOG_ERR, "inspect: the reply has no \"state\" object: not a "
-                         "cprkit process?");
-        return EXIT_COMM;
-    }
+    if (!json_get_object(o, "state"))
+        return report_failure(arg_json, EXIT_COMM, "error",
+                              "inspect: the reply has no \"state\" object: "
+                              "not a cprkit process?");
     print_json(json_object_get_member(o, "state"), !arg_json);
     return EXIT_OK;
 }

@@ -305,10 +305,8 @@ int verb_status(int argc, char **argv)
     json_object_set_string_member(req, "cmd", "status");
     r = conn_call(socket, req, arg_timeout, &reply, &error);
     json_object_unref(req);
-    if (r < 0) {
-        log_msg(LOG_ERR, "status: %s: %s (%s)", socket, error, strerror(-r));
-        return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_COMM;
-    }
+    if (r < 0)
+        return call_failed(arg_json, "status", socket, r, error);
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
         log_msg(LOG_ERR, "status: %s",
@@ -318,16 +316,15 @@ int verb_status(int argc, char **argv)
             print_json(reply, false);
         return EXIT_FAILED;
     }
+    /* A status without these is not from a cprkit process we know. */
+    if (json_get_int(o, "pid", -1) <= 0 || !json_get_string(o, "binary"))
+        return report_failure(arg_json, EXIT_COMM, "error",
+                              "status: %s: the reply lacks a pid or binary: "
+                              "not a cprkit status",
+                              socket);
     if (arg_json) {
         print_json(reply, false);
         return EXIT_OK;
-    }
-    /* A status without these is not from a cprkit process we know. */
-    if (json_get_int(o, "pid", -1) <= 0 || !json_get_string(o, "binary")) {
-        log_msg(LOG_ERR, "status: %s: the reply lacks a pid or binary: not a "
-                         "cprkit status",
-                socket);
-        return EXIT_COMM;
     }
     printf("pid %" G_GINT64_FORMAT ", %s, cprkit %s (state format %"
            G_GINT64_FORMAT "), generation %" G_GINT64_FORMAT "%s\n",

@@ -434,6 +434,20 @@ static void test_unreachable(void)
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "connection-lost");
     cmd_result_clear(&r);
+    /* With --json every verb says so on stdout too, not only exit 5. */
+    for (int i = 0; i < 3; i++) {
+        static const char *const verbs[] = {"status", "inspect", "check"};
+        g_autoptr(JsonParser) pv = NULL;
+
+        r = CPR_EXEC(verbs[i], "--json", "--socket", "/nonexistent.sock");
+        g_assert_cmpint(r.code, ==, 5);
+        o = parse_object(r.out, &pv);
+        g_assert_false(json_object_get_boolean_member(o, "ok"));
+        g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                        "connection-lost");
+        g_assert_cmpint(json_object_get_int_member(o, "exit_code"), ==, 5);
+        cmd_result_clear(&r);
+    }
 }
 
 /* A fake endpoint that answers every request on its socket with reply
