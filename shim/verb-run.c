@@ -40,10 +40,12 @@ static int set_preload(const char *shim)
     return setenv("LD_PRELOAD", val, 1) < 0 ? -errno : 0;
 }
 
-/* Whether the file mentions cprkit_control_listen: in the dynamic symbol
- * table when it links libcprkit.so, in the symbol table when it links the
- * library statically (unless stripped). */
-static int program_uses_control(const char *path, bool *ret)
+/* Whether the file mentions cprkit_control_listen (*ret_control) and
+ * cprkit_new (*ret_core): in the dynamic symbol table when it links the
+ * libraries, in the symbol table when it links them statically (unless
+ * stripped). */
+static int program_uses_cprkit(const char *path, bool *ret_control,
+                               bool *ret_core)
 {
     struct stat st;
     void *map;
@@ -59,8 +61,10 @@ static int program_uses_control(const char *path, bool *ret)
     close(fd);
     if (map == MAP_FAILED)
         return -errno;
-    *ret = memmem(map, (size_t)st.st_size, "cprkit_control_listen",
-                  strlen("cprkit_control_listen")) != NULL;
+    *ret_control = memmem(map, (size_t)st.st_size, "cprkit_control_listen",
+                          strlen("cprkit_control_listen")) != NULL;
+    *ret_core = *ret_control || memmem(map, (size_t)st.st_size, "cprkit_new",
+                                       strlen("cprkit_new")) != NULL;
     munmap(map, (size_t)st.st_size);
     return 0;
 }
@@ -146,7 +150,7 @@ int verb_run(int argc, char **argv)
     struct keeper_options ko = {0};
     g_autofree char *prog = NULL;
     g_autofree char *path = NULL;
-    bool uses = false, preload = false;
+    bool uses = false, uses_core = false, preload = false;
     const char *shim = NULL;
     int r;
 
@@ -189,12 +193,20 @@ int verb_run(int argc, char **argv)
         return EXIT_FAILED;
     }
     if (!arg_no_check) {
-        r = program_uses_control(prog, &uses);
+        r = program_uses_cprkit(prog, &uses, &uses_core);
         if (r < 0) {
             log_msg(LOG_ERR, "run: cannot read %s: %s", prog, strerror(-r));
             return EXIT_FAILED;
         }
-        if (!uses) {
+        /* A program that links libcprkit manages its own state: the shim
+         * beside it would preserve (and leak) fds behind its back. */
+        if (uses_core && !uses)
+            log_msg(LOG_WARNING,
+                    "run: %s links libcprkit but not its control endpoint "
+                    "(cprkit_control_listen): it runs without the LD_PRELOAD "
+                    "shim, and `cpr-exec upgrade` cannot reach it",
+                    prog);
+        if (!uses_core) {
             shim = arg_preload           ? arg_preload
                    : getenv("CPRKIT_PRELOAD") ? getenv("CPRKIT_PRELOAD")
                                               : CPRKIT_PRELOAD_PATH;

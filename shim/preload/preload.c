@@ -138,7 +138,10 @@ __attribute__((constructor)) static void preload_init(void)
         log_max = LOG_DEBUG;
     if (!getenv(CPRKIT_CONTROL_SOCKET_ENV))
         return; /* not under cpr-exec run (or a child of the program) */
-    if (dlsym(RTLD_DEFAULT, "cprkit_control_listen")) {
+    /* Any libcprkit in the program (the control library, or the core
+     * alone): two cprkit contexts would both preserve its fds. */
+    if (dlsym(RTLD_DEFAULT, "cprkit_control_listen") ||
+        dlsym(RTLD_DEFAULT, "cprkit_new")) {
         preload_log(LOG_WARNING, "the program links libcprkit itself: the "
                                  "shim stays out of the way");
         return;

@@ -239,6 +239,51 @@ static void test_crash_restart(void)
     unlink(out);
 }
 
+/* A program that links libcprkit (core only) runs without the shim:
+ * cpr-exec run says so, and no shim serves a control socket for it. */
+static void test_links_libcprkit(void)
+{
+    g_autofree char *sock = sock_path();
+    const char *argv[] = {cpr_exec, "run",  "--json", "--no-keeper",
+                          "--preload", shim, "--socket", sock, "--",
+                          g_getenv("CORE_APP"), NULL};
+    g_autoptr(JsonParser) p = json_parser_new();
+    g_autofree char *out = NULL, *err = NULL;
+    GPid pid;
+    int out_fd, err_fd;
+    JsonObject *o;
+    char buf[4096];
+    ssize_t n;
+
+    unlink(sock); /* an earlier test's (same path) */
+    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL,
+                                           G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                                           NULL, &pid, NULL, &out_fd, &err_fd,
+                                           NULL));
+    /* Its first line is the JSON of `run`, then the program's line. */
+    {
+        g_autoptr(GString) text = g_string_new(NULL);
+
+        while (!strstr(text->str, "core-app started") &&
+               (n = read(out_fd, buf, sizeof(buf))) > 0)
+            g_string_append_len(text, buf, n);
+        out = g_strndup(text->str, strcspn(text->str, "\n"));
+    }
+    g_assert_true(json_parser_load_from_data(p, out, -1, NULL));
+    o = json_node_get_object(json_parser_get_root(p));
+    g_assert_true(json_object_get_null_member(o, "preload"));
+    kill(pid, SIGTERM);
+    g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+    g_spawn_close_pid(pid);
+    n = read(err_fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    g_assert_nonnull(strstr(buf, "links libcprkit but not its control "
+                                 "endpoint"));
+    g_assert_false(g_file_test(sock, G_FILE_TEST_EXISTS));
+    close(out_fd);
+    close(err_fd);
+}
+
 static void test_missing_shim(void)
 {
     const char *argv[] = {cpr_exec, "run", "--preload", "/nonexistent/shim.so",
@@ -269,5 +314,6 @@ int main(int argc, char **argv)
     g_test_add_func("/preload/run/selfexec", test_selfexec);
     g_test_add_func("/preload/run/crash-restart", test_crash_restart);
     g_test_add_func("/preload/run/missing-shim", test_missing_shim);
+    g_test_add_func("/preload/run/links-libcprkit", test_links_libcprkit);
     return g_test_run();
 }
