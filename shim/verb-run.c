@@ -70,25 +70,37 @@ static int program_uses_cprkit(const char *path, bool *ret_control,
 }
 
 /* $RUNTIME_DIRECTORY (systemd RuntimeDirectory=), else
- * $XDG_RUNTIME_DIR/cprkit for users, /run/cprkit for root. */
+ * $XDG_RUNTIME_DIR/cprkit for users, /run/cprkit for root. NULL, with the
+ * reason logged, when the directory cannot be made: a path that will never
+ * exist is no use to the operator. */
 static char *default_socket_path(const char *prog)
 {
     g_autofree char *base = g_path_get_basename(prog);
     const char *rt = getenv("RUNTIME_DIRECTORY");
     g_autofree char *dir = NULL;
+    bool shared = false;
 
     if (rt && *rt) {
         /* It may list several directories separated by ':'. */
         dir = g_strndup(rt, strcspn(rt, ":"));
-        return g_strdup_printf("%s/%s.sock", dir, base);
-    }
-    if (geteuid() != 0 && getenv("XDG_RUNTIME_DIR"))
+        shared = true;
+    } else if (geteuid() != 0 && getenv("XDG_RUNTIME_DIR")) {
         dir = g_build_filename(getenv("XDG_RUNTIME_DIR"), "cprkit", NULL);
-    else
+    } else {
         dir = g_strdup("/run/cprkit");
-    if (g_mkdir_with_parents(dir, 0700) < 0)
-        log_msg(LOG_WARNING, "cannot create %s: %m", dir);
-    return g_strdup_printf("%s/%s-%d.sock", dir, base, (int)getpid());
+    }
+    if (g_mkdir_with_parents(dir, 0700) < 0) {
+        log_msg(LOG_ERR,
+                "run: cannot create %s for the control socket: %m%s; give "
+                "one with --socket PATH",
+                dir,
+                geteuid() != 0 && !getenv("XDG_RUNTIME_DIR") && !shared
+                    ? " (no XDG_RUNTIME_DIR for this user)"
+                    : "");
+        return NULL;
+    }
+    return shared ? g_strdup_printf("%s/%s.sock", dir, base)
+                  : g_strdup_printf("%s/%s-%d.sock", dir, base, (int)getpid());
 }
 
 int verb_run(int argc, char **argv)
@@ -226,6 +238,8 @@ int verb_run(int argc, char **argv)
                       : (getenv("CPRKIT_CONTROL_SOCKET")
                              ? g_strdup(getenv("CPRKIT_CONTROL_SOCKET"))
                              : default_socket_path(prog));
+    if (!path)
+        return EXIT_FAILED;
     if (!g_path_is_absolute(path)) {
         g_autofree char *cwd = g_get_current_dir();
         g_autofree char *abs = g_build_filename(cwd, path, NULL);

@@ -102,6 +102,24 @@ static void test_run_refuses(void)
     r = CPR_EXEC("run", "--", "/nonexistent/prog");
     g_assert_cmpint(r.code, ==, 1);
     cmd_result_clear(&r);
+
+    /* No directory for the default socket: refused, no path printed that
+     * would never exist, the program not started. */
+    {
+        g_autofree char *saved = g_strdup(g_getenv("CPRKIT_CONTROL_SOCKET"));
+
+        g_unsetenv("CPRKIT_CONTROL_SOCKET");
+        g_setenv("RUNTIME_DIRECTORY", "/proc/cprkit-nope/run", true);
+        r = CPR_EXEC("run", "--", g_getenv("CPRTEST_APP"));
+        g_unsetenv("RUNTIME_DIRECTORY");
+        if (saved)
+            g_setenv("CPRKIT_CONTROL_SOCKET", saved, true);
+        g_assert_cmpint(r.code, ==, 1);
+        g_assert_nonnull(strstr(r.err, "cannot create /proc/cprkit-nope/run"));
+        g_assert_nonnull(strstr(r.err, "--socket"));
+        g_assert_cmpstr(r.out, ==, "");
+        cmd_result_clear(&r);
+    }
 }
 
 static void test_status(void)
