@@ -119,6 +119,18 @@ void preload_taint(const char *fmt, ...)
     }
 }
 
+/* The control socket's path, for removing it when the program ends. */
+static char socket_path[108];
+
+/* A normal exit of the program (exit(), return from main): its control
+ * socket goes with it. Not run by an exec (an update keeps the socket) nor
+ * by a crash (the next start takes the stale file over), nor in children. */
+static void remove_socket_at_exit(void)
+{
+    if (preload_active && getpid() == preload_owner && socket_path[0])
+        unlink(socket_path);
+}
+
 static void after_fork_child(void)
 {
     /* The child has copies of the fds, not the devices' future: it never
@@ -196,6 +208,10 @@ __attribute__((constructor)) static void preload_init(void)
         preload_private_add(keeper_fd);
     preload_owner = getpid();
     preload_active = true;
+    snprintf(socket_path, sizeof(socket_path), "%s",
+             getenv(CPRKIT_CONTROL_SOCKET_ENV) ? getenv(CPRKIT_CONTROL_SOCKET_ENV)
+                                               : "");
+    atexit(remove_socket_at_exit);
     pthread_atfork(NULL, NULL, after_fork_child);
     if (!preload_incoming)
         cprkit_control_mark_serving(preload_control);

@@ -176,6 +176,8 @@ static void test_upgrade(void)
     /* and the signals reach the program after an update from the control
      * thread (its mask is not the program's): sent to the program itself */
     stop(keeper, pid);
+    /* a normal exit takes the control socket file with it */
+    g_assert_false(g_file_test(sock, G_FILE_TEST_EXISTS));
     unlink(out);
 }
 
