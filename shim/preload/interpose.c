@@ -206,11 +206,12 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
     int r;
 
     preload_resolve();
-    if (!preload_active || preload_in_lib)
+    if (preload_in_lib)
         return preload_real_execve(path, argv, envp);
-    if (getpid() != preload_owner) {
-        /* A child of the program: it must not take over the control
-         * socket or the state (the shim stays passive there). */
+    /* A child of the program (after_fork_child() made it inactive, so this
+     * comes first): it must not take over the control socket or the state;
+     * without the variables the shim stays passive in what it runs. */
+    if (preload_owner > 0 && getpid() != preload_owner) {
         env = preload_env_without(envp, drop);
         if (!env)
             return preload_errno_ret(-ENOMEM);
@@ -218,6 +219,8 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
         free(env);
         return r;
     }
+    if (!preload_active)
+        return preload_real_execve(path, argv, envp);
     /* The program replaces itself: that is an update. */
     pthread_mutex_lock(&preload_lock);
     r = preload_upgrade(NULL, preload_ctx, path, argv);
@@ -240,7 +243,9 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
         return preload_errno_ret(-ENOENT);
     if (strchr(file, '/'))
         return execve(file, argv, envp);
-    if (!preload_active || preload_in_lib)
+    /* The search goes through our execve (which strips a child's
+     * environment) whenever the shim was ever active in this program. */
+    if (preload_in_lib || preload_owner <= 0)
         return ((int (*)(const char *, char *const[], char *const[]))dlsym(
             RTLD_NEXT, "execvpe"))(file, argv, envp);
     return preload_execvpe_search(file, argv, envp);

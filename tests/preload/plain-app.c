@@ -5,11 +5,13 @@
  * `cpr-exec run` it runs with the LD_PRELOAD shim, which serves its control
  * socket: the host tests upgrade it with nothing to preserve but the
  * socket. With "selfexec" as the last argument it execs itself once with
- * "selfexec-done" (the shim turns that into an update).
+ * "selfexec-done" (the shim turns that into an update). With "child-env"
+ * a forked child execs `env`, whose output shows what a child inherits.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
@@ -31,6 +33,19 @@ int main(int argc, char **argv)
 
         execv("/proc/self/exe", args);
         printf("plain-app execv failed\n");
+        fflush(stdout);
+    }
+    if (strcmp(arg, "child-env") == 0) {
+        pid_t child = fork();
+
+        if (child == 0) {
+            char *const args[] = {"env", NULL};
+
+            execvp("env", args);
+            _exit(127);
+        }
+        waitpid(child, NULL, 0);
+        printf("plain-app child done\n");
         fflush(stdout);
     }
     while (!stop)

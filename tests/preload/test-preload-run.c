@@ -204,6 +204,27 @@ static void test_selfexec(void)
  * under the shim from the keeper's fds: a new pid, the same generation,
  * "restarted" with the cause, and its own start-up run again (the shim
  * answers its re-opens with the kept fds). */
+/* A child the program forks and execs gets neither the control socket nor
+ * the state fd: the shim in it stays passive and can never take the
+ * socket over. */
+static void test_child_env(void)
+{
+    g_autofree char *sock = sock_path();
+    g_autofree char *out = g_strdup_printf("%s.out", sock);
+    pid_t pid;
+    pid_t keeper = spawn_run(sock, "child-env", out, &pid);
+
+    for (int i = 0; i < 200 && count_lines(out, "plain-app child done") < 1;
+         i++)
+        g_usleep(20000);
+    g_assert_cmpint(count_lines(out, "plain-app child done"), ==, 1);
+    g_assert_cmpint(count_lines(out, "PATH="), >=, 1); /* env ran */
+    g_assert_cmpint(count_lines(out, "CPRKIT_CONTROL_SOCKET="), ==, 0);
+    g_assert_cmpint(count_lines(out, "CPRKIT_STATE_FD="), ==, 0);
+    stop(keeper, keeper);
+    unlink(out);
+}
+
 static void test_crash_restart(void)
 {
     g_autofree char *sock = sock_path();
@@ -314,6 +335,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/preload/run/upgrade", test_upgrade);
     g_test_add_func("/preload/run/selfexec", test_selfexec);
+    g_test_add_func("/preload/run/child-env", test_child_env);
     g_test_add_func("/preload/run/crash-restart", test_crash_restart);
     g_test_add_func("/preload/run/missing-shim", test_missing_shim);
     g_test_add_func("/preload/run/links-libcprkit", test_links_libcprkit);
