@@ -60,6 +60,11 @@ int control_peer_authorize(cprkit_control *c, int fd, struct ucred *ret_cred);
 
 /* control-socket.c */
 void control_client_free(struct control_client *cl);
+/* Answers every client but keep that an update is under way and ends
+ * their connections (shutdown, not freed: the dispatch loop may still hold
+ * them): the exec would close them without a word. */
+void control_refuse_others(cprkit_control *c, struct control_client *keep,
+                           const char *binary);
 /* Writes one line; a client that does not read it within
  * CONTROL_WRITE_TIMEOUT_MS is given up (-ETIMEDOUT): the connection is
  * shut down, so later replies to it fail at once and it is dropped. */

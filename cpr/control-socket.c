@@ -59,6 +59,22 @@ int control_write_line(int fd, const char *line)
     return 0;
 }
 
+void control_refuse_others(cprkit_control *c, struct control_client *keep,
+                           const char *binary)
+{
+    for (guint i = 0; i < c->clients->len; i++) {
+        struct control_client *cl = g_ptr_array_index(c->clients, i);
+
+        if (cl == keep)
+            continue;
+        control_reply_error(cl->fd, "error",
+                            "busy: an update to %s is under way; ask again "
+                            "when it is over",
+                            binary);
+        shutdown(cl->fd, SHUT_RDWR);
+    }
+}
+
 static void client_drop(cprkit_control *c, struct control_client *cl)
 {
     epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, cl->fd, NULL);

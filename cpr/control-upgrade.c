@@ -171,6 +171,9 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
                binary, (int)cl->pid);
 
+    /* The other connections do not cross the exec: tell them now. */
+    control_refuse_others(c, cl, binary);
+
     /* Whatever failed before this request must not be reported as the
      * reason this one failed. */
     cprkit_clear_error(ctx);

@@ -238,6 +238,37 @@ static void test_upgrade_committed(void)
     g_assert_true(app_alive(&app));
 }
 
+/* A connection the old binary had accepted does not cross the exec: it is
+ * told the process is busy with an update and closed, instead of being
+ * dropped without a word (a concurrent `upgrade` then exited 5 with no
+ * phases; now it is refused: 1). */
+static void test_concurrent_client(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(GString) in = g_string_new(NULL);
+    int other = try_connect(app.socket);
+    struct timeval tv = {.tv_sec = 30};
+    char buf[4096];
+    ssize_t n;
+
+    g_assert_cmpint(other, >=, 0);
+    /* accepted and served by the old binary */
+    g_assert_cmpint(send(other, "{\"cmd\":\"status\"}\n", 17, 0), ==, 17);
+    g_assert_cmpint(setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &tv,
+                               sizeof(tv)), ==, 0);
+    while (!strchr(in->str, '\n') && (n = recv(other, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    g_assert_nonnull(strstr(in->str, "\"result\":\"status\""));
+    g_string_truncate(in, 0);
+
+    upgrade(&app, 0, &p, (const char *const[]){"--to", bin, NULL});
+    while ((n = recv(other, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    g_assert_nonnull(strstr(in->str, "busy: an update to"));
+    close(other);
+}
+
 static void test_upgrade_missing(void)
 {
     gint64 gen = generation_of(&app);
@@ -763,6 +794,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);
     g_test_add_func("/cpr-exec/hostile-replies", test_hostile_replies);
+    g_test_add_func("/cpr-exec/concurrent-client", test_concurrent_client);
     g_test_add_func("/cpr-exec/timeout", test_timeout);
     g_test_add_func("/cpr-exec/no-keeper", test_no_keeper);
     g_test_add_func("/cpr-exec/sd-notify", test_sd_notify);
