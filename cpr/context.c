@@ -18,6 +18,7 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
     ctx->sections =
         g_ptr_array_new_with_free_func((GDestroyNotify)app_section_free);
     ctx->section_index = g_hash_table_new(keyed_str_hash, g_str_equal);
+    ctx->listed_fds = g_array_new(false, false, sizeof(int));
     ctx->timestamps =
         g_ptr_array_new_with_free_func((GDestroyNotify)phase_timestamp_free);
     ctx->update_timestamps =
@@ -39,6 +40,7 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
     g_hash_table_unref(ctx->fd_index);
     g_ptr_array_unref(ctx->fds);
     g_hash_table_unref(ctx->section_index);
+    g_array_unref(ctx->listed_fds);
     g_ptr_array_unref(ctx->sections);
     g_ptr_array_unref(ctx->timestamps);
     g_ptr_array_unref(ctx->update_timestamps);

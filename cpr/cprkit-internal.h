@@ -130,6 +130,9 @@ struct cprkit_ctx {
 
     /* struct update_blocker *: why no update may start now (check.c). */
     GPtrArray *blockers;
+    /* Incoming: every fd number the blob lists, kept even when the load
+     * failed and forgot them: a rollback hands them all back. */
+    GArray *listed_fds; /* int */
 
     /* Bumped by every change to what a state would hold (fds, sections,
      * participant records), so the keeper is handed a new state only when

@@ -82,6 +82,17 @@ static int validate_fds(cprkit_ctx *ctx)
     return 0;
 }
 
+/* FD_CLOEXEC on the fds the blob listed that are still open. */
+static void listed_fds_set_cloexec(cprkit_ctx *ctx, bool cloexec)
+{
+    for (guint i = 0; i < ctx->listed_fds->len; i++) {
+        int fd = g_array_index(ctx->listed_fds, int, i);
+
+        if (fcntl(fd, F_GETFD) >= 0)
+            (void)fd_set_cloexec(fd, cloexec);
+    }
+}
+
 /* Reads the blob and fills the context. Called with ctx->blob_fd set. */
 static int load_blob(cprkit_ctx *ctx)
 {
@@ -113,8 +124,9 @@ static int load_blob(cprkit_ctx *ctx)
     for (size_t i = 0; i < state->n_fds; i++) {
         const Cprkit__FdEntry *e = state->fds[i];
 
-        if (e->has_fd && e->fd > STDERR_FILENO && e->fd != ctx->blob_fd)
-            (void)fd_set_cloexec(e->fd, true);
+        if (e->has_fd && e->fd > STDERR_FILENO && e->fd != ctx->blob_fd &&
+            fd_set_cloexec(e->fd, true) == 0)
+            g_array_append_val(ctx->listed_fds, e->fd);
     }
     r = state_load(ctx, state);
     cprkit__state__free_unpacked(state, NULL);
@@ -305,9 +317,13 @@ CPRKIT_EXPORT int cprkit_rollback(cprkit_ctx *ctx, const char *reason)
     if (r < 0)
         return r;
     /* The same sealed blob goes back: it describes the fds exactly as the
-     * previous binary left them, and nothing here has changed them. */
+     * previous binary left them, and nothing here has changed them. The
+     * registry may have forgotten them (a load that failed): the numbers
+     * the blob listed cross the exec too. */
+    listed_fds_set_cloexec(ctx, false);
     r = exec_with_blob(ctx, ctx->rescue.path, ctx->rescue.argv, environ,
                        ctx->blob_fd, why, true, &ctx->rescue);
+    listed_fds_set_cloexec(ctx, true);
     participants_rollback_abort(ctx);
     return r;
 }
