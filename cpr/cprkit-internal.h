@@ -174,6 +174,9 @@ uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t size);
 /* fdident.c */
 int fd_identify(int fd, struct fd_identity *ret);
 bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b);
+/* The value of a "<field>:" line of /proc/self/fdinfo/<fd> (leading blanks
+ * dropped) into ret; -ENOENT when the kernel shows no such line. */
+int fd_fdinfo_field(int fd, const char *field, char *ret, size_t size);
 /* "eventfd (eventfd-id 4)", "memfd (ino 1234)": for messages. */
 const char *fd_identity_describe(const struct fd_identity *id, char *buf,
                                  size_t size);

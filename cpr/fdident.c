@@ -96,12 +96,10 @@ static enum cprkit_fd_type classify(const struct stat *st, const char *target)
     }
 }
 
-/* The "eventfd-id:" line of /proc/self/fdinfo/<fd> (Linux 5.x+): the
- * number that tells this eventfd from every other live one. */
-static int eventfd_id(int fd, uint64_t *ret)
+int fd_fdinfo_field(int fd, const char *field, char *ret, size_t size)
 {
-    char path[64], buf[512];
-    const char *p;
+    char path[64], buf[1024], key[64];
+    const char *p, *end;
     ssize_t n;
     int f;
 
@@ -114,10 +112,29 @@ static int eventfd_id(int fd, uint64_t *ret)
     if (n < 0)
         return -errno;
     buf[n] = '\0';
-    p = strstr(buf, "\neventfd-id:");
-    if (!p || sscanf(p + 13, " %" SCNu64, ret) != 1)
+    snprintf(key, sizeof(key), "\n%s:", field);
+    p = strstr(buf, key);
+    if (!p)
         return -ENOENT;
+    p += strlen(key);
+    p += strspn(p, " \t");
+    end = strchrnul(p, '\n');
+    if ((size_t)(end - p) >= size)
+        return -ENAMETOOLONG;
+    memcpy(ret, p, (size_t)(end - p));
+    ret[end - p] = '\0';
     return 0;
+}
+
+/* The number that tells this eventfd from every other live one. */
+static int eventfd_id(int fd, uint64_t *ret)
+{
+    char value[32];
+    int r = fd_fdinfo_field(fd, "eventfd-id", value, sizeof(value));
+
+    if (r < 0)
+        return r;
+    return sscanf(value, "%" SCNu64, ret) == 1 ? 0 : -EBADMSG;
 }
 
 int fd_identify(int fd, struct fd_identity *ret)

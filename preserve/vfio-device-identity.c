@@ -14,7 +14,6 @@
  * A device cdev (/dev/vfio/devices/vfioN) has an inode (st_rdev) of its
  * own: the registry's identity check tells cdevs apart already.
  */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/vfio.h>
 #include <stdio.h>
@@ -22,36 +21,22 @@
 
 #include "vfio-internal.h"
 
-/* The device's address from fdinfo, or -ENOENT (kernel before 6.9). */
+/* The device's address from fdinfo (the last component of
+ * vfio-device-syspath), or -ENOENT (kernel before 6.9). */
 static int fdinfo_bdf(int fd, char *ret, size_t size)
 {
-    char path[64], buf[1024];
-    const char *p, *end, *base;
-    ssize_t n;
-    int f;
+    char syspath[512];
+    const char *base;
+    int r = fd_fdinfo_field(fd, "vfio-device-syspath", syspath,
+                            sizeof(syspath));
 
-    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-    f = open(path, O_RDONLY | O_CLOEXEC);
-    if (f < 0)
-        return -errno;
-    n = read(f, buf, sizeof(buf) - 1);
-    close(f);
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    p = strstr(buf, "\nvfio-device-syspath:");
-    if (!p)
-        return -ENOENT;
-    p += strlen("\nvfio-device-syspath:");
-    end = strchrnul(p, '\n');
-    base = p;
-    for (const char *q = p; q < end; q++)
-        if (*q == '/')
-            base = q + 1;
-    if ((size_t)(end - base) >= size)
+    if (r < 0)
+        return r;
+    base = strrchr(syspath, '/');
+    base = base ? base + 1 : syspath;
+    if (strlen(base) >= size)
         return -ENAMETOOLONG;
-    memcpy(ret, base, (size_t)(end - base));
-    ret[end - base] = '\0';
+    memcpy(ret, base, strlen(base) + 1);
     return 0;
 }
 

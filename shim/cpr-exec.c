@@ -286,6 +286,21 @@ JsonObject *json_array_object(JsonArray *a, guint i)
     return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
+JsonNode *local_result(const char *result, const char *error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "ok");
+    json_builder_add_boolean_value(b, false);
+    json_builder_set_member_name(b, "result");
+    json_builder_add_string_value(b, result);
+    json_builder_set_member_name(b, "error");
+    json_builder_add_string_value(b, error);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
 int report_failure(bool json, int code, const char *result, const char *fmt,
                    ...)
 {
@@ -297,20 +312,10 @@ int report_failure(bool json, int code, const char *result, const char *fmt,
     va_end(ap);
     log_msg(LOG_ERR, "%s", msg);
     if (json) {
-        g_autoptr(JsonBuilder) b = json_builder_new();
-        g_autoptr(JsonNode) root = NULL;
+        g_autoptr(JsonNode) root = local_result(result, msg);
 
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "ok");
-        json_builder_add_boolean_value(b, false);
-        json_builder_set_member_name(b, "result");
-        json_builder_add_string_value(b, result);
-        json_builder_set_member_name(b, "error");
-        json_builder_add_string_value(b, msg);
-        json_builder_set_member_name(b, "exit_code");
-        json_builder_add_int_value(b, code);
-        json_builder_end_object(b);
-        root = json_builder_get_root(b);
+        json_object_set_int_member(json_node_get_object(root), "exit_code",
+                                   code);
         print_json(root, false);
     }
     return code;

@@ -59,6 +59,9 @@ JsonArray *json_get_array(JsonObject *o, const char *member);
 /* Element i of a as an object, or NULL. */
 JsonObject *json_array_object(JsonArray *a, guint i);
 void print_json(JsonNode *node, bool pretty);
+/* {"ok":false,"result":result,"error":error}: a result the client made up
+ * (timeout, lost connection, a reply it cannot use). */
+JsonNode *local_result(const char *result, const char *error);
 /* A verb that got no usable answer: logs why and, with json, prints
  * {"ok":false,"result":result,"error":error} so that scripts reading
  * stdout see the failure too. Returns code. */

@@ -24,22 +24,6 @@ static int exit_code_of(const char *result)
     return EXIT_FAILED; /* failed, error */
 }
 
-/* A result the client made up: timeout, lost connection. */
-static JsonNode *local_result(const char *result, const char *error)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "ok");
-    json_builder_add_boolean_value(b, false);
-    json_builder_set_member_name(b, "result");
-    json_builder_add_string_value(b, result);
-    json_builder_set_member_name(b, "error");
-    json_builder_add_string_value(b, error);
-    json_builder_end_object(b);
-    return json_builder_get_root(b);
-}
-
 static void print_human(JsonObject *o)
 {
     const char *result = json_get_string(o, "result");
