@@ -194,6 +194,18 @@ static const char *suspend_phase(struct workload *w, uint64_t *ret_ns)
     return "before cprkit_exec";
 }
 
+/* One engine's share of a blackout into the total; t_first: the earliest
+ * first service so far. */
+static void blackout_add(struct blackout *total, uint64_t *t_first,
+                         const struct blackout *b)
+{
+    if (b->first_service_ns && b->first_service_ns < *t_first)
+        *t_first = b->first_service_ns;
+    total->irqs += b->irqs;
+    total->dma_bytes += b->dma_bytes;
+    total->completions += b->completions;
+}
+
 void update_incoming(struct workload *w)
 {
     struct blackout total = {0};
@@ -237,11 +249,7 @@ void update_incoming(struct workload *w)
         size_t len = strlen(detail);
 
         e->ops->finish_inflight(w, e, &b);
-        if (b.first_service_ns && b.first_service_ns < t_first)
-            t_first = b.first_service_ns;
-        total.irqs += b.irqs;
-        total.dma_bytes += b.dma_bytes;
-        total.completions += b.completions;
+        blackout_add(&total, &t_first, &b);
         snprintf(detail + len, sizeof(detail) - len,
                  "%s%s %llu irq/%llu B", len ? ", " : "", e->name,
                  (unsigned long long)b.irqs, (unsigned long long)b.dma_bytes);
@@ -345,11 +353,7 @@ void restart_incoming(struct workload *w)
             fatal("%s: crash restarts are not supported by this engine",
                   e->name);
         e->ops->recover(w, e, &b);
-        if (b.first_service_ns && b.first_service_ns < t_first)
-            t_first = b.first_service_ns;
-        total.irqs += b.irqs;
-        total.dma_bytes += b.dma_bytes;
-        total.completions += b.completions;
+        blackout_add(&total, &t_first, &b);
         snprintf(detail + len, sizeof(detail) - len,
                  "%s%s %llu irq/%u completion(s)", len ? ", " : "", e->name,
                  (unsigned long long)b.irqs, b.completions);
