@@ -3,7 +3,7 @@
  * The pre-flight of an update (cprkit_check_update(), `cpr-exec check`):
  * the generic blockers here — no update pending, none registered, the new
  * binary can be exec'd, every preserved fd is still the object saved,
- * seccomp allows execve — and each participant's own (check_blockers).
+ * seccomp allows execve, the new binary reads the state format — and each participant's own (check_blockers).
  * Nothing changes.
  */
 #include <string.h>
@@ -55,6 +55,19 @@ static int check_seccomp_allows_exec(cprkit_ctx *ctx, const char *path)
     return ctx_fail(ctx, -EPERM,
                     "this process's seccomp filter does not allow execve: "
                     "the update cannot exec the new binary");
+}
+
+/* The new binary must read the state this process writes: exec'ing one
+ * that cannot (a script, /bin/true, a program without cprkit, a cprkit
+ * of another format) would lose the process and its devices. */
+static int check_target_reads_state(cprkit_ctx *ctx, const char *path)
+{
+    struct binary_probe probe;
+    g_autofree char *error = NULL;
+    int r = binary_probe_check(path, &probe, &error);
+
+    binary_probe_clear(&probe);
+    return r < 0 ? ctx_fail(ctx, r, "%s", error) : 0;
 }
 
 void update_blocker_free(struct update_blocker *b)
@@ -178,5 +191,8 @@ CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
     r = participants_check_blockers(ctx);
     if (r < 0)
         return r;
-    return check_seccomp_allows_exec(ctx, path);
+    r = check_seccomp_allows_exec(ctx, path);
+    if (r < 0)
+        return r;
+    return check_target_reads_state(ctx, path);
 }

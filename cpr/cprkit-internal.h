@@ -260,6 +260,22 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);
 int exec_check_target(cprkit_ctx *ctx, const char *path);
 
+/* binary-probe.c: the state formats a binary reads once exec'd, found by
+ * reading it and the objects ld.so would load with it, never running
+ * them. */
+struct binary_probe {
+    char *reader;     /* the file the format markers are in, or NULL */
+    GArray *formats;  /* int64_t majors, empty when reader is NULL */
+    bool is_script;   /* "#!": what it runs is unknown */
+};
+int binary_probe(const char *path, struct binary_probe *ret, char **error);
+/* binary_probe() and the verdict: 0 when path reads the format this
+ * build writes, else a negative errno and a message naming path. ret is
+ * filled either way, for display; clear it. */
+int binary_probe_check(const char *path, struct binary_probe *ret,
+                       char **error);
+void binary_probe_clear(struct binary_probe *p);
+
 /* keeper-link.c */
 #define KEEPER_DEFAULT_COMMIT_TIMEOUT_MS 30000u
 static inline void ctx_state_changed(cprkit_ctx *ctx)

@@ -628,13 +628,13 @@ static void test_blockers(void)
     g_assert_cmpuint(count_calls(IOMMU_OPTION), ==, 1);
     g_assert_cmpuint(last_call(IOMMU_OPTION)->id, ==, IOMMU_OPTION_RLIMIT_MODE);
     g_assert_cmpuint(fake.calls->len, ==, 2);
-    g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==, 0);
+    g_assert_cmpint(cprkit_check_update(s.ctx, test_self_exe()), ==, 0);
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         fake.change_process_errno = cases[i].err;
         g_assert_cmpint(iommufd_check_blockers(s.ctx), ==, cases[i].expect);
         g_assert_nonnull(strstr(cprkit_last_error(s.ctx), cases[i].message));
-        g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==,
+        g_assert_cmpint(cprkit_check_update(s.ctx, test_self_exe()), ==,
                         cases[i].expect);
         g_assert_nonnull(strstr(cprkit_last_error(s.ctx), cases[i].message));
     }
@@ -642,7 +642,7 @@ static void test_blockers(void)
 
     /* Process-based accounting: CHANGE_PROCESS would fail after exec. */
     fake.rlimit_mode = 1;
-    g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==, -EOPNOTSUPP);
+    g_assert_cmpint(cprkit_check_update(s.ctx, test_self_exe()), ==, -EOPNOTSUPP);
     g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
                             "iommufd 0 uses process-based accounting "
                             "(IOMMU_OPTION_RLIMIT_MODE = 1)"));
@@ -660,14 +660,14 @@ static void test_blockers(void)
                                                 unsaved, 0, PAGE, 0x900000,
                                                 CPRKIT_IOMMUFD_READ),
                         ==, 0);
-        g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==,
+        g_assert_cmpint(cprkit_check_update(s.ctx, test_self_exe()), ==,
                         -EOPNOTSUPP);
         g_assert_nonnull(strstr(cprkit_last_error(s.ctx),
                                 "iommufd mapping iova 0x900000 maps a file"));
         g_assert_nonnull(
             strstr(cprkit_last_error(s.ctx), "is not a preserved fd"));
         g_assert_cmpint(cprkit_fd_save(s.ctx, "unsaved", 0, unsaved), ==, 0);
-        g_assert_cmpint(cprkit_check_update(s.ctx, "/bin/true"), ==, 0);
+        g_assert_cmpint(cprkit_check_update(s.ctx, test_self_exe()), ==, 0);
     }
     setup_clear(&s);
 }

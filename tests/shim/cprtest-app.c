@@ -16,7 +16,9 @@
  *   crash             SIGSEGV right after cprkit_load_incoming()
  *   abort-after-claim claim half the fds (the memfd), then abort()
  *   exit1-early       exit(1) before cprkit_load_incoming()
- * The last three are for the keeper (tests/shim/test-keeper.c).
+ *   exit0-early       exit(0) before it: the wrong program, which reads
+ *                     the format (/bin/true is refused before the exec)
+ * The last four are for the keeper (tests/shim/test-keeper.c).
  *
  * --seed-events N: a fresh start (not an update, not a restart) writes N
  * into the new eventfd, and the eventfd is never read: a test sees in
@@ -141,6 +143,8 @@ int main(int argc, char **argv)
      * rollback runs the previous command line, so its mode is not this. */
     if (strcmp(mode, "exit1-early") == 0 && getenv("CPRKIT_STATE_FD"))
         exit(1);
+    if (strcmp(mode, "exit0-early") == 0 && getenv("CPRKIT_STATE_FD"))
+        exit(0);
     if (cprkit_new(&ctx) < 0)
         die("cprkit_new");
     cprkit_set_log_fn(ctx, log_stderr, NULL);

@@ -290,19 +290,42 @@ static void test_upgrade_missing(void)
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "failed");
 
-    /* Executable but not a program: execve itself fails, the old binary
-     * goes on. Human output names the phase. */
+    /* Executable but not a program, a script, a program without cprkit:
+     * refused by the blockers before anything is suspended (they used to
+     * pass them, and the exec or the new binary failed). Human output
+     * names the phase; the old binary goes on. */
     {
         g_autofree char *junk = g_build_filename(app.dir, "junk-bin", NULL);
+        g_autofree char *script = g_build_filename(app.dir, "wrapper", NULL);
+        static const struct {
+            const char *content; /* NULL: /bin/true itself */
+            const char *error;
+        } cases[] = {
+            {"garbage\n", "is not an ELF executable"},
+            {"#!/bin/sh\nexec true\n", "is a script"},
+            {NULL, "does not use libcprkit"},
+        };
 
-        g_assert_true(g_file_set_contents(junk, "garbage\n", -1, NULL));
-        g_assert_cmpint(chmod(junk, 0755), ==, 0);
-        r = CPR_EXEC("upgrade", "--socket", app.socket, "--to", junk);
-        g_assert_cmpint(r.code, ==, 1);
-        g_assert_nonnull(strstr(r.out, "failed in phase exec, nothing changed"));
-        g_assert_nonnull(strstr(r.out, "Exec format error"));
-        cmd_result_clear(&r);
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+            const char *to = cases[i].content ? (i ? script : junk)
+                                              : "/bin/true";
+
+            if (cases[i].content) {
+                g_assert_true(
+                    g_file_set_contents(to, cases[i].content, -1, NULL));
+                g_assert_cmpint(chmod(to, 0755), ==, 0);
+            }
+            r = CPR_EXEC("upgrade", "--socket", app.socket, "--to", to);
+            g_test_message("%s: %s", to, r.out);
+            g_assert_cmpint(r.code, ==, 1);
+            g_assert_nonnull(
+                strstr(r.out, "failed in phase blockers, nothing changed"));
+            g_assert_nonnull(strstr(r.out, cases[i].error));
+            cmd_result_clear(&r);
+            g_assert_cmpint(generation_of(&app), ==, gen);
+        }
         g_unlink(junk);
+        g_unlink(script);
     }
     g_assert_cmpint(generation_of(&app), ==, gen);
     g_assert_true(app_alive(&app));
@@ -337,18 +360,21 @@ static void test_upgrade_veto(void)
                     "rolled-back");
     g_assert_true(app_alive(&app));
 
-    /* A binary that cannot read the state format hands everything back
-     * before it even listens. */
+    /* A binary that cannot read the state format is refused by the
+     * blockers, before anything is suspended (it used to be exec'd and
+     * to hand everything back). */
     {
         g_autoptr(JsonParser) p4 = NULL;
 
-        o = upgrade(&app, 3, &p4,
+        o = upgrade(&app, 1, &p4,
                     (const char *const[]){"--to", g_getenv("CPRTEST_APP_V2"),
                                           NULL});
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
-                        "rolled-back");
-        g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
-                                "format major version 1"));
+                        "failed");
+        g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
+                        "blockers");
+        g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+                                "reads state format 2, not 1"));
         g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     }
 
