@@ -8,8 +8,10 @@
  * limit and seccomp mode. With --socket: the process's own blockers
  * (cprkit_check_update(): containers' UPDATE_VADDR, mappings, memlock
  * against its pinned memory, seccomp and execve), its limits and seccomp
- * mode. With --to: whether BINARY's cprkit reads the state format the
- * process writes.
+ * mode. With --to: whether BINARY reads the state format the process
+ * writes (cpr/binary-probe.c: ELF headers and the objects ld.so would
+ * load, read, never run). With a process, the process's own verdict counts
+ * (it probes in its environment); without, this one's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,62 +106,6 @@ static gint64 limit_value(rlim_t v)
     return v == RLIM_INFINITY ? -1 : (gint64)v;
 }
 
-/* Every "CPRKIT-FORMAT-READS=<n>;" in a file. */
-static void scan_markers(const char *path, GArray *majors)
-{
-    g_autofree char *data = NULL;
-    gsize size;
-    const char *p, *end;
-
-    if (!g_file_get_contents(path, &data, &size, NULL))
-        return;
-    p = data;
-    end = data + size;
-    while ((p = memmem(p, (size_t)(end - p), CONTROL_FORMAT_MARKER_PREFIX,
-                       strlen(CONTROL_FORMAT_MARKER_PREFIX)))) {
-        const char *q = p + strlen(CONTROL_FORMAT_MARKER_PREFIX);
-        gint64 v = 0;
-
-        while (q < end && g_ascii_isdigit(*q))
-            v = v * 10 + (*q++ - '0');
-        if (q < end && *q == ';' && q > p + strlen(CONTROL_FORMAT_MARKER_PREFIX))
-            g_array_append_val(majors, v);
-        p = q;
-    }
-}
-
-/* The formats BINARY's cprkit reads: markers in the binary itself
- * (static), else in the libcprkit.so ldd resolves for it. ldd runs the
- * dynamic loader on the binary: only check binaries you trust. */
-static char *target_formats(const char *binary, GArray *majors)
-{
-    g_autofree char *out = NULL;
-    const char *argv[] = {"ldd", binary, NULL};
-
-    scan_markers(binary, majors);
-    if (majors->len)
-        return g_strdup(binary);
-    if (!g_spawn_sync(NULL, (char **)argv, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
-                      NULL, &out, NULL, NULL, NULL))
-        return NULL;
-    g_auto(GStrv) lines = g_strsplit(out ? out : "", "\n", -1);
-    for (char **l = lines; *l; l++) {
-        const char *arrow = strstr(*l, "=> ");
-        if (!strstr(*l, "libcprkit.so") || !arrow)
-            continue;
-        g_autofree char *lib = g_strdup(arrow + 3);
-        char *sp = strchr(lib, ' ');
-
-        if (sp)
-            *sp = '\0';
-        scan_markers(lib, majors);
-        if (majors->len)
-            return g_steal_pointer(&lib);
-    }
-    return NULL;
-}
-
 int verb_check(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
@@ -184,6 +130,8 @@ int verb_check(int argc, char **argv)
     g_autoptr(GPtrArray) blockers = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *binary = NULL;
     gint64 writer_major = CPRKIT_BUILD_FORMAT_MAJOR;
+    struct binary_probe probe = {0};
+    bool reads = false;
     int pid = getpid();
     struct rlimit rl = {0};
     int code = EXIT_OK;
@@ -243,42 +191,35 @@ int verb_check(int argc, char **argv)
     add_seccomp(b, pid);
 
     if (binary) {
-        g_autoptr(GArray) majors = g_array_new(false, false, sizeof(gint64));
-        g_autofree char *where = NULL;
-        bool reads = false;
+        g_autofree char *error = NULL;
 
-        if (access(binary, X_OK) < 0) {
-            g_ptr_array_add(blockers, g_strdup_printf("new binary %s: %s",
-                                                      binary,
-                                                      g_strerror(errno)));
-        } else {
-            where = target_formats(binary, majors);
-            for (guint i = 0; i < majors->len; i++)
-                reads |= g_array_index(majors, gint64, i) == writer_major;
-            if (!where)
-                g_ptr_array_add(blockers,
-                                g_strdup_printf("%s does not use libcprkit: it "
-                                                "cannot load any state",
-                                                binary));
-            else if (!reads)
-                g_ptr_array_add(blockers,
-                                g_strdup_printf("%s (cprkit in %s) does not "
-                                                "read state format %" G_GINT64_FORMAT,
-                                                binary, where, writer_major));
-        }
+        /* The probe the process runs in its own blockers, run here for
+         * the target's details; with a process, its verdict (in its
+         * environment: LD_LIBRARY_PATH, LD_PRELOAD) is the one that
+         * counts, and it is already among the blockers. */
+        if (!reply && access(binary, X_OK) < 0)
+            error = g_strdup_printf("new binary '%s': %s", binary,
+                                    g_strerror(errno));
+        else if (binary_probe_check(binary, &probe, &error) >= 0)
+            g_clear_pointer(&error, g_free);
+        if (error && !reply)
+            g_ptr_array_add(blockers, g_steal_pointer(&error));
+        for (guint i = 0; probe.formats && i < probe.formats->len; i++)
+            reads |= g_array_index(probe.formats, int64_t, i) == writer_major;
         json_builder_set_member_name(b, "target");
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "binary");
         json_builder_add_string_value(b, binary);
         json_builder_set_member_name(b, "cprkit");
-        if (where)
-            json_builder_add_string_value(b, where);
+        if (probe.reader)
+            json_builder_add_string_value(b, probe.reader);
         else
             json_builder_add_null_value(b);
         json_builder_set_member_name(b, "reads_formats");
         json_builder_begin_array(b);
-        for (guint i = 0; i < majors->len; i++)
-            json_builder_add_int_value(b, g_array_index(majors, gint64, i));
+        for (guint i = 0; probe.formats && i < probe.formats->len; i++)
+            json_builder_add_int_value(
+                b, g_array_index(probe.formats, int64_t, i));
         json_builder_end_array(b);
         json_builder_set_member_name(b, "state_format");
         json_builder_add_int_value(b, writer_major);
@@ -287,6 +228,7 @@ int verb_check(int argc, char **argv)
         json_builder_end_object(b);
     }
 
+    binary_probe_clear(&probe);
     json_builder_set_member_name(b, "blockers");
     json_builder_begin_array(b);
     for (guint i = 0; i < blockers->len; i++)

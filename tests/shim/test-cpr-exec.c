@@ -483,6 +483,15 @@ static void test_check(void)
     g_assert_nonnull(strstr(r.out, "does not use libcprkit"));
     cmd_result_clear(&r);
 
+    /* A missing binary: one blocker (the process's), not two. */
+    r = CPR_EXEC("check", "--socket", app.socket, "--to", "/nonexistent/vmm");
+    g_test_message("%s", r.out);
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.out, "blocker: new binary '/nonexistent/vmm'"));
+    g_assert_null(strstr(strstr(r.out, "/nonexistent/vmm") + 1,
+                         "/nonexistent/vmm"));
+    cmd_result_clear(&r);
+
     /* No process: what the kernel and this user's limits say. */
     g_unsetenv("CPRKIT_CONTROL_SOCKET");
     r = CPR_EXEC("check", "--json");
@@ -491,6 +500,30 @@ static void test_check(void)
     g_assert_true(json_object_has_member(o, "memlock"));
     g_assert_true(json_object_has_member(
         json_object_get_object_member(o, "kernel"), "vfio"));
+    cmd_result_clear(&r);
+
+    /* No process, --to: the same probe here, without ldd (nothing run). */
+    {
+        g_autoptr(JsonParser) p4 = NULL;
+
+        r = CPR_EXEC("check", "--json", "--to", g_getenv("CPRTEST_APP"));
+        g_assert_cmpint(r.code, ==, 0);
+        o = parse_object(r.out, &p4);
+        target = json_object_get_object_member(o, "target");
+        g_assert_true(json_object_get_boolean_member(target, "compatible"));
+        g_assert_nonnull(strstr(
+            json_object_get_string_member(target, "cprkit"), "libcprkit"));
+        cmd_result_clear(&r);
+    }
+    r = CPR_EXEC("check", "--to", "/bin/true");
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.out, "blocker: new binary '/bin/true' does not "
+                                   "use libcprkit"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("check", "--to", "/nonexistent/vmm");
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.out, "blocker: new binary '/nonexistent/vmm': "
+                                   "No such file or directory"));
     cmd_result_clear(&r);
 }
 
