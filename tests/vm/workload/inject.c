@@ -13,10 +13,14 @@
  *   suspend-partial   no UNMAP_ALL, so one suspend per mapping, and the
  *                     second fails: the first must be undone
  *   exec-missing      the new binary does not exist (blocker)
- *   exec-garbage      the new binary is not executable code: execve fails
- *                     after the suspend, the vaddrs must be valid again
+ *   exec-garbage      a copy of this binary whose ELF interpreter is
+ *                     missing: it passes every blocker, execve fails after
+ *                     the suspend, the vaddrs must be valid again
+ *   exec-not-cprkit   the new binary is /bin/true, no cprkit program
+ *                     (blocker: it could not load the state)
+ *   exec-script       the new binary is a shell script (blocker)
+ *   v2-binary         the new binary reads state format 2 only (blocker)
  * New side (the new image rolls back to the old binary):
- *   v2-blob           the new binary reads state format 2 only
  *   corrupt-blob      corrupt-blob.so flips a payload bit as it is read
  *   unclaimed-eventfd the new binary does not reclaim an interrupt eventfd
  *   unclaimed-device  the new binary does not reclaim a device
@@ -32,6 +36,7 @@
  *   hang              no commit until the keeper's deadline kills it
  *   exit-early        exit(1) before loading the state
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,6 +44,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "linux-uapi-iommufd.h"
@@ -52,7 +58,9 @@ static const char *const names[] = {
     [FAULT_SUSPEND_PARTIAL] = "suspend-partial",
     [FAULT_EXEC_MISSING] = "exec-missing",
     [FAULT_EXEC_GARBAGE] = "exec-garbage",
-    [FAULT_V2_BLOB] = "v2-blob",
+    [FAULT_EXEC_NOT_CPRKIT] = "exec-not-cprkit",
+    [FAULT_EXEC_SCRIPT] = "exec-script",
+    [FAULT_V2_BINARY] = "v2-binary",
     [FAULT_CORRUPT_BLOB] = "corrupt-blob",
     [FAULT_UNCLAIMED_EVENTFD] = "unclaimed-eventfd",
     [FAULT_UNCLAIMED_DEVICE] = "unclaimed-device",
@@ -82,7 +90,7 @@ int fault_parse(const char *s, enum fault *ret)
 
 bool fault_is_new_side(enum fault f)
 {
-    return f >= FAULT_V2_BLOB;
+    return f >= FAULT_CORRUPT_BLOB;
 }
 
 bool fault_is_keeper_side(enum fault f)
@@ -95,16 +103,57 @@ static bool contains(const char *haystack, const char *needle)
     return haystack && strcasestr(haystack, needle);
 }
 
-/* A file that execve() refuses with ENOEXEC: no ELF header, no "#!". */
-static int write_garbage_binary(const char *path)
+/* A copy of the binary at self whose PT_INTERP names no file: it passes
+ * every blocker (it links cprkit, as self does), then execve() fails with
+ * ENOENT after the suspend. In self's directory, so that its $ORIGIN
+ * run path finds the same libcprkit. */
+static int write_uninterpretable_binary(const char *self, const char *path)
 {
-    static const char junk[] = "\x7f" "ELG this is not an executable\n";
+    struct stat st;
+    Elf64_Ehdr *eh;
+    Elf64_Phdr *ph;
+    char *data = NULL;
+    bool patched = false;
+    int fd, r = 0;
+
+    fd = open(self, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(*eh) ||
+        !(data = malloc((size_t)st.st_size)) ||
+        read(fd, data, (size_t)st.st_size) != st.st_size)
+        r = -EIO;
+    close(fd);
+    if (r < 0) {
+        free(data);
+        return r;
+    }
+    eh = (Elf64_Ehdr *)data;
+    ph = (Elf64_Phdr *)(data + eh->e_phoff);
+    for (unsigned i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_INTERP) {
+            data[ph[i].p_offset] = 'X'; /* "Xlib64/ld-linux..." */
+            patched = true;
+        }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (!patched || fd < 0 ||
+        write(fd, data, (size_t)st.st_size) != st.st_size)
+        r = patched ? -EIO : -ENOEXEC;
+    if (fd >= 0)
+        close(fd);
+    free(data);
+    return r;
+}
+
+static int write_script(const char *path)
+{
+    static const char script[] = "#!/bin/sh\nexit 0\n";
     int fd, r = 0;
 
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
     if (fd < 0)
         return -errno;
-    if (write(fd, junk, sizeof(junk)) != (ssize_t)sizeof(junk))
+    if (write(fd, script, strlen(script)) != (ssize_t)strlen(script))
         r = -EIO;
     close(fd);
     return r;
@@ -156,7 +205,8 @@ void inject_old_side(struct workload *w, enum fault f)
 {
     struct cprkit_exec_opts opts = { .size = sizeof(opts) };
     const char *path = w->self, *err;
-    const char *garbage = "/tmp/cprkit-workload-garbage";
+    const char *script = "/tmp/cprkit-workload-script";
+    char garbage[4096];
     const size_t anon_size = 0x10000;
     char expect[64] = "", **argv;
     void *anon = NULL;
@@ -210,12 +260,37 @@ void inject_old_side(struct workload *w, enum fault f)
         path = "/nonexistent/cprkit-workload";
         snprintf(expect, sizeof(expect), "%s", path);
         break;
-    case FAULT_EXEC_GARBAGE:
-        r = write_garbage_binary(garbage);
+    case FAULT_EXEC_GARBAGE: {
+        /* w->self may be /proc/self/exe: the copy goes next to the file. */
+        char *real = realpath(w->self, NULL);
+
+        if (!real)
+            fatal("realpath %s: %s", w->self, strerror(errno));
+        snprintf(garbage, sizeof(garbage), "%s-nointerp", real);
+        free(real);
+        r = write_uninterpretable_binary(w->self, garbage);
         if (r < 0)
             fatal("%s: %s", garbage, strerror(-r));
         path = garbage;
-        snprintf(expect, sizeof(expect), "Exec format error");
+        snprintf(expect, sizeof(expect), "execve");
+        break;
+    }
+    case FAULT_EXEC_NOT_CPRKIT:
+        path = "/bin/true";
+        snprintf(expect, sizeof(expect), "does not use libcprkit");
+        break;
+    case FAULT_EXEC_SCRIPT:
+        r = write_script(script);
+        if (r < 0)
+            fatal("%s: %s", script, strerror(-r));
+        path = script;
+        snprintf(expect, sizeof(expect), "is a script");
+        break;
+    case FAULT_V2_BINARY:
+        if (!w->v2_binary)
+            fatal("v2-binary needs --v2-binary");
+        path = w->v2_binary;
+        snprintf(expect, sizeof(expect), "reads state format 2,");
         break;
     default:
         fatal("%s is not an old-side fault", fault_name(f));
@@ -252,6 +327,8 @@ void inject_old_side(struct workload *w, enum fault f)
     }
     if (f == FAULT_EXEC_GARBAGE)
         unlink(garbage);
+    if (f == FAULT_EXEC_SCRIPT)
+        unlink(script);
 
     /* Nothing changed: vaddrs valid, fds and locked memory as before. */
     for (unsigned i = 0; i < w->nengines; i++) {
@@ -344,10 +421,6 @@ void inject_play_new_side(struct workload *w, int r)
     const char *err = cprkit_last_error(w->ctx);
 
     switch (w->acting_fault) {
-    case FAULT_V2_BLOB:
-        check(r == -EPROTONOSUPPORT && contains(err, "format"),
-              "faulty new binary (format 2) refuses the blob: %s", err);
-        break;
     case FAULT_CORRUPT_BLOB:
         check(r == -EBADMSG && contains(err, "checksum"),
               "new binary detects the corrupted blob: %s", err);
@@ -384,7 +457,6 @@ void inject_play_new_side(struct workload *w, int r)
 void inject_check_rollback(struct workload *w, enum fault f)
 {
     static const char *const expected[] = {
-        [FAULT_V2_BLOB] = "format",
         [FAULT_CORRUPT_BLOB] = "checksum",
         [FAULT_UNCLAIMED_EVENTFD] = "eventfd",
         [FAULT_UNCLAIMED_DEVICE] = "device",

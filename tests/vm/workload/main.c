@@ -303,8 +303,7 @@ int main(int argc, char **argv)
         w.acting_fault == FAULT_SWAPPED_EVENTFDS)
         inject_swap_fds(&w);
     r = cprkit_load_incoming(w.ctx);
-    if (w.acting_fault == FAULT_V2_BLOB ||
-        w.acting_fault == FAULT_CORRUPT_BLOB ||
+    if (w.acting_fault == FAULT_CORRUPT_BLOB ||
         w.acting_fault == FAULT_SWAPPED_DEVICES ||
         w.acting_fault == FAULT_SWAPPED_EVENTFDS)
         inject_play_new_side(&w, r);

@@ -141,8 +141,6 @@ void update_once(struct workload *w, enum fault fault)
 
     for (unsigned i = 0; i < w->nengines; i++)
         w->engines[i].ops->start_inflight(w, &w->engines[i]);
-    if (fault == FAULT_V2_BLOB)
-        path = w->v2_binary;
     snprintf(preload, sizeof(preload), "%s/corrupt-blob.so",
              w->interposer_dir ? w->interposer_dir : ".");
 

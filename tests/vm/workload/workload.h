@@ -37,9 +37,11 @@ enum fault {
     FAULT_SUSPEND_FAILS,     /* first UNMAP_DMA|VADDR fails */
     FAULT_SUSPEND_PARTIAL,   /* no UNMAP_ALL, second UNMAP_DMA|VADDR fails */
     FAULT_EXEC_MISSING,      /* new binary does not exist */
-    FAULT_EXEC_GARBAGE,      /* new binary is not an executable format */
+    FAULT_EXEC_GARBAGE,      /* passes the blockers, execve fails */
+    FAULT_EXEC_NOT_CPRKIT,   /* blocker: new binary is /bin/true */
+    FAULT_EXEC_SCRIPT,       /* blocker: new binary is a script */
+    FAULT_V2_BINARY,         /* blocker: new binary reads format 2 only */
     /* new side: the new binary rolls back to the old one */
-    FAULT_V2_BLOB,           /* new binary reads format 2 only */
     FAULT_CORRUPT_BLOB,      /* a bit of the blob flips on its way in */
     FAULT_UNCLAIMED_EVENTFD, /* new binary forgets an interrupt eventfd */
     FAULT_UNCLAIMED_DEVICE,  /* new binary forgets a whole device */
