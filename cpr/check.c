@@ -3,7 +3,8 @@
  * The pre-flight of an update (cprkit_check_update(), `cpr-exec check`):
  * the generic blockers here — no update pending, none registered, the new
  * binary can be exec'd, every preserved fd is still the object saved,
- * seccomp allows execve, the new binary reads the state format — and each participant's own (check_blockers).
+ * seccomp allows execve, the new binary reads the state format, a
+ * rollback can run this version again — and each participant's own (check_blockers).
  * Nothing changes.
  */
 #include <string.h>
@@ -173,6 +174,11 @@ static int check_registered_blockers(cprkit_ctx *ctx)
 
 CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
 {
+    return check_update(ctx, path, true);
+}
+
+int check_update(cprkit_ctx *ctx, const char *path, bool own_rollback)
+{
     int r;
 
     if (ctx->incoming)
@@ -194,5 +200,8 @@ CPRKIT_EXPORT int cprkit_check_update(cprkit_ctx *ctx, const char *path)
     r = check_seccomp_allows_exec(ctx, path);
     if (r < 0)
         return r;
-    return check_target_reads_state(ctx, path);
+    r = check_target_reads_state(ctx, path);
+    if (r < 0 || !own_rollback)
+        return r;
+    return check_rollback_target(ctx);
 }

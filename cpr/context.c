@@ -49,6 +49,7 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
     closep(&ctx->blob_fd);
     command_line_clear(&ctx->rescue);
     free(ctx->rollback_reason);
+    g_free(ctx->rollback_binary);
     g_free(ctx->restart_reason);
     keeper_link_clear(&ctx->keeper);
     free(ctx->last_error);

@@ -212,6 +212,10 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
         control_reply_error(cl->fd, "error", "\"binary\" must be a string");
         return;
     }
+    /* By default the binary at this program's path, which is the new
+     * version when a package upgrade replaced the file. */
+    if (exe && g_str_has_suffix(exe, " (deleted)"))
+        exe[strlen(exe) - strlen(" (deleted)")] = '\0';
     if (!binary)
         binary = exe;
     r = cprkit_check_update(ctx, binary);

@@ -27,17 +27,15 @@ static void record_result(cprkit_control *c, const char *result,
     c->last_generation = cprkit_generation(c->ctx);
 }
 
-/* This process's own argv, or NULL when it cannot be read or its binary
- * is gone from disk (then it could not be a rollback target either). */
+/* This process's own argv, or NULL when it cannot be read. (Whether its
+ * binary is still on disk for a rollback is a blocker of its own.) */
 static char **self_argv(void)
 {
-    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
     g_autofree char *cmdline = NULL;
     GPtrArray *argv;
     gsize size;
 
-    if (!exe || g_str_has_suffix(exe, " (deleted)") ||
-        !g_file_get_contents("/proc/self/cmdline", &cmdline, &size, NULL))
+    if (!g_file_get_contents("/proc/self/cmdline", &cmdline, &size, NULL))
         return NULL;
     argv = g_ptr_array_new();
     for (gsize off = 0; off < size;) {
@@ -111,14 +109,17 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     cprkit_ctx *ctx = c->ctx;
     bool bad = false;
     const char *binary = control_get_string(req, "binary", &bad);
+    const char *rollback = control_get_string(req, "rollback_binary", &bad);
     const char *argv_error = NULL;
     const json_t *commit_timeout;
     g_auto(GStrv) argv = NULL;
     int r;
 
-    if (bad || !binary || binary[0] != '/') {
+    if (bad || !binary || binary[0] != '/' ||
+        (rollback && rollback[0] != '/')) {
         control_reply_error(cl->fd, "error",
-                            "\"upgrade\" needs \"binary\": an absolute path");
+                            "\"upgrade\" needs \"binary\" (and takes "
+                            "\"rollback_binary\"): absolute paths");
         return;
     }
     argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
@@ -136,8 +137,8 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                                 "integer");
             return;
         }
-        cprkit_set_commit_timeout(
-            ctx, (uint32_t)json_integer_value(commit_timeout));
+        cprkit_set_commit_timeout(ctx,
+                                  (uint32_t)json_integer_value(commit_timeout));
     } else {
         cprkit_set_commit_timeout(ctx, CONTROL_DEFAULT_COMMIT_TIMEOUT_MS);
     }
@@ -148,6 +149,12 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         return;
     }
 
+    /* A copy of this binary, for a rollback when its file was replaced
+     * on disk: checked (same bytes) before the blockers, which need it. */
+    if (rollback && cprkit_set_rollback_binary(ctx, rollback) < 0) {
+        upgrade_failed(c, cl, "blockers", binary, cprkit_last_error(ctx));
+        return;
+    }
     sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
                    "\nSTATUS=cprkit: update to %s: checking blockers",
                    control_now_ns() / 1000, binary);

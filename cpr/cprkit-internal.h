@@ -118,6 +118,9 @@ struct cprkit_ctx {
     char *last_error;
 
     uint64_t generation;
+    /* cprkit_set_rollback_binary(): runs instead of /proc/self/exe on a
+     * rollback or a keeper's restart; NULL: /proc/self/exe. */
+    char *rollback_binary;
 
     /* Incoming side. */
     bool incoming;        /* loaded, not yet committed */
@@ -259,6 +262,11 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                    bool skip_missing_fds, const struct command_line *restart);
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret);
 int exec_check_target(cprkit_ctx *ctx, const char *path);
+/* cprkit_check_update() for cprkit_exec(): with own_rollback false, the
+ * caller names its rollback command line, so this binary's file on disk
+ * does not matter. */
+int check_update(cprkit_ctx *ctx, const char *path, bool own_rollback);
+int check_rollback_target(cprkit_ctx *ctx);
 
 /* binary-probe.c: the state formats a binary reads once exec'd, found by
  * reading it and the objects ld.so would load with it, never running

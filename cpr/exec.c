@@ -93,7 +93,95 @@ int exec_with_blob(cprkit_ctx *ctx, const char *path, char *const argv[],
                     strerror(exec_errno));
 }
 
-/* This process's own command line, to come back to on rollback. */
+/* 0 when the files at a and b have the same bytes. */
+static int same_content(cprkit_ctx *ctx, const char *a, const char *b)
+{
+    _cleanup_close_ int fa = open(a, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fb = open(b, O_RDONLY | O_CLOEXEC);
+    g_autofree char *ba = g_malloc(1 << 16);
+    g_autofree char *bb = g_malloc(1 << 16);
+    struct stat sa, sb;
+    off_t off = 0;
+
+    if (fa < 0 || fstat(fa, &sa) < 0)
+        return ctx_fail(ctx, -errno, "cannot read %s: %m", a);
+    if (fb < 0 || fstat(fb, &sb) < 0)
+        return ctx_fail(ctx, -errno, "cannot read %s: %m", b);
+    if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+        return 0;
+    if (sa.st_size != sb.st_size)
+        return ctx_fail(ctx, -ESTALE,
+                        "%s is not the running program: %jd bytes, the "
+                        "running binary %jd",
+                        b, (intmax_t)sb.st_size, (intmax_t)sa.st_size);
+    while (off < sa.st_size) {
+        ssize_t na = pread(fa, ba, 1 << 16, off);
+        ssize_t nb = pread(fb, bb, 1 << 16, off);
+
+        if (na <= 0 || nb != na)
+            return ctx_fail(ctx, -EIO, "reading %s and %s at %jd failed", a,
+                            b, (intmax_t)off);
+        if (memcmp(ba, bb, (size_t)na) != 0)
+            return ctx_fail(ctx, -ESTALE,
+                            "%s is not the running program: its bytes differ "
+                            "in [%jd, %jd)",
+                            b, (intmax_t)off, (intmax_t)(off + na));
+        off += na;
+    }
+    return 0;
+}
+
+CPRKIT_EXPORT int cprkit_set_rollback_binary(cprkit_ctx *ctx, const char *path)
+{
+    int r;
+
+    if (!path) {
+        g_clear_pointer(&ctx->rollback_binary, g_free);
+        return 0;
+    }
+    if (path[0] != '/')
+        return ctx_fail(ctx, -EINVAL,
+                        "rollback binary '%s' is not an absolute path", path);
+    r = exec_check_target(ctx, path);
+    if (r < 0)
+        return r;
+    /* /proc/self/exe opens the running file even when its name is gone. */
+    r = same_content(ctx, "/proc/self/exe", path);
+    if (r < 0)
+        return r;
+    g_free(ctx->rollback_binary);
+    ctx->rollback_binary = g_strdup(path);
+    cprkit_log(ctx, LOG_INFO, "rollback binary: %s", path);
+    return 0;
+}
+
+/* Blocker: a rollback must be able to run this version again. */
+int check_rollback_target(cprkit_ctx *ctx)
+{
+    g_autofree char *exe = NULL;
+
+    if (ctx->rollback_binary) {
+        /* Kept from cprkit_set_rollback_binary(); still the same file? */
+        int r = exec_check_target(ctx, ctx->rollback_binary);
+
+        return r < 0 ? r : same_content(ctx, "/proc/self/exe",
+                                        ctx->rollback_binary);
+    }
+    exe = g_file_read_link("/proc/self/exe", NULL);
+    if (exe && g_str_has_suffix(exe, " (deleted)"))
+        return ctx_fail(ctx, -ENOENT,
+                        "the running binary %.*s was replaced or deleted on "
+                        "disk, so a rollback could not run this version "
+                        "again: keep a copy (cp /proc/%d/exe COPY) and name "
+                        "it (cpr-exec upgrade --rollback-to COPY, or "
+                        "cprkit_set_rollback_binary())",
+                        (int)(strlen(exe) - strlen(" (deleted)")), exe,
+                        (int)getpid());
+    return 0;
+}
+
+/* This process's own command line, to come back to on rollback: the
+ * rollback binary if one was set, else /proc/self/exe. */
 int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret)
 {
     g_autofree char *exe = NULL;
@@ -102,19 +190,19 @@ int command_line_of_self(cprkit_ctx *ctx, struct command_line *ret)
     GPtrArray *argv;
     gsize size;
 
-    exe = g_file_read_link("/proc/self/exe", &error);
-    if (!exe)
-        return ctx_fail(ctx, -EIO, "cannot read /proc/self/exe: %s",
-                        error->message);
+    if (ctx->rollback_binary) {
+        exe = g_strdup(ctx->rollback_binary);
+    } else {
+        exe = g_file_read_link("/proc/self/exe", &error);
+        if (!exe)
+            return ctx_fail(ctx, -EIO, "cannot read /proc/self/exe: %s",
+                            error->message);
+    }
     /* The binary was replaced or deleted on disk: its path now names
      * nothing (or something else). Refuse rather than record a rollback
      * that cannot work. */
     if (g_str_has_suffix(exe, " (deleted)"))
-        return ctx_fail(ctx, -ENOENT,
-                        "the running binary %s was deleted or replaced, so it "
-                        "cannot be the rollback target; keep a copy and pass "
-                        "rollback_path",
-                        exe);
+        return check_rollback_target(ctx);
     if (!g_file_get_contents("/proc/self/cmdline", &cmdline, &size, &error))
         return ctx_fail(ctx, -EIO, "cannot read /proc/self/cmdline: %s",
                         error->message);
@@ -191,7 +279,7 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     /* 1. Blockers first, while nothing has changed. */
     g_ptr_array_set_size(ctx->update_timestamps, 0);
     timestamps_set(ctx->update_timestamps, "update-start", monotonic_now_ns());
-    r = cprkit_check_update(ctx, path);
+    r = check_update(ctx, path, !(opts && opts->rollback_path));
     if (r < 0)
         return r;
     r = rollback_command_line(ctx, opts, &rescue);

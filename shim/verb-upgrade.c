@@ -54,6 +54,7 @@ int verb_upgrade(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
     g_autofree char *arg_to = NULL;
+    g_autofree char *arg_rollback_to = NULL;
     g_auto(GStrv) arg_args = NULL;
     gboolean arg_json = false, arg_no_args = false;
     int arg_timeout = 0, arg_commit_timeout = 30;
@@ -68,6 +69,10 @@ int verb_upgrade(int argc, char **argv)
          "ARG"},
         {"no-args", 0, 0, G_OPTION_ARG_NONE, &arg_no_args,
          "Start the new binary without arguments", NULL},
+        {"rollback-to", 'R', 0, G_OPTION_ARG_FILENAME, &arg_rollback_to,
+         "A copy of the running binary for a rollback to run, when its "
+         "file was replaced on disk (checked to have the same bytes)",
+         "COPY"},
         {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
          "Seconds to wait for the result (default: the commit timeout "
          "plus 30)",
@@ -132,6 +137,12 @@ int verb_upgrade(int argc, char **argv)
     json_builder_add_string_value(b, binary);
     json_builder_set_member_name(b, "commit_timeout_ms");
     json_builder_add_int_value(b, (gint64)arg_commit_timeout * 1000);
+    if (arg_rollback_to) {
+        g_autofree char *copy = g_canonicalize_filename(arg_rollback_to, NULL);
+
+        json_builder_set_member_name(b, "rollback_binary");
+        json_builder_add_string_value(b, copy);
+    }
     if (arg_args || argc > 1 || arg_no_args) {
         json_builder_set_member_name(b, "args");
         json_builder_begin_array(b);

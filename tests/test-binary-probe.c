@@ -10,9 +10,11 @@
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cprkit-internal.h"
+#include "test-util.h"
 
 static char *tmpdir;
 
@@ -221,10 +223,105 @@ static void test_check_update(void)
     cprkit_free(ctx);
 }
 
+/* The child of /probe/replaced-on-disk: a copy of this program whose file
+ * was replaced (renamed over) after it started, as a package upgrade
+ * does. dir holds "keep" (a copy of the original) and "prog" (now another
+ * binary). */
+static int replaced_child(const char *dir)
+{
+    g_autofree char *prog = g_build_filename(dir, "prog", NULL);
+    g_autofree char *keep = g_build_filename(dir, "keep", NULL);
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+    struct command_line self = {0};
+    cprkit_ctx *ctx = NULL;
+    char go;
+
+    /* Wait until the parent has replaced our file. */
+    g_assert_cmpint(read(STDIN_FILENO, &go, 1), ==, 1);
+    g_free(exe);
+    exe = g_file_read_link("/proc/self/exe", NULL);
+    g_assert_true(g_str_has_suffix(exe, " (deleted)"));
+    g_assert_cmpint(cprkit_new(&ctx), ==, 0);
+
+    /* The update itself would be fine; its rollback could not be. */
+    g_assert_cmpint(cprkit_check_update(ctx, prog), ==, -ENOENT);
+    printf("check: %s\n", cprkit_last_error(ctx));
+    g_assert_nonnull(strstr(cprkit_last_error(ctx), "--rollback-to"));
+    g_assert_cmpint(command_line_of_self(ctx, &self), ==, -ENOENT);
+
+    /* The new file is not this program. */
+    g_assert_cmpint(cprkit_set_rollback_binary(ctx, prog), ==, -ESTALE);
+    printf("prog as rollback: %s\n", cprkit_last_error(ctx));
+    g_assert_cmpint(cprkit_set_rollback_binary(ctx, "keep"), ==, -EINVAL);
+
+    /* The copy is: the update may go ahead, the rollback runs the copy. */
+    g_assert_cmpint(cprkit_set_rollback_binary(ctx, keep), ==, 0);
+    g_assert_cmpint(cprkit_check_update(ctx, prog), ==, 0);
+    g_assert_cmpint(command_line_of_self(ctx, &self), ==, 0);
+    g_assert_cmpstr(self.path, ==, keep);
+    g_assert_cmpstr(self.argv[1], ==, "--replaced-child");
+    command_line_clear(&self);
+
+    /* Changed after it was set: refused again. */
+    {
+        FILE *f = fopen(keep, "a");
+
+        g_assert_nonnull(f);
+        fputc('x', f);
+        fclose(f);
+    }
+    g_assert_cmpint(cprkit_check_update(ctx, prog), ==, -ESTALE);
+    printf("changed copy: %s\n", cprkit_last_error(ctx));
+    cprkit_free(ctx);
+    return 0;
+}
+
+static void test_replaced_on_disk(void)
+{
+    g_autofree char *dir = g_build_filename(tmpdir, "replaced", NULL);
+    g_autofree char *prog = NULL, *keep = NULL, *next = NULL;
+    g_autofree char *out = NULL;
+    g_autoptr(GError) error = NULL;
+    const char *self = test_self_exe();
+    static const char newer[] = "new version";
+    int child_in, child_out, status;
+    GPid pid;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    prog = copy_binary(self, "replaced/prog", NULL, 0);
+    keep = copy_binary(self, "replaced/keep", NULL, 0);
+    next = copy_binary(self, "replaced/prog.new", newer, sizeof(newer));
+    {
+        const char *argv[] = {prog, "--replaced-child", dir, NULL};
+
+        g_assert_true(g_spawn_async_with_pipes(
+            NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+            &pid, &child_in, &child_out, NULL, &error));
+    }
+    /* The package manager's way: rename the new version over it. */
+    g_assert_cmpint(rename(next, prog), ==, 0);
+    g_assert_cmpint(write(child_in, "g", 1), ==, 1);
+    close(child_in);
+    {
+        g_autoptr(GIOChannel) ch = g_io_channel_unix_new(child_out);
+
+        g_io_channel_set_close_on_unref(ch, true);
+        g_assert_cmpint(g_io_channel_read_to_end(ch, &out, NULL, NULL), ==,
+                        G_IO_STATUS_NORMAL);
+    }
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_test_message("%s", out);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_nonnull(strstr(out, "was replaced or deleted on disk"));
+    g_assert_nonnull(strstr(out, "is not the running program"));
+}
+
 int main(int argc, char **argv)
 {
     int r;
 
+    if (argc == 3 && !strcmp(argv[1], "--replaced-child"))
+        return replaced_child(argv[2]);
     g_test_init(&argc, &argv, NULL);
     tmpdir = g_dir_make_tmp("cprkit-probe-XXXXXX", NULL);
     g_assert_nonnull(tmpdir);
@@ -233,6 +330,7 @@ int main(int argc, char **argv)
     g_test_add_func("/probe/plain-and-preloaded", test_plain_and_preloaded);
     g_test_add_func("/probe/refused", test_refused);
     g_test_add_func("/probe/check-update", test_check_update);
+    g_test_add_func("/probe/replaced-on-disk", test_replaced_on_disk);
     r = g_test_run();
     {
         g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);

@@ -837,6 +837,87 @@ static void test_no_keeper(void)
     app_stop(&a, true);
 }
 
+/* A copy of cprtest-app next to it (its $ORIGIN run path finds the same
+ * libcprkit), with extra bytes appended when tail is not NULL. */
+static char *copy_app(const char *name, const char *tail)
+{
+    const char *orig = g_getenv("CPRTEST_APP");
+    g_autofree char *dir = g_path_get_dirname(orig);
+    g_autofree char *data = NULL;
+    char *path = g_strdup_printf("%s/%s-%d", dir, name, (int)getpid());
+    GString *content;
+    gsize size;
+
+    g_assert_true(g_file_get_contents(orig, &data, &size, NULL));
+    content = g_string_new_len(data, (gssize)size);
+    if (tail)
+        g_string_append(content, tail);
+    g_assert_true(g_file_set_contents(path, content->str,
+                                      (gssize)content->len, NULL));
+    g_string_free(content, true);
+    g_assert_cmpint(chmod(path, 0755), ==, 0);
+    return path;
+}
+
+/* The running binary's file is replaced on disk (renamed over, as a
+ * package upgrade does): check reports it, upgrade refuses it until told
+ * of a copy of the running version for the rollback (--rollback-to, same
+ * bytes only), then a rollback runs the copy. */
+static void test_replaced_on_disk(void)
+{
+    const char *orig = g_getenv("CPRTEST_APP");
+    g_autofree char *saved_env = g_strdup(orig);
+    g_autofree char *prog = copy_app("replaced-app", NULL);
+    g_autofree char *keep = copy_app("replaced-keep", NULL);
+    g_autofree char *next = copy_app("replaced-next", "new version");
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    g_autoptr(JsonParser) p4 = NULL;
+    g_autoptr(JsonParser) p5 = NULL;
+    struct cmd_result r;
+    struct app a;
+    JsonObject *o;
+
+    g_setenv("CPRTEST_APP", prog, true);
+    app_start(&a, NULL);
+    g_setenv("CPRTEST_APP", saved_env, true);
+    g_assert_cmpint(rename(next, prog), ==, 0);
+
+    r = CPR_EXEC("check", "--socket", a.socket);
+    g_test_message("%s", r.out);
+    g_assert_cmpint(r.code, ==, 1);
+    g_assert_nonnull(strstr(r.out, "was replaced or deleted on disk"));
+    g_assert_nonnull(strstr(r.out, "--rollback-to"));
+    cmd_result_clear(&r);
+
+    o = upgrade(&a, 1, &p, (const char *const[]){"--to", orig, NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==, "blockers");
+    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+                            "was replaced or deleted on disk"));
+    /* The new file is not the running version. */
+    o = upgrade(&a, 1, &p2,
+                (const char *const[]){"--to", orig, "--rollback-to", prog,
+                                      NULL});
+    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+                            "is not the running program"));
+    /* The copy is: the update runs, its rollback runs the copy. */
+    o = upgrade(&a, 3, &p3,
+                (const char *const[]){"--to", orig, "--rollback-to", keep,
+                                      "--", "--mode", "veto", NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "rolled-back");
+    o = status_of(&a, &p4);
+    g_assert_cmpstr(json_object_get_string_member(o, "binary"), ==, keep);
+    /* Running the copy, nothing blocks an update any more. */
+    o = upgrade(&a, 0, &p5, (const char *const[]){"--to", orig, NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "committed");
+    app_stop(&a, true);
+    g_unlink(prog);
+    g_unlink(keep);
+}
+
 int main(int argc, char **argv)
 {
     int r;
@@ -856,6 +937,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/concurrent-client", test_concurrent_client);
     g_test_add_func("/cpr-exec/timeout", test_timeout);
     g_test_add_func("/cpr-exec/no-keeper", test_no_keeper);
+    g_test_add_func("/cpr-exec/replaced-on-disk", test_replaced_on_disk);
     g_test_add_func("/cpr-exec/sd-notify", test_sd_notify);
     g_test_add_func("/cpr-exec/example-script", test_example_script);
     g_test_add_func("/cpr-exec/example-unit", test_example_unit);

@@ -199,19 +199,40 @@ int cprkit_section_get(cprkit_ctx *ctx, const char *name,
  * mapping is a shared mapping of a preserved fd, RLIMIT_MEMLOCK covers the
  * pinned memory (or CAP_IPC_LOCK), path exists and is executable, every
  * preserved fd is still what was saved, no part of the program registered
- * a blocker (-EOPNOTSUPP, all listed). Returns: 0 if an update to path
+ * a blocker (-EOPNOTSUPP, all listed), path reads the state format this
+ * process writes (-ENOEXEC: a script, or no cprkit linked, preloaded or
+ * built in; -EPROTONOSUPPORT: another format; found by reading the ELF
+ * headers of path and of what ld.so would load with it, never running
+ * them), and a rollback can run this version again (-ENOENT: its file was
+ * replaced or deleted on disk, see cprkit_set_rollback_binary()). Returns: 0 if an update to path
  * can proceed, else < 0 with the first blocker in cprkit_last_error().
  * Since: 0.1 */
 int cprkit_check_update(cprkit_ctx *ctx, const char *path);
+
+/*
+ * cprkit_set_rollback_binary:
+ * The binary a rollback (and the keeper's restart after a crash) runs
+ * instead of this process's own /proc/self/exe: a copy of the running
+ * program, for when its file was replaced or deleted on disk (a package
+ * upgrade renames the new version over it). Without one, such a process
+ * cannot be updated: cprkit_check_update() refuses, as the rollback could
+ * not run this version again. path must be absolute and have the same
+ * content as the running binary (compared byte for byte: -ESTALE if not,
+ * naming the first difference); argv stays this process's own. NULL
+ * clears it.
+ * Returns: 0 or < 0 with cprkit_last_error().
+ * Since: 0.5
+ */
+int cprkit_set_rollback_binary(cprkit_ctx *ctx, const char *path);
 
 struct cprkit_exec_opts {
     /* Size of this struct, for future extension: set to sizeof(). */
     size_t size;
     /* Environment for the new binary; NULL: the current environ. */
     char *const *envp;
-    /* Command line to exec to roll back to this binary; NULL: this
-     * process's own executable (/proc/self/exe) and argv
-     * (/proc/self/cmdline). */
+    /* Command line to exec to roll back to this binary; NULL: the binary
+     * of cprkit_set_rollback_binary() or else this process's own
+     * executable (/proc/self/exe), and argv (/proc/self/cmdline). */
     const char *rollback_path;
     char *const *rollback_argv;
 };
