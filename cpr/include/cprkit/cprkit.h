@@ -142,7 +142,8 @@ int cprkit_rollback(cprkit_ctx *ctx, const char *reason);
  * clock is per boot, so old and new binary compare. Phases, in order:
  * "update-start" (before the blockers), "suspend" (DMA vaddrs about to be
  * suspended: the blackout starts), "suspended", "exec" (blob about to be
- * written), "execve" (the execve call), "loaded" (this binary finished
+ * written), "execve" (the execve call), "died" (only in a keeper restart:
+ * when the keeper saw the predecessor die), "loaded" (this binary finished
  * cprkit_load_incoming). Lets the new binary measure the blackout.
  * Since: 0.1 */
 uint64_t cprkit_timestamp(const cprkit_ctx *ctx, const char *phase);
