@@ -190,6 +190,12 @@ int cprkit_section_put(cprkit_ctx *ctx, const char *name, const void *data,
 int cprkit_section_get(cprkit_ctx *ctx, const char *name,
                        const void **ret_data, size_t *ret_size);
 
+/* Sections persist: one loaded from the previous binary, or put once, is
+ * carried to every next binary until removed. cprkit_section_remove()
+ * drops the section name (data from cprkit_section_get() becomes invalid).
+ * Returns: 0 or -ENOENT. Since: 0.5 */
+int cprkit_section_remove(cprkit_ctx *ctx, const char *name);
+
 /* ---- exec --------------------------------------------------------------- */
 
 /*
