@@ -4,12 +4,57 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cprkit-internal.h"
+
+static const char *const log_priority_names[] = {
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+};
+
+/* A CPRKIT_LOG value: a syslog priority name (any case; "error" and "warn"
+ * too) or its number 0-7. Returns the priority or -EINVAL. */
+int log_priority_parse(const char *s)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    if (s[0] >= '0' && s[0] <= '7' && s[1] == '\0')
+        return s[0] - '0';
+    for (int i = 0; i < (int)G_N_ELEMENTS(log_priority_names); i++)
+        if (g_ascii_strcasecmp(s, log_priority_names[i]) == 0)
+            return i;
+    if (g_ascii_strcasecmp(s, "error") == 0)
+        return LOG_ERR;
+    if (g_ascii_strcasecmp(s, "warn") == 0)
+        return LOG_WARNING;
+    return -EINVAL;
+}
+
+/* What CPRKIT_LOG turns on while the application has set no log function:
+ * stderr, with the journal's "<priority>" prefix (as the preload shim and
+ * cpr-exec write). One write() per message, so that lines of several
+ * threads or processes do not interleave. */
+static void log_to_stderr(void *userdata, int priority, const char *msg)
+{
+    char line[1200]; /* ctx_vlog()'s 1024-byte message and the prefix */
+    int n = snprintf(line, sizeof(line), "<%d>cprkit[%d]: %s\n", priority,
+                     (int)getpid(), msg);
+    ssize_t written;
+
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    written = write(STDERR_FILENO, line, (size_t)n);
+    (void)written; /* nowhere to report a failed log write */
+}
 
 CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
 {
     cprkit_ctx *ctx = calloc(1, sizeof(*ctx));
+    int r;
 
     if (!ctx)
         return -ENOMEM;
@@ -26,6 +71,14 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
     ctx->blockers =
         g_ptr_array_new_with_free_func((GDestroyNotify)update_blocker_free);
     ctx->log_max_priority = LOG_INFO;
+    /* The operator's switch (like libkmod's KMOD_LOG): a default the
+     * application's cprkit_set_log_*() calls override. secure_getenv: a
+     * set-uid program does not print at its caller's request. */
+    r = log_priority_parse(secure_getenv(CPRKIT_LOG_ENV));
+    if (r >= 0) {
+        ctx->log_max_priority = r;
+        ctx->log_fn = log_to_stderr;
+    }
     ctx->blob_fd = -EBADF;
     keeper_link_init(&ctx->keeper);
     participants_init(ctx);
@@ -66,6 +119,11 @@ CPRKIT_EXPORT void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn,
 CPRKIT_EXPORT void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority)
 {
     ctx->log_max_priority = max_priority;
+}
+
+CPRKIT_EXPORT int cprkit_get_log_priority(const cprkit_ctx *ctx)
+{
+    return ctx->log_max_priority;
 }
 
 CPRKIT_EXPORT const char *cprkit_last_error(const cprkit_ctx *ctx)

@@ -156,6 +156,8 @@ struct cprkit_ctx {
 /* context.c */
 int ctx_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A CPRKIT_LOG value as a syslog priority (0-7), or -EINVAL. */
+int log_priority_parse(const char *s);
 void ctx_log(cprkit_ctx *ctx, int priority, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ctx_clear_error(cprkit_ctx *ctx);

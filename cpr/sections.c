@@ -80,3 +80,20 @@ CPRKIT_EXPORT int cprkit_section_get(cprkit_ctx *ctx, const char *name,
     *ret_size = s->size;
     return 0;
 }
+
+/* Sections are carried from one generation to the next until removed: the
+ * loaded ones are the context's until the application says otherwise. */
+CPRKIT_EXPORT int cprkit_section_remove(cprkit_ctx *ctx, const char *name)
+{
+    struct app_section *s =
+        name_is_valid(name) ? section_lookup(ctx, name) : NULL;
+
+    if (!s)
+        return ctx_fail(ctx, -ENOENT, "no application section '%s'",
+                        name ? name : "(null)");
+    g_hash_table_remove(ctx->section_index, s->name);
+    /* Frees s: the array owns the sections. */
+    g_ptr_array_remove(ctx->sections, s);
+    ctx_state_changed(ctx);
+    return 0;
+}

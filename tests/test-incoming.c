@@ -80,6 +80,69 @@ static cprkit_ctx *new_ctx(void)
     return ctx;
 }
 
+/* The names of the sections a state would carry to the next binary. */
+static char *state_section_names(cprkit_ctx *ctx)
+{
+    GString *names = g_string_new("");
+    Cprkit__State *state;
+
+    g_assert_cmpint(state_build(ctx, cprkit_generation(ctx) + 1, &state), ==,
+                    0);
+    for (size_t i = 0; i < state->n_sections; i++)
+        g_string_append_printf(names, "%s%s", i ? "," : "",
+                               state->sections[i]->name);
+    state_build_free(state);
+    return g_string_free(names, false);
+}
+
+/* A section loaded from the previous binary is carried on to the next one
+ * without being put again, until cprkit_section_remove() drops it. */
+static void test_sections_persist_until_removed(void)
+{
+    struct outgoing o;
+    cprkit_ctx *ctx = new_ctx();
+    g_autofree char *before = NULL, *after = NULL;
+    const void *data;
+    size_t size;
+
+    outgoing_init(&o);
+    g_assert_cmpint(cprkit_section_put(o.ctx, "old-model", "v0", 2), ==, 0);
+    hand_over(&o, NULL, true);
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, 1);
+    g_assert_cmpint(cprkit_fd_find(ctx, "ram", 0, CPRKIT_FD_ANY), ==, o.mem);
+    g_assert_cmpint(cprkit_fd_find(ctx, "irq", 0, CPRKIT_FD_ANY), ==, o.ev);
+    g_assert_cmpint(cprkit_fd_find(ctx, "pipe", 0, CPRKIT_FD_ANY), ==,
+                    o.pipe_r);
+    g_assert_cmpint(cprkit_fd_find(ctx, "pipe", 1, CPRKIT_FD_ANY), ==,
+                    o.pipe_w);
+    g_assert_cmpint(cprkit_commit(ctx), ==, 0);
+
+    before = state_section_names(ctx);
+    g_assert_cmpstr(before, ==, "app,old-model");
+
+    g_assert_cmpint(cprkit_section_remove(ctx, "old-model"), ==, 0);
+    g_assert_cmpint(cprkit_section_get(ctx, "old-model", &data, &size), ==,
+                    -ENOENT);
+    after = state_section_names(ctx);
+    g_assert_cmpstr(after, ==, "app");
+    g_assert_cmpint(cprkit_section_get(ctx, "app", &data, &size), ==, 0);
+    g_assert_cmpmem(data, size, "v1 state", 8);
+
+    g_assert_cmpint(cprkit_section_remove(ctx, "old-model"), ==, -ENOENT);
+    g_assert_cmpstr(cprkit_last_error(ctx), ==,
+                    "no application section 'old-model'");
+    g_assert_cmpint(cprkit_section_remove(ctx, NULL), ==, -ENOENT);
+    g_assert_cmpint(cprkit_section_remove(ctx, ""), ==, -ENOENT);
+    /* Put again after a remove: a new section, last in order. */
+    g_assert_cmpint(cprkit_section_put(ctx, "old-model", "v2", 2), ==, 0);
+    g_free(after);
+    after = state_section_names(ctx);
+    g_assert_cmpstr(after, ==, "app,old-model");
+
+    cprkit_free(ctx);
+    outgoing_clear(&o);
+}
+
 static void test_no_state(void)
 {
     cprkit_ctx *ctx = new_ctx();
@@ -436,6 +499,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/incoming/no-state", test_no_state);
+    g_test_add_func("/incoming/sections-persist-until-removed",
+                    test_sections_persist_until_removed);
     g_test_add_func("/incoming/load-validate-commit", test_load_validate_commit);
     g_test_add_func("/incoming/rollback-marker", test_rollback_marker);
     g_test_add_func("/incoming/fd-missing", test_fd_missing);

@@ -165,8 +165,12 @@ __attribute__((constructor)) static void preload_init(void)
                     strerror(-r));
         _exit(EXIT_FAILURE);
     }
+    /* CPRKIT_LOG (read by cprkit_new()) sets the priority unless
+     * CPRKIT_PRELOAD_DEBUG asks for debug. */
+    if (log_max == LOG_DEBUG)
+        cprkit_set_log_priority(preload_ctx, LOG_DEBUG);
+    log_max = cprkit_get_log_priority(preload_ctx);
     cprkit_set_log_fn(preload_ctx, lib_log, NULL);
-    cprkit_set_log_priority(preload_ctx, log_max);
     /* The load takes the keeper's socket out of the environment; the
      * program must not close it (docs/keeper.md). */
     keeper_fd = getenv(CPRKIT_KEEPER_FD_ENV)

@@ -331,6 +331,31 @@ static void test_upgrade_missing(void)
     g_assert_true(app_alive(&app));
 }
 
+/* The control endpoint opened after cprkit_commit() in the new binary:
+ * its preserved sockets are not claimed yet, so the commit refuses and
+ * names them, the new binary rolls back, and the old one serves on. */
+static void test_upgrade_listen_after_commit(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    gint64 gen = generation_of(&app);
+    g_autoptr(JsonParser) p = NULL;
+    JsonObject *o;
+    const char *reason;
+
+    o = upgrade(&app, 3, &p,
+                (const char *const[]){"--to", bin, "--arg", "--mode", "--arg",
+                                      "listen-after-commit", NULL});
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                    "rolled-back");
+    reason = json_object_get_string_member(o, "reason");
+    g_test_message("reason: %s", reason);
+    g_assert_nonnull(strstr(reason, "cannot commit"));
+    g_assert_nonnull(strstr(reason, "'cprkit-control'/0 (socket)"));
+    g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
+    g_assert_cmpint(generation_of(&app), ==, gen);
+    g_assert_true(app_alive(&app));
+}
+
 static void test_upgrade_veto(void)
 {
     const char *bin = g_getenv("CPRTEST_APP");
@@ -930,6 +955,8 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/upgrade-committed", test_upgrade_committed);
     g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
     g_test_add_func("/cpr-exec/upgrade-veto", test_upgrade_veto);
+    g_test_add_func("/cpr-exec/upgrade-listen-after-commit",
+                    test_upgrade_listen_after_commit);
     g_test_add_func("/cpr-exec/inspect", test_inspect);
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);

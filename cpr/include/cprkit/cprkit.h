@@ -10,7 +10,8 @@
  *    cprkit_last_error();
  *  - ret_* out-parameters are written only on success;
  *  - the library never prints; it calls the log function set with
- *    cprkit_set_log_fn().
+ *    cprkit_set_log_fn() (unless the operator sets CPRKIT_LOG and the
+ *    application sets no log function: then it writes to stderr).
  */
 #ifndef CPRKIT_H
 #define CPRKIT_H
@@ -25,6 +26,10 @@ extern "C" {
 
 /* Environment variable that carries the state blob fd across exec. */
 #define CPRKIT_STATE_FD_ENV "CPRKIT_STATE_FD"
+
+/* Environment variable read by cprkit_new(): the log priority, a syslog
+ * name ("debug", "info", "notice", "warning", "err", ...) or 0-7. */
+#define CPRKIT_LOG_ENV "CPRKIT_LOG"
 
 /* Format major version of the state blob this library writes. */
 #define CPRKIT_FORMAT_MAJOR 1
@@ -54,9 +59,9 @@ const char *cprkit_fd_type_name(enum cprkit_fd_type type);
 
 /*
  * cprkit_new:
- * Creates a context. Does not look at the environment; call
- * cprkit_load_incoming() early in start-up to pick up state from a previous
- * binary.
+ * Creates a context. Of the environment it reads only CPRKIT_LOG (see
+ * cprkit_set_log_priority()); call cprkit_load_incoming() early in
+ * start-up to pick up state from a previous binary.
  * Returns: 0 on success or < 0 (-ENOMEM).
  * Since: 0.1
  */
@@ -70,9 +75,16 @@ void cprkit_free(cprkit_ctx *ctx);
 typedef void (*cprkit_log_fn)(void *userdata, int priority, const char *msg);
 
 /* Sets the log function (NULL: no logging) and the highest priority passed
- * to it (default LOG_INFO). Since: 0.1 */
+ * to it. The defaults come from CPRKIT_LOG when cprkit_new() finds it set
+ * to a valid value: that priority, and a function writing
+ * "<priority>cprkit[pid]: message" lines to stderr; else LOG_INFO and no
+ * function. These calls override them. Since: 0.1 */
 void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn, void *userdata);
 void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority);
+
+/* The highest priority passed to the log function: CPRKIT_LOG's or the
+ * last cprkit_set_log_priority(). Since: 0.5 */
+int cprkit_get_log_priority(const cprkit_ctx *ctx);
 
 /* Reason for the last failure on this context, or "" if none. Valid until
  * the next call on the context. Since: 0.1 */
@@ -142,7 +154,8 @@ int cprkit_rollback(cprkit_ctx *ctx, const char *reason);
  * clock is per boot, so old and new binary compare. Phases, in order:
  * "update-start" (before the blockers), "suspend" (DMA vaddrs about to be
  * suspended: the blackout starts), "suspended", "exec" (blob about to be
- * written), "execve" (the execve call), "loaded" (this binary finished
+ * written), "execve" (the execve call), "died" (only in a keeper restart:
+ * when the keeper saw the predecessor die), "loaded" (this binary finished
  * cprkit_load_incoming). Lets the new binary measure the blackout.
  * Since: 0.1 */
 uint64_t cprkit_timestamp(const cprkit_ctx *ctx, const char *phase);
@@ -188,6 +201,12 @@ int cprkit_section_put(cprkit_ctx *ctx, const char *name, const void *data,
  * section is replaced or the ctx freed). Returns: 0 or -ENOENT. Since: 0.1 */
 int cprkit_section_get(cprkit_ctx *ctx, const char *name,
                        const void **ret_data, size_t *ret_size);
+
+/* Sections persist: one loaded from the previous binary, or put once, is
+ * carried to every next binary until removed. cprkit_section_remove()
+ * drops the section name (data from cprkit_section_get() becomes invalid).
+ * Returns: 0 or -ENOENT. Since: 0.5 */
+int cprkit_section_remove(cprkit_ctx *ctx, const char *name);
 
 /* ---- exec --------------------------------------------------------------- */
 
