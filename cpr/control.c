@@ -162,8 +162,9 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     c->pending_fd = -1;
     c->update_pending = cprkit_is_incoming(ctx);
 
-    /* The client that asked for this update: claimed now (it must be, or
-     * commit fails), kept registered until it is answered so that a
+    /* The client that asked for this update: claimed now (before or after
+     * the commit, which does not wait for cprkit's own fds), kept
+     * registered until it is answered so that a
      * rollback hands it back to the previous binary too. */
     if (control_fd_registered(ctx, CONTROL_CLIENT_FD_NAME, 0)) {
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
@@ -174,6 +175,9 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
                 cprkit_is_rollback(ctx) ? "rolling-back" : "restoring", NULL);
         }
     }
+    /* Listening after the commit: the update is still to be answered. */
+    if (c->pending_fd >= 0)
+        c->update_pending = true;
     if (c->update_pending)
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
                        cprkit_is_rollback(ctx) ? "rolling back" : "restoring",

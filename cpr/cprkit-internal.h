@@ -43,6 +43,11 @@
  * without running it: "CPRKIT-FORMAT-READS=<major>;". */
 #define CPRKIT_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
 
+/* Preserved fd names of cprkit's own libraries (the control endpoint's
+ * "cprkit-control", "cprkit-control-client"): the commit does not wait for
+ * them, the library claims them when the application calls it. */
+#define CPRKIT_LIBRARY_FD_PREFIX "cprkit-"
+
 /* Environment variable set on a rollback exec, carrying the reason. */
 #define CPRKIT_ROLLBACK_REASON_ENV "CPRKIT_ROLLBACK_REASON"
 /* CLOCK_MONOTONIC ns at the execve call, for the phase breakdown. */

@@ -249,7 +249,10 @@ CPRKIT_EXPORT int cprkit_commit(cprkit_ctx *ctx)
     for (guint i = 0; i < ctx->fds->len; i++) {
         const struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
 
-        if (e->claimed)
+        /* cprkit's own libraries claim theirs when the application calls
+         * them, which may be after the commit (cprkit_control_listen()):
+         * they stay open and registered until then. */
+        if (e->claimed || g_str_has_prefix(e->name, CPRKIT_LIBRARY_FD_PREFIX))
             continue;
         g_string_append_printf(unclaimed, "%s'%s'/%d (%s)",
                                n_unclaimed ? ", " : "", e->name, e->id,
