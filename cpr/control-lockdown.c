@@ -59,9 +59,9 @@ static int deny_ioctl(cprkit_ctx *ctx, scmp_filter_ctx sc,
 {
     /* The kernel reads the request as a 32-bit unsigned int: compare only
      * those bits, or setting bit 32 would slip past the filter. */
-    int r = seccomp_rule_add(sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
-                                     (scmp_datum_t)request));
+    int r = seccomp_rule_add(
+        sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+        SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, (scmp_datum_t)request));
 
     if (r < 0)
         control_fail(ctx, r, "seccomp rule for %s: %s", name, strerror(-r));
