@@ -5,7 +5,8 @@
  * capabilities nor the ioctls that attach groups, create device fds or
  * reset devices. Capabilities are dropped with libcap-ng; a libseccomp
  * filter fails the reconfiguring VFIO ioctls with EPERM and leaves execve
- * alone, so updates keep working. Limits: docs/operations.md "Security".
+ * alone, so updates keep working; on request it fails VFIO_DEVICE_FEATURE
+ * too (low-power entry). Limits: docs/operations.md "Security".
  */
 #include <linux/capability.h>
 #include <linux/vfio.h>
@@ -53,9 +54,24 @@ static void add_compat_arches(scmp_filter_ctx sc)
     }
 }
 
-static int lockdown_seccomp(cprkit_ctx *ctx)
+static int deny_ioctl(cprkit_ctx *ctx, scmp_filter_ctx sc,
+                      unsigned long request, const char *name)
+{
+    /* The kernel reads the request as a 32-bit unsigned int: compare only
+     * those bits, or setting bit 32 would slip past the filter. */
+    int r = seccomp_rule_add(
+        sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+        SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, (scmp_datum_t)request));
+
+    if (r < 0)
+        control_fail(ctx, r, "seccomp rule for %s: %s", name, strerror(-r));
+    return r;
+}
+
+static int lockdown_seccomp(cprkit_ctx *ctx, unsigned flags)
 {
     scmp_filter_ctx sc = seccomp_init(SCMP_ACT_ALLOW);
+    size_t n = 0;
     int r;
 
     if (!sc)
@@ -63,29 +79,30 @@ static int lockdown_seccomp(cprkit_ctx *ctx)
     add_compat_arches(sc);
     /* Every thread, not just the caller. */
     r = seccomp_attr_set(sc, SCMP_FLTATR_CTL_TSYNC, 1);
-    for (size_t i = 0; r >= 0 && i < lockdown_n_denied_ioctls; i++) {
-        /* The kernel reads the request as a 32-bit unsigned int: compare
-         * only those bits, or setting bit 32 would slip past the filter. */
-        r = seccomp_rule_add(sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
-                                     (scmp_datum_t)lockdown_denied_ioctls[i]));
-        if (r < 0)
-            control_fail(ctx, r, "seccomp rule for %s: %s",
-                         lockdown_denied_ioctl_names[i], strerror(-r));
+    if (r < 0)
+        control_fail(ctx, r, "seccomp thread sync: %s", strerror(-r));
+    if (flags & CPRKIT_LOCKDOWN_SECCOMP)
+        for (size_t i = 0; r >= 0 && i < lockdown_n_denied_ioctls; i++, n++)
+            r = deny_ioctl(ctx, sc, lockdown_denied_ioctls[i],
+                           lockdown_denied_ioctl_names[i]);
+    /* One number for every device feature (the feature is in the argument
+     * struct, which seccomp cannot read), and type1's
+     * VFIO_IOMMU_DIRTY_PAGES has it too: opt-in, as migration and dirty
+     * tracking need it. */
+    if (r >= 0 && (flags & CPRKIT_LOCKDOWN_DEVICE_FEATURE)) {
+        r = deny_ioctl(ctx, sc, VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE");
+        n++;
     }
     if (r >= 0) {
         r = seccomp_load(sc);
         if (r < 0)
             control_fail(ctx, r, "cannot load the seccomp filter: %s",
                          strerror(-r));
-    } else if (!*cprkit_last_error(ctx)) {
-        control_fail(ctx, r, "seccomp filter: %s", strerror(-r));
     }
     seccomp_release(sc);
     if (r < 0)
         return r;
-    cprkit_log(ctx, LOG_INFO, "lockdown: seccomp denies %zu VFIO ioctls",
-               lockdown_n_denied_ioctls);
+    cprkit_log(ctx, LOG_INFO, "lockdown: seccomp denies %zu VFIO ioctls", n);
     return 0;
 }
 
@@ -124,12 +141,13 @@ CPRKIT_EXPORT int cprkit_lockdown(cprkit_ctx *ctx, unsigned flags,
 {
     int r;
 
-    if (flags & ~(CPRKIT_LOCKDOWN_CAPS | CPRKIT_LOCKDOWN_SECCOMP))
+    if (flags & ~(CPRKIT_LOCKDOWN_CAPS | CPRKIT_LOCKDOWN_SECCOMP |
+                  CPRKIT_LOCKDOWN_DEVICE_FEATURE))
         return control_fail(ctx, -EINVAL, "unknown lockdown flags 0x%x", flags);
     /* The filter first: loading it needs CAP_SYS_ADMIN or no_new_privs
      * (libseccomp sets no_new_privs). */
-    if (flags & CPRKIT_LOCKDOWN_SECCOMP) {
-        r = lockdown_seccomp(ctx);
+    if (flags & (CPRKIT_LOCKDOWN_SECCOMP | CPRKIT_LOCKDOWN_DEVICE_FEATURE)) {
+        r = lockdown_seccomp(ctx, flags);
         if (r < 0)
             return r;
     }

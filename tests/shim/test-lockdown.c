@@ -4,8 +4,10 @@
  * dropped capabilities cannot be undone): the denied VFIO ioctls fail with
  * EPERM — seccomp looks at the request number before any driver does, so
  * an eventfd stands in for a VFIO fd on the host — also with high bits set
- * in the request; other ioctls still reach the driver; execve still works
- * and the next image keeps only the capabilities asked for.
+ * in the request; other ioctls still reach the driver; VFIO_DEVICE_FEATURE
+ * is denied only on request; execve still works and the next image keeps
+ * only the capabilities asked for. The same paths on a real device:
+ * tests/vm/guest/vfio-lockdown.c.
  */
 #include <linux/capability.h>
 #include <linux/vfio.h>
@@ -92,6 +94,9 @@ static int child_seccomp(void)
         return 62;
     if (ioctl_errno(fd, VFIO_DEVICE_SET_IRQS) != ENOTTY)
         return 63;
+    /* Only with CPRKIT_LOCKDOWN_DEVICE_FEATURE. */
+    if (ioctl_errno(fd, VFIO_DEVICE_FEATURE) != ENOTTY)
+        return 64;
     /* Still the filter after exec, and exec itself is allowed: the shell
      * sees Seccomp: 2 and NoNewPrivs: 1. */
     execl("/bin/sh", "sh", "-c",
@@ -99,6 +104,48 @@ static int child_seccomp(void)
           "grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status && exit 7",
           (char *)NULL);
     return 70;
+}
+
+/* CPRKIT_LOCKDOWN_DEVICE_FEATURE adds VFIO_DEVICE_FEATURE to the filter;
+ * alone, it is the only request denied. */
+static int device_feature_denied(unsigned flags)
+{
+    cprkit_ctx *ctx;
+    int fd = eventfd(0, EFD_CLOEXEC);
+    int r;
+
+    if (cprkit_new(&ctx) < 0)
+        return 10;
+    r = cprkit_lockdown(ctx, flags, 0);
+    cprkit_free(ctx);
+    if (r == -EOPNOTSUPP || r == -ENOSYS)
+        return 77;
+    if (r < 0)
+        return 11;
+    if (ioctl_errno(fd, VFIO_DEVICE_FEATURE) != EPERM)
+        return 20;
+    if (ioctl_errno(fd, VFIO_DEVICE_FEATURE | (1ul << 32)) != EPERM)
+        return 21;
+    /* The same number as type1's dirty-page tracking: denied too. */
+    if (ioctl_errno(fd, VFIO_IOMMU_DIRTY_PAGES) != EPERM)
+        return 22;
+    if (ioctl_errno(fd, VFIO_DEVICE_RESET) !=
+        (flags & CPRKIT_LOCKDOWN_SECCOMP ? EPERM : ENOTTY))
+        return 23;
+    if (ioctl_errno(fd, VFIO_IOMMU_MAP_DMA) != ENOTTY)
+        return 24;
+    return 7;
+}
+
+static int child_device_feature_alone(void)
+{
+    return device_feature_denied(CPRKIT_LOCKDOWN_DEVICE_FEATURE);
+}
+
+static int child_device_feature_and_seccomp(void)
+{
+    return device_feature_denied(CPRKIT_LOCKDOWN_SECCOMP |
+                                 CPRKIT_LOCKDOWN_DEVICE_FEATURE);
 }
 
 static int child_caps(void)
@@ -152,6 +199,19 @@ static void test_seccomp(void)
     g_assert_cmpint(r, ==, 7);
 }
 
+static void test_device_feature(void)
+{
+    int r = in_child(child_device_feature_alone);
+
+    if (r == 77 && g_getenv("LD_PRELOAD") &&
+        strstr(g_getenv("LD_PRELOAD"), "valgrind")) {
+        g_test_skip("valgrind does not implement seccomp()");
+        return;
+    }
+    g_assert_cmpint(r, ==, 7);
+    g_assert_cmpint(in_child(child_device_feature_and_seccomp), ==, 7);
+}
+
 static void test_caps(void)
 {
     if (geteuid() != 0 || status_caps("CapEff:") == 0) {
@@ -196,6 +256,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     g_test_add_func("/lockdown/baseline", test_baseline);
     g_test_add_func("/lockdown/seccomp", test_seccomp);
+    g_test_add_func("/lockdown/device-feature", test_device_feature);
     g_test_add_func("/lockdown/caps", test_caps);
     g_test_add_func("/lockdown/bad-flags", test_bad_flags);
     g_test_add_func("/lockdown/update-under-lockdown",

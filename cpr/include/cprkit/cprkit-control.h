@@ -112,6 +112,16 @@ void cprkit_control_free(cprkit_control *control);
  * allowed; the filter and no_new_privs are inherited by every later
  * binary. */
 #define CPRKIT_LOCKDOWN_SECCOMP (1u << 1)
+/* Also fail VFIO_DEVICE_FEATURE with EPERM, so the program cannot put a
+ * device in low power (LOW_POWER_ENTRY blocks its mmap'd BARs until
+ * LOW_POWER_EXIT). seccomp cannot read which feature is asked for, so this
+ * denies every feature (migration, dirty-page logging, the VF token...)
+ * and type1's VFIO_IOMMU_DIRTY_PAGES, which has the same number: only for
+ * programs that use none of them. Adds to the CPRKIT_LOCKDOWN_SECCOMP
+ * filter; alone, loads a filter with this rule only. Newer than
+ * libcprkit-control 0.2.0: a library without it fails with -EINVAL
+ * (unknown flags) and applies nothing. */
+#define CPRKIT_LOCKDOWN_DEVICE_FEATURE (1u << 2)
 
 /* Returns: 0 or < 0 (-EINVAL unknown flags). Since: 0.2 */
 int cprkit_lockdown(cprkit_ctx *ctx, unsigned flags, uint64_t keep_caps);
