@@ -118,9 +118,10 @@ void cprkit_control_free(cprkit_control *control);
  * denies every feature (migration, dirty-page logging, the VF token...)
  * and type1's VFIO_IOMMU_DIRTY_PAGES, which has the same number: only for
  * programs that use none of them. Adds to the CPRKIT_LOCKDOWN_SECCOMP
- * filter; alone, loads a filter with this rule only. Newer than
- * libcprkit-control 0.2.0: a library without it fails with -EINVAL
- * (unknown flags) and applies nothing. */
+ * filter; alone, loads a filter with this rule only. Since
+ * libcprkit-control 0.2.1 (pkg-config --atleast-version=0.2.1
+ * cprkit-control); 0.2.0 fails with -EINVAL (unknown flags) and applies
+ * nothing. */
 #define CPRKIT_LOCKDOWN_DEVICE_FEATURE (1u << 2)
 
 /* Returns: 0 or < 0 (-EINVAL unknown flags). Since: 0.2 */
