@@ -71,12 +71,15 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
     ctx->blockers =
         g_ptr_array_new_with_free_func((GDestroyNotify)update_blocker_free);
     ctx->log_max_priority = LOG_INFO;
-    /* The operator's switch (like libkmod's KMOD_LOG): a default the
-     * application's cprkit_set_log_*() calls override. secure_getenv: a
-     * set-uid program does not print at its caller's request. */
+    /* The operator's switch (like libkmod's KMOD_LOG): the priority wins
+     * over the application's cprkit_set_log_priority() (turning debug
+     * logging on is the point), stderr is the destination until the
+     * application sets its own. secure_getenv: a set-uid program does not
+     * print at its caller's request. */
     r = log_priority_parse(secure_getenv(CPRKIT_LOG_ENV));
     if (r >= 0) {
         ctx->log_max_priority = r;
+        ctx->log_priority_from_env = true;
         ctx->log_fn = log_to_stderr;
     }
     ctx->blob_fd = -EBADF;
@@ -118,6 +121,8 @@ CPRKIT_EXPORT void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn,
 
 CPRKIT_EXPORT void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority)
 {
+    if (ctx->log_priority_from_env)
+        return;
     ctx->log_max_priority = max_priority;
 }
 

@@ -120,6 +120,7 @@ struct cprkit_ctx {
     cprkit_log_fn log_fn;
     void *log_userdata;
     int log_max_priority;
+    bool log_priority_from_env; /* CPRKIT_LOG: the API does not change it */
     char *last_error;
 
     uint64_t generation;

@@ -75,14 +75,16 @@ void cprkit_free(cprkit_ctx *ctx);
 typedef void (*cprkit_log_fn)(void *userdata, int priority, const char *msg);
 
 /* Sets the log function (NULL: no logging) and the highest priority passed
- * to it. The defaults come from CPRKIT_LOG when cprkit_new() finds it set
- * to a valid value: that priority, and a function writing
- * "<priority>cprkit[pid]: message" lines to stderr; else LOG_INFO and no
- * function. These calls override them. Since: 0.1 */
+ * to it. When cprkit_new() finds CPRKIT_LOG set to a valid value, its
+ * priority is the context's and cprkit_set_log_priority() leaves it
+ * alone (the operator asked for it), and the function is one writing
+ * "<priority>cprkit[pid]: message" lines to stderr until
+ * cprkit_set_log_fn() replaces it; else LOG_INFO and no function.
+ * Since: 0.1 */
 void cprkit_set_log_fn(cprkit_ctx *ctx, cprkit_log_fn fn, void *userdata);
 void cprkit_set_log_priority(cprkit_ctx *ctx, int max_priority);
 
-/* The highest priority passed to the log function: CPRKIT_LOG's or the
+/* The highest priority passed to the log function: CPRKIT_LOG's, else the
  * last cprkit_set_log_priority(). Since: 0.5 */
 int cprkit_get_log_priority(const cprkit_ctx *ctx);
 
