@@ -398,7 +398,35 @@ static void test_inspect(void)
     rollback = json_object_get_object_member(o, "rollback");
     g_assert_cmpstr(json_object_get_string_member(rollback, "path"), ==,
                     g_getenv("CPRTEST_APP"));
+    g_assert_false(
+        json_object_get_boolean_member_with_default(o, "corrupt", false));
     cmd_result_clear(&r);
+
+    /* A payload byte flipped: what can be read is printed, marked
+     * corrupt, and the verb fails (it exited 0). */
+    {
+        g_autoptr(JsonParser) pc = NULL;
+        g_autofree char *data = NULL;
+        gsize size;
+
+        g_assert_true(g_file_get_contents(blob, &data, &size, NULL));
+        data[size - 1] ^= 0x5a; /* the payload is last */
+        g_assert_true(g_file_set_contents(blob, data, (gssize)size, NULL));
+        r = CPR_EXEC("inspect", "--json", blob);
+        g_assert_cmpint(r.code, ==, 1);
+        o = parse_object(r.out, &pc);
+        g_assert_true(json_object_get_boolean_member(o, "corrupt"));
+        g_assert_nonnull(strstr(json_object_get_string_member(o,
+                                                              "payload_error"),
+                                "checksum mismatch"));
+        g_assert_cmpint(json_object_get_int_member(
+                            json_object_get_object_member(o, "frame"),
+                            "format_major"),
+                        ==, 1);
+        g_assert_false(json_object_has_member(o, "state"));
+        g_assert_nonnull(strstr(r.err, "corrupt state blob"));
+        cmd_result_clear(&r);
+    }
 
     g_assert_true(g_file_set_contents(junk, "not a blob", -1, NULL));
     r = CPR_EXEC("inspect", junk);
