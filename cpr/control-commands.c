@@ -133,8 +133,9 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
     control_write_json(cl->fd, o);
 }
 
-/* {"cmd":"inspect"}: the state an update would write now, as JSON;
- * with "blob":true also the encoded blob (base64) for `inspect FILE`. */
+/* {"cmd":"inspect"}: the blob an update would write now, decoded the way
+ * `inspect FILE` decodes a file (frame, rollback, state, corrupt: one
+ * shape for both); with "blob":true also the encoded blob (base64). */
 static void cmd_inspect(cprkit_control *c, struct control_client *cl,
                         const json_t *req)
 {
@@ -158,7 +159,7 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
     o = json_object();
     control_set_bool(o, "ok", true);
     control_set_str(o, "result", "inspect");
-    json_object_set(o, "state", json_object_get(decoded, "state"));
+    json_object_update(o, decoded);
     if (json_is_true(json_object_get(req, "blob"))) {
         g_autofree char *b64 = g_base64_encode(blob, size);
 

@@ -190,6 +190,11 @@ int verb_inspect(int argc, char **argv)
         return report_failure(arg_json, EXIT_COMM, "error",
                               "inspect: the reply has no \"state\" object: "
                               "not a cprkit process?");
-    print_json(json_object_get_member(o, "state"), !arg_json);
+    /* The decoded blob, as `inspect FILE` prints one: the reply without
+     * the protocol's own members. */
+    json_object_remove_member(o, "ok");
+    json_object_remove_member(o, "result");
+    json_object_remove_member(o, "id");
+    print_json(reply, !arg_json);
     return EXIT_OK;
 }

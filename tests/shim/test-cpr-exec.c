@@ -362,22 +362,39 @@ static void test_upgrade_veto(void)
     }
 }
 
+/* The member names of o, comma-separated, in order. */
+static char *members_of(JsonObject *o)
+{
+    g_autoptr(GList) names = json_object_get_members(o);
+    GString *s = g_string_new(NULL);
+
+    for (GList *n = names; n; n = n->next)
+        g_string_append_printf(s, "%s%s", s->len ? "," : "",
+                               (const char *)n->data);
+    return g_string_free(s, false);
+}
+
 static void test_inspect(void)
 {
     g_autofree char *blob = g_build_filename(app.dir, "state.blob", NULL);
     g_autofree char *junk = g_build_filename(app.dir, "junk", NULL);
     g_autoptr(JsonParser) p = NULL;
     g_autoptr(JsonParser) p2 = NULL;
+    g_autofree char *socket_shape = NULL;
+    g_autofree char *file_shape = NULL;
     struct cmd_result r;
     JsonObject *o, *frame, *state, *rollback;
 
     r = CPR_EXEC("inspect", "--json", "--socket", app.socket);
     g_assert_cmpint(r.code, ==, 0);
     o = parse_object(r.out, &p);
+    state = json_object_get_object_member(o, "state");
     g_assert_cmpuint(
-        json_array_get_length(json_object_get_array_member(o, "fds")), ==, 3);
-    g_assert_true(json_object_has_member(o, "vfio"));
+        json_array_get_length(json_object_get_array_member(state, "fds")), ==,
+        3);
+    g_assert_true(json_object_has_member(state, "vfio"));
     cmd_result_clear(&r);
+    socket_shape = members_of(o);
 
     r = CPR_EXEC("inspect", "--socket", app.socket, "--dump-blob", blob);
     g_assert_cmpint(r.code, ==, 0);
@@ -398,6 +415,11 @@ static void test_inspect(void)
     rollback = json_object_get_object_member(o, "rollback");
     g_assert_cmpstr(json_object_get_string_member(rollback, "path"), ==,
                     g_getenv("CPRTEST_APP"));
+    /* One shape: the process's state and the file are the same object
+     * (inspect -S printed only "state"). */
+    file_shape = members_of(o);
+    g_assert_cmpstr(socket_shape, ==, file_shape);
+    g_assert_cmpstr(file_shape, ==, "frame,rollback,state,corrupt");
     g_assert_false(
         json_object_get_boolean_member_with_default(o, "corrupt", false));
     cmd_result_clear(&r);
