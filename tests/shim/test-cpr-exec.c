@@ -216,6 +216,27 @@ static void test_upgrade_committed(void)
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "committed");
+    /* inspect -S shows the timestamps of the update that just happened
+     * (it showed "timestamps": {}). */
+    {
+        g_autoptr(JsonParser) pi = NULL;
+        struct cmd_result r = CPR_EXEC("inspect", "--json", "--socket",
+                                       app.socket);
+        JsonObject *ts;
+
+        g_assert_cmpint(r.code, ==, 0);
+        ts = json_object_get_object_member(
+            json_object_get_object_member(parse_object(r.out, &pi), "state"),
+            "timestamps");
+        cmd_result_clear(&r);
+        g_assert_cmpint(json_object_get_size(ts), >, 0);
+        g_assert_cmpint(json_object_get_int_member_with_default(ts, "suspend",
+                                                                0),
+                        >, 0);
+        g_assert_cmpint(json_object_get_int_member_with_default(ts, "loaded",
+                                                                0),
+                        >, json_object_get_int_member(ts, "suspend"));
+    }
     /* The client connection is not preserved any more. */
     {
         JsonArray *fds = json_object_get_array_member(o, "fds");
