@@ -12,6 +12,16 @@
 
 #include "state-json.h"
 
+/* The phases of an update, one vocabulary for the events, the final
+ * replies ("phase": where it ended or failed) and "status"
+ * (docs/operations.md has the table). */
+#define CONTROL_PHASE_REQUEST "request"   /* old binary: taking the request */
+#define CONTROL_PHASE_BLOCKERS "blockers" /* old: cprkit_check_update() */
+#define CONTROL_PHASE_PRESERVE "preserve" /* old: the connection is saved */
+#define CONTROL_PHASE_EXEC "exec"         /* old: the upgrade function */
+#define CONTROL_PHASE_RESTORING "restoring" /* new binary: reclaiming */
+#define CONTROL_PHASE_ROLLING_BACK "rolling-back" /* old binary again */
+
 /* A client gets this long to take a reply off the socket. */
 #define CONTROL_WRITE_TIMEOUT_MS 1000
 
@@ -98,6 +108,11 @@ const char *control_get_string(const json_t *obj, const char *name,
 void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                          const json_t *req);
 void control_finish_update(cprkit_control *c, uint64_t serving_ns);
+/* The phase of a binary started by an update or by the keeper:
+ * "rolling-back" when the update is being undone (a rollback, or the
+ * keeper restarted the program that took the request), else "restoring".
+ * Valid once c->pending_fd is known. */
+const char *control_incoming_phase(const cprkit_control *c);
 
 /* control.c: hands the keeper what changed (cprkit_keeper_sync()); a
  * failure is the library's to log, the endpoint serves on. */

@@ -142,7 +142,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         cprkit_set_commit_timeout(ctx, CONTROL_DEFAULT_COMMIT_TIMEOUT_MS);
     }
     if (!c->upgrade_fn) {
-        upgrade_failed(c, cl, "request", binary,
+        upgrade_failed(c, cl, CONTROL_PHASE_REQUEST, binary,
                        "this program does not accept upgrades (no upgrade "
                        "function set with cprkit_control_set_upgrade_fn)");
         return;
@@ -151,10 +151,11 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
                    "\nSTATUS=cprkit: update to %s: checking blockers",
                    control_now_ns() / 1000, binary);
-    control_send_phase(cl->fd, "blockers", binary);
+    control_send_phase(cl->fd, CONTROL_PHASE_BLOCKERS, binary);
     r = cprkit_check_update(ctx, binary);
     if (r < 0) {
-        upgrade_failed(c, cl, "blockers", binary, cprkit_last_error(ctx));
+        upgrade_failed(c, cl, CONTROL_PHASE_BLOCKERS, binary,
+                       cprkit_last_error(ctx));
         return;
     }
     /* The connection crosses exec: the new binary answers it. The
@@ -162,11 +163,12 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
      * the new binary dies answers it. */
     r = cprkit_fd_save(ctx, CONTROL_CLIENT_FD_NAME, 0, cl->fd);
     if (r < 0) {
-        upgrade_failed(c, cl, "preserve", binary, cprkit_last_error(ctx));
+        upgrade_failed(c, cl, CONTROL_PHASE_PRESERVE, binary,
+                       cprkit_last_error(ctx));
         return;
     }
     control_keeper_sync(c);
-    control_send_phase(cl->fd, "exec", binary);
+    control_send_phase(cl->fd, CONTROL_PHASE_EXEC, binary);
     sdnotify_sendf("STATUS=cprkit: exec %s", binary);
     cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
                binary, (int)cl->pid);
@@ -191,8 +193,18 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
             why = g_strdup(strerror(-r));
         }
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
-        upgrade_failed(c, cl, "exec", binary, why);
+        upgrade_failed(c, cl, CONTROL_PHASE_EXEC, binary, why);
     }
+}
+
+const char *control_incoming_phase(const cprkit_control *c)
+{
+    /* A keeper restart of the program that had taken the request: the
+     * update did not happen, the same binary serves again. */
+    return cprkit_is_rollback(c->ctx) ||
+                   (cprkit_is_restart(c->ctx) && c->pending_fd >= 0)
+               ? CONTROL_PHASE_ROLLING_BACK
+               : CONTROL_PHASE_RESTORING;
 }
 
 void control_finish_update(cprkit_control *c, uint64_t serving_ns)
@@ -206,6 +218,7 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
     bool rolled_back = cprkit_is_rollback(ctx);
     g_autofree char *reason = NULL;
     g_autofree char *exe = control_self_exe();
+    const char *phase = control_incoming_phase(c);
     const char *result;
     uint64_t blackout;
 
@@ -231,13 +244,13 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
     rolled_back = strcmp(result, "committed") != 0;
 
     c->update_pending = false;
-    record_result(c, result, !rolled_back ? "commit" : "restore", reason,
-                  blackout);
+    record_result(c, result, phase, reason, blackout);
     if (c->pending_fd >= 0) {
         json_auto_t *o = json_object();
 
         control_set_bool(o, "ok", !rolled_back);
         control_set_str(o, "result", c->last_result);
+        control_set_str(o, "phase", phase);
         control_set_int(o, "pid", getpid());
         control_set_str(o, "binary", exe);
         control_set_str(o, "version", PROJECT_VERSION);
@@ -245,7 +258,7 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
         control_set_int(o, "blackout_us", (json_int_t)(blackout / 1000));
         control_set_int(o, "blackout_ns", (json_int_t)blackout);
         if (rolled_back)
-            control_set_str(o, "reason", reason);
+            control_set_str(o, "error", reason);
         control_write_json(c->pending_fd, o);
         closep(&c->pending_fd);
         c->pending_fd = -1;

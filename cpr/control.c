@@ -169,14 +169,16 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
-            control_send_phase(
-                c->pending_fd,
-                cprkit_is_rollback(ctx) ? "rolling-back" : "restoring", NULL);
+            control_send_phase(c->pending_fd, control_incoming_phase(c),
+                               NULL);
         }
     }
     if (c->update_pending)
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
-                       cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
+                       strcmp(control_incoming_phase(c),
+                              CONTROL_PHASE_ROLLING_BACK) == 0
+                           ? "rolling back"
+                           : "restoring",
                        cprkit_generation(ctx));
     cprkit_log(ctx, LOG_INFO, "control: %s %s",
                reclaimed_path ? "reclaimed" : "listening on", c->path);

@@ -40,8 +40,7 @@ static void print_human(JsonObject *o)
                G_GINT64_FORMAT ", blackout %" G_GINT64_FORMAT " us): %s\n",
                json_get_int(o, "generation", -1),
                json_get_int(o, "blackout_us", -1),
-               json_get_string(o, "reason") ? json_get_string(o, "reason")
-                                            : "?");
+               error ? error : "?");
     else if (g_strcmp0(result, "failed") == 0)
         printf("failed in phase %s, nothing changed: %s\n",
                json_get_string(o, "phase") ? json_get_string(o, "phase") : "?",
@@ -214,9 +213,8 @@ out:
         if (code != EXIT_OK)
             log_msg(code == EXIT_ROLLED_BACK ? LOG_WARNING : LOG_ERR,
                     "upgrade %s: %s", json_get_string(o, "result"),
-                    json_get_string(o, "error")    ? json_get_string(o, "error")
-                    : json_get_string(o, "reason") ? json_get_string(o, "reason")
-                                                   : "");
+                    json_get_string(o, "error") ? json_get_string(o, "error")
+                                                : "");
     }
     return code;
 }

@@ -206,6 +206,8 @@ static void test_upgrade_committed(void)
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >, 0);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), <,
                     10 * 1000 * 1000);
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
+                    "restoring");
     phases = json_object_get_array_member(o, "phases");
     g_assert_true(array_has_string(phases, "blockers"));
     g_assert_true(array_has_string(phases, "exec"));
@@ -216,6 +218,10 @@ static void test_upgrade_committed(void)
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "committed");
+    /* The phase it ended in, named as the events name it (status said
+     * "commit"). */
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "restoring");
     /* inspect -S shows the timestamps of the update that just happened
      * (it showed "timestamps": {}). */
     {
@@ -343,7 +349,7 @@ static void test_upgrade_veto(void)
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "rolled-back");
     g_assert_false(json_object_get_boolean_member(o, "ok"));
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
+    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
                             "health check failed (veto mode)"));
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
@@ -351,11 +357,21 @@ static void test_upgrade_veto(void)
         array_has_string(json_object_get_array_member(o, "phases"),
                          "rolling-back"));
 
+    /* One vocabulary: the reply, the events and status name the phase
+     * and the cause alike (status said "restore" and the reply "reason"). */
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
+                    "rolling-back");
+    g_assert_false(json_object_has_member(o, "reason"));
+
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "rolled-back");
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "rolling-back");
+    g_assert_nonnull(strstr(json_object_get_string_member(last, "error"),
+                            "health check failed (veto mode)"));
     g_assert_true(app_alive(&app));
 
     /* A binary that cannot read the state format hands everything back
@@ -368,7 +384,7 @@ static void test_upgrade_veto(void)
                                           NULL});
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                         "rolled-back");
-        g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
+        g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
                                 "format major version 1"));
         g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     }

@@ -177,8 +177,8 @@ static int driver_main(void)
     tap_ok(strcmp(str(o, "result"), "rolled-back") == 0 &&
                num(o, "exit_code") == 3,
            "JSON: result rolled-back, exit_code 3 (%s)", str(o, "result"));
-    tap_ok(strstr(str(o, "reason"), "health check") != NULL,
-           "JSON: the reason names the health check: %s", str(o, "reason"));
+    tap_ok(strstr(str(o, "error"), "health check") != NULL,
+           "JSON: the reason names the health check: %s", str(o, "error"));
     tap_ok(num(o, "generation") == 1,
            "JSON: generation still 1 (%" G_GINT64_FORMAT ")",
            num(o, "generation"));

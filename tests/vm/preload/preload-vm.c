@@ -235,9 +235,9 @@ static int driver_main(const char *edu_raw)
                    strcmp(str_member(o, "result"), "rolled-back") == 0,
                "a version with another DMA layout: exit %d, result \"%s\"", code,
                str_member(o, "result"));
-        tap_ok(strstr(str_member(o, "reason"), "DMA") != NULL,
+        tap_ok(strstr(str_member(o, "error"), "DMA") != NULL,
                "rollback reason names the DMA mapping: %s",
-               str_member(o, "reason"));
+               str_member(o, "error"));
         tap_ok(int_member(o, "pid") == prog && int_member(o, "generation") == UPDATES,
                "same pid, generation still %d", UPDATES);
         line = wait_line(&off, "init pid=", 60);
