@@ -20,7 +20,11 @@ static void add_last_update(cprkit_control *c, json_t *o)
     u = json_object();
     control_set_str(u, "result", c->last_result);
     control_set_str(u, "phase", c->last_phase);
-    control_set_str(u, "error", c->last_error);
+    if (c->last_failed)
+        json_object_set_new(
+            u, "error", control_error_new(c->last_error_class, c->last_error));
+    else
+        json_object_set_new(u, "error", json_null());
     control_set_int(u, "generation", (json_int_t)c->last_generation);
     control_set_int(u, "blackout_us", (json_int_t)(c->last_blackout_ns / 1000));
     json_object_set_new(o, "last_update", u);
@@ -152,7 +156,8 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
     if (r >= 0)
         r = blob_to_json_tree(ctx, blob, size, &decoded);
     if (r < 0) {
-        control_reply_error(cl->fd, "error", "cannot build the state: %s",
+        control_reply_error(cl->fd, CONTROL_ERROR_FAILED,
+                            "cannot build the state: %s",
                             cprkit_last_error(ctx));
         return;
     }
@@ -210,7 +215,8 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     int r;
 
     if (bad) {
-        control_reply_error(cl->fd, "error", "\"binary\" must be a string");
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "\"binary\" must be a string");
         return;
     }
     if (!binary)
@@ -221,7 +227,12 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     control_set_bool(o, "ok", r >= 0);
     control_set_str(o, "result", r >= 0 ? "ok" : "blocked");
     control_set_str(o, "binary", binary);
-    control_set_str(o, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
+    if (r >= 0)
+        json_object_set_new(o, "error", json_null());
+    else
+        json_object_set_new(
+            o, "error",
+            control_error_new(CONTROL_ERROR_BLOCKED, cprkit_last_error(ctx)));
     control_set_int(o, "format_major", CPRKIT_FORMAT_MAJOR);
     control_set_int(o, "pid", getpid());
     cprkit_participant_stats(ctx, add_mapped_bytes, &pinned);
@@ -269,27 +280,32 @@ void control_handle_request(cprkit_control *c, struct control_client *cl,
     const char *cmd;
 
     if (memchr(line, '\0', len)) {
-        control_reply_error(cl->fd, "error", "request contains a NUL byte");
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "request contains a NUL byte");
         return;
     }
     if (!g_utf8_validate(line, (gssize)len, NULL)) {
-        control_reply_error(cl->fd, "error", "request is not valid UTF-8");
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not valid UTF-8");
         return;
     }
     /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
     req = json_loadb(line, len, JSON_DECODE_ANY, &error);
     if (!req) {
-        control_reply_error(cl->fd, "error", "request is not JSON: %d:%d: %s",
-                            error.line, error.column, error.text);
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not JSON: %d:%d: %s", error.line,
+                            error.column, error.text);
         return;
     }
     if (!json_is_object(req)) {
-        control_reply_error(cl->fd, "error", "request must be a JSON object");
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "request must be a JSON object");
         return;
     }
     cmd = control_get_string(req, "cmd", &bad);
     if (!cmd) {
-        control_reply_error(cl->fd, "error", "request has no \"cmd\" string");
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                            "request has no \"cmd\" string");
         return;
     }
     for (size_t i = 0; i < ELEMENTSOF(control_commands); i++) {
@@ -299,6 +315,6 @@ void control_handle_request(cprkit_control *c, struct control_client *cl,
         }
     }
     names = command_names();
-    control_reply_error(cl->fd, "error", "unknown command \"%.64s\" (%s)", cmd,
-                        names);
+    control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+                        "unknown command \"%.64s\" (%s)", cmd, names);
 }

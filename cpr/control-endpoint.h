@@ -22,6 +22,21 @@
 #define CONTROL_PHASE_RESTORING "restoring" /* new binary: reclaiming */
 #define CONTROL_PHASE_ROLLING_BACK "rolling-back" /* old binary again */
 
+/* The classes of "error": {"class": ..., "desc": ...}, QMP's convention: a
+ * client decides on the class, never on the text. An enum, not strings,
+ * so that a call that passes anything else does not build. Names in
+ * control_error_class_name(); docs/operations.md has the table. */
+enum control_error_class {
+    CONTROL_ERROR_BAD_REQUEST,   /* malformed, or a member is wrong */
+    CONTROL_ERROR_NOT_PERMITTED, /* SO_PEERCRED: another user */
+    CONTROL_ERROR_BUSY,          /* an update under way, no free slot */
+    CONTROL_ERROR_NOT_SUPPORTED, /* no upgrade function */
+    CONTROL_ERROR_BLOCKED,       /* a blocker: nothing changed */
+    CONTROL_ERROR_FAILED,        /* failed, nothing changed */
+    CONTROL_ERROR_ROLLED_BACK,   /* the new binary handed back */
+    CONTROL_ERROR_RESTARTED,     /* status: the keeper restarted it */
+};
+
 /* A client gets this long to take a reply off the socket. */
 #define CONTROL_WRITE_TIMEOUT_MS 1000
 
@@ -49,8 +64,10 @@ struct cprkit_control {
     int pending_fd;
 
     /* The last update this process knows about, for "status". */
-    char *last_result; /* committed | rolled-back | failed */
+    char *last_result; /* committed | rolled-back | failed | restarted */
     char *last_phase;
+    bool last_failed; /* last_error_class and last_error are set */
+    enum control_error_class last_error_class;
     char *last_error;
     uint64_t last_blackout_ns;
     uint64_t last_generation;
@@ -86,8 +103,15 @@ int control_write_json(int fd, const json_t *reply);
 void control_set_str(json_t *o, const char *member, const char *value);
 void control_set_int(json_t *o, const char *member, json_int_t value);
 void control_set_bool(json_t *o, const char *member, bool value);
-/* {"ok":false,"result":result,"error":"..."}. */
-int control_reply_error(int fd, const char *result, const char *fmt, ...)
+/* "BadRequest", ...; NULL for a value out of range. */
+const char *control_error_class_name(enum control_error_class error_class);
+/* {"class": ..., "desc": desc}; desc NULL is "". */
+json_t *control_error_new(enum control_error_class error_class,
+                          const char *desc);
+/* {"ok":false,"result":"error","error":{"class","desc"}}: a request
+ * refused or not understood. */
+int control_reply_error(int fd, enum control_error_class error_class,
+                        const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* {"event":"phase",...}: progress of an upgrade, for its client. */
 int control_send_phase(int fd, const char *phase, const char *binary);

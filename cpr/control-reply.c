@@ -35,9 +35,36 @@ void control_set_bool(json_t *o, const char *member, bool value)
     json_object_set_new(o, member, json_boolean(value));
 }
 
-/* {"ok":false,"result":"error","error":"..."} for requests that could not
- * be understood or are not allowed. */
-int control_reply_error(int fd, const char *result, const char *fmt, ...)
+const char *control_error_class_name(enum control_error_class error_class)
+{
+    static const char *const names[] = {
+        [CONTROL_ERROR_BAD_REQUEST] = "BadRequest",
+        [CONTROL_ERROR_NOT_PERMITTED] = "NotPermitted",
+        [CONTROL_ERROR_BUSY] = "Busy",
+        [CONTROL_ERROR_NOT_SUPPORTED] = "NotSupported",
+        [CONTROL_ERROR_BLOCKED] = "Blocked",
+        [CONTROL_ERROR_FAILED] = "Failed",
+        [CONTROL_ERROR_ROLLED_BACK] = "RolledBack",
+        [CONTROL_ERROR_RESTARTED] = "Restarted",
+    };
+
+    return (size_t)error_class < ELEMENTSOF(names) ? names[error_class] : NULL;
+}
+
+json_t *control_error_new(enum control_error_class error_class,
+                          const char *desc)
+{
+    json_t *e = json_object();
+
+    control_set_str(e, "class", control_error_class_name(error_class));
+    control_set_str(e, "desc", desc ? desc : "");
+    return e;
+}
+
+/* {"ok":false,"result":"error","error":{"class","desc"}} for requests that
+ * could not be understood or are not allowed. */
+int control_reply_error(int fd, enum control_error_class error_class,
+                        const char *fmt, ...)
 {
     json_auto_t *o = json_object();
     g_autofree char *msg = NULL;
@@ -47,8 +74,8 @@ int control_reply_error(int fd, const char *result, const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     control_set_bool(o, "ok", false);
-    control_set_str(o, "result", result);
-    control_set_str(o, "error", msg);
+    control_set_str(o, "result", "error");
+    json_object_set_new(o, "error", control_error_new(error_class, msg));
     return control_write_json(fd, o);
 }
 

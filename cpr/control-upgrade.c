@@ -13,16 +13,21 @@
 #include "control-endpoint.h"
 #include "sd-notify.h"
 
+/* failed: whether there is a cause (error_class, error); a committed
+ * update has none. */
 static void record_result(cprkit_control *c, const char *result,
-                          const char *phase, const char *error,
-                          uint64_t blackout_ns)
+                          const char *phase, bool failed,
+                          enum control_error_class error_class,
+                          const char *error, uint64_t blackout_ns)
 {
     g_free(c->last_result);
     g_free(c->last_phase);
     g_free(c->last_error);
     c->last_result = g_strdup(result);
     c->last_phase = g_strdup(phase);
-    c->last_error = g_strdup(error);
+    c->last_failed = failed;
+    c->last_error_class = error_class;
+    c->last_error = g_strdup(failed ? error : NULL);
     c->last_blackout_ns = blackout_ns;
     c->last_generation = cprkit_generation(c->ctx);
 }
@@ -86,17 +91,18 @@ static char **upgrade_argv(const char *binary, const json_t *args,
 }
 
 static void upgrade_failed(cprkit_control *c, struct control_client *cl,
-                           const char *phase, const char *binary,
-                           const char *error)
+                           const char *phase,
+                           enum control_error_class error_class,
+                           const char *binary, const char *error)
 {
     json_auto_t *o = json_object();
 
-    record_result(c, "failed", phase, error, 0);
+    record_result(c, "failed", phase, true, error_class, error, 0);
     control_set_bool(o, "ok", false);
     control_set_str(o, "result", "failed");
     control_set_str(o, "phase", phase);
     control_set_str(o, "binary", binary);
-    control_set_str(o, "error", error);
+    json_object_set_new(o, "error", control_error_new(error_class, error));
     control_set_int(o, "pid", getpid());
     control_set_int(o, "generation", (json_int_t)cprkit_generation(c->ctx));
     control_write_json(cl->fd, o);
@@ -117,13 +123,14 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     int r;
 
     if (bad || !binary || binary[0] != '/') {
-        control_reply_error(cl->fd, "error",
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
                             "\"upgrade\" needs \"binary\": an absolute path");
         return;
     }
     argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
     if (!argv) {
-        control_reply_error(cl->fd, "error", "%s", argv_error);
+        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST, "%s",
+                            argv_error);
         return;
     }
     commit_timeout = json_object_get(req, "commit_timeout_ms");
@@ -131,7 +138,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         if (!json_is_integer(commit_timeout) ||
             json_integer_value(commit_timeout) < 1 ||
             json_integer_value(commit_timeout) > UINT32_MAX) {
-            control_reply_error(cl->fd, "error",
+            control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
                                 "\"commit_timeout_ms\" must be a positive "
                                 "integer");
             return;
@@ -142,7 +149,8 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         cprkit_set_commit_timeout(ctx, CONTROL_DEFAULT_COMMIT_TIMEOUT_MS);
     }
     if (!c->upgrade_fn) {
-        upgrade_failed(c, cl, CONTROL_PHASE_REQUEST, binary,
+        upgrade_failed(c, cl, CONTROL_PHASE_REQUEST,
+                       CONTROL_ERROR_NOT_SUPPORTED, binary,
                        "this program does not accept upgrades (no upgrade "
                        "function set with cprkit_control_set_upgrade_fn)");
         return;
@@ -154,8 +162,8 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     control_send_phase(cl->fd, CONTROL_PHASE_BLOCKERS, binary);
     r = cprkit_check_update(ctx, binary);
     if (r < 0) {
-        upgrade_failed(c, cl, CONTROL_PHASE_BLOCKERS, binary,
-                       cprkit_last_error(ctx));
+        upgrade_failed(c, cl, CONTROL_PHASE_BLOCKERS, CONTROL_ERROR_BLOCKED,
+                       binary, cprkit_last_error(ctx));
         return;
     }
     /* The connection crosses exec: the new binary answers it. The
@@ -163,8 +171,8 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
      * the new binary dies answers it. */
     r = cprkit_fd_save(ctx, CONTROL_CLIENT_FD_NAME, 0, cl->fd);
     if (r < 0) {
-        upgrade_failed(c, cl, CONTROL_PHASE_PRESERVE, binary,
-                       cprkit_last_error(ctx));
+        upgrade_failed(c, cl, CONTROL_PHASE_PRESERVE, CONTROL_ERROR_FAILED,
+                       binary, cprkit_last_error(ctx));
         return;
     }
     control_keeper_sync(c);
@@ -193,7 +201,8 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
             why = g_strdup(strerror(-r));
         }
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
-        upgrade_failed(c, cl, CONTROL_PHASE_EXEC, binary, why);
+        upgrade_failed(c, cl, CONTROL_PHASE_EXEC, CONTROL_ERROR_FAILED, binary,
+                       why);
     }
 }
 
@@ -219,6 +228,7 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
     g_autofree char *reason = NULL;
     g_autofree char *exe = control_self_exe();
     const char *phase = control_incoming_phase(c);
+    enum control_error_class error_class = CONTROL_ERROR_ROLLED_BACK;
     const char *result;
     uint64_t blackout;
 
@@ -237,6 +247,7 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
                                  cprkit_restart_reason(ctx));
     } else if (restarted) {
         result = "restarted";
+        error_class = CONTROL_ERROR_RESTARTED;
         reason = g_strdup(cprkit_restart_reason(ctx));
     } else {
         result = "committed";
@@ -244,7 +255,7 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
     rolled_back = strcmp(result, "committed") != 0;
 
     c->update_pending = false;
-    record_result(c, result, phase, reason, blackout);
+    record_result(c, result, phase, rolled_back, error_class, reason, blackout);
     if (c->pending_fd >= 0) {
         json_auto_t *o = json_object();
 
@@ -258,7 +269,8 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
         control_set_int(o, "blackout_us", (json_int_t)(blackout / 1000));
         control_set_int(o, "blackout_ns", (json_int_t)blackout);
         if (rolled_back)
-            control_set_str(o, "error", reason);
+            json_object_set_new(o, "error",
+                                control_error_new(error_class, reason));
         control_write_json(c->pending_fd, o);
         closep(&c->pending_fd);
         c->pending_fd = -1;

@@ -161,7 +161,9 @@ int verb_inspect(int argc, char **argv)
         return call_failed(arg_json, "inspect", arg_socket, r, error);
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
-        log_msg(LOG_ERR, "inspect: %s", json_get_string(o, "error"));
+        log_msg(LOG_ERR, "inspect: %s",
+                reply_error_desc(o) ? reply_error_desc(o)
+                                    : "the process said no");
         return EXIT_FAILED;
     }
     if (arg_dump) {

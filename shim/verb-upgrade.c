@@ -27,7 +27,7 @@ static int exit_code_of(const char *result)
 static void print_human(JsonObject *o)
 {
     const char *result = json_get_string(o, "result");
-    const char *error = json_get_string(o, "error");
+    const char *error = reply_error_desc(o);
 
     if (g_strcmp0(result, "committed") == 0)
         printf("committed: %s (pid %" G_GINT64_FORMAT ", generation %"
@@ -199,8 +199,8 @@ out:
         /* Trust a "committed" only with "ok": true beside it. */
         if (code == EXIT_OK && json_get_bool(o, "ok", false) != TRUE) {
             json_object_set_string_member(o, "result", "error");
-            json_object_set_string_member(
-                o, "error", "malformed reply: \"committed\" without "
+            set_reply_error(o, "BadReply",
+                            "malformed reply: \"committed\" without "
                             "\"ok\": true (is this a cprkit process?)");
             code = EXIT_COMM;
         }
@@ -212,9 +212,10 @@ out:
             print_human(o);
         if (code != EXIT_OK)
             log_msg(code == EXIT_ROLLED_BACK ? LOG_WARNING : LOG_ERR,
-                    "upgrade %s: %s", json_get_string(o, "result"),
-                    json_get_string(o, "error") ? json_get_string(o, "error")
-                                                : "");
+                    "upgrade %s: %s%s%s", json_get_string(o, "result"),
+                    reply_error_class(o) ? reply_error_class(o) : "",
+                    reply_error_class(o) ? ": " : "",
+                    reply_error_desc(o) ? reply_error_desc(o) : "");
     }
     return code;
 }
@@ -292,8 +293,8 @@ int verb_status(int argc, char **argv)
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
         log_msg(LOG_ERR, "status: %s",
-                json_get_string(o, "error") ? json_get_string(o, "error")
-                                            : "the process said no");
+                reply_error_desc(o) ? reply_error_desc(o)
+                                    : "the process said no");
         if (arg_json)
             print_json(reply, false);
         return EXIT_FAILED;
@@ -355,9 +356,8 @@ int verb_status(int argc, char **argv)
                " us%s%s\n",
                json_get_string(last, "result"), json_get_string(last, "phase"),
                json_get_int(last, "blackout_us", 0),
-               json_get_string(last, "error") ? ": " : "",
-               json_get_string(last, "error") ? json_get_string(last, "error")
-                                              : "");
+               reply_error_desc(last) ? ": " : "",
+               reply_error_desc(last) ? reply_error_desc(last) : "");
     else
         printf("last update: none\n");
     print_keeper(o);

@@ -31,6 +31,16 @@ static gint64 generation_of(struct app *a)
     return json_object_get_int_member(status_of(a, &p), "generation");
 }
 
+/* o's "error" is {"class": error_class, "desc": ...}; returns desc. */
+static const char *error_of(JsonObject *o, const char *error_class)
+{
+    JsonObject *e = json_object_get_object_member(o, "error");
+
+    g_assert_nonnull(e);
+    g_assert_cmpstr(json_object_get_string_member(e, "class"), ==, error_class);
+    return json_object_get_string_member(e, "desc");
+}
+
 static bool array_has_string(JsonArray *a, const char *s)
 {
     for (guint i = 0; i < json_array_get_length(a); i++)
@@ -293,6 +303,7 @@ static void test_concurrent_client(void)
     while ((n = recv(other, buf, sizeof(buf), 0)) > 0)
         g_string_append_len(in, buf, n);
     g_assert_nonnull(strstr(in->str, "busy: an update to"));
+    g_assert_nonnull(strstr(in->str, "\"error\":{\"class\":\"Busy\","));
     close(other);
 }
 
@@ -308,14 +319,14 @@ static void test_upgrade_missing(void)
                 (const char *const[]){"--to", "/nonexistent/app-v9", NULL});
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "failed");
     g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==, "blockers");
-    g_assert_nonnull(
-        strstr(json_object_get_string_member(o, "error"), "/nonexistent"));
+    g_assert_nonnull(strstr(error_of(o, "Blocked"), "/nonexistent"));
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "failed");
+    g_assert_nonnull(strstr(error_of(last, "Blocked"), "/nonexistent"));
 
     /* Executable but not a program: execve itself fails, the old binary
      * goes on. Human output names the phase. */
@@ -349,8 +360,8 @@ static void test_upgrade_veto(void)
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "rolled-back");
     g_assert_false(json_object_get_boolean_member(o, "ok"));
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
-                            "health check failed (veto mode)"));
+    g_assert_nonnull(
+        strstr(error_of(o, "RolledBack"), "health check failed (veto mode)"));
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     g_assert_true(
@@ -370,7 +381,7 @@ static void test_upgrade_veto(void)
                     "rolled-back");
     g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
                     "rolling-back");
-    g_assert_nonnull(strstr(json_object_get_string_member(last, "error"),
+    g_assert_nonnull(strstr(error_of(last, "RolledBack"),
                             "health check failed (veto mode)"));
     g_assert_true(app_alive(&app));
 
@@ -384,8 +395,8 @@ static void test_upgrade_veto(void)
                                           NULL});
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                         "rolled-back");
-        g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
-                                "format major version 1"));
+        g_assert_nonnull(
+            strstr(error_of(o, "RolledBack"), "format major version 1"));
         g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     }
 
@@ -581,6 +592,7 @@ static void test_unreachable(void)
         g_assert_false(json_object_get_boolean_member(o, "ok"));
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                         "connection-lost");
+        error_of(o, "ConnectionLost");
         g_assert_cmpint(json_object_get_int_member(o, "exit_code"), ==, 5);
         cmd_result_clear(&r);
     }
