@@ -134,7 +134,7 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
 
     add_last_update(c, o);
     add_keeper(ctx, o);
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
 /* {"cmd":"inspect"}: the blob an update would write now, decoded the way
@@ -156,7 +156,7 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
     if (r >= 0)
         r = blob_to_json_tree(ctx, blob, size, &decoded);
     if (r < 0) {
-        control_reply_error(cl->fd, CONTROL_ERROR_FAILED,
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_FAILED,
                             "cannot build the state: %s",
                             cprkit_last_error(ctx));
         return;
@@ -170,7 +170,7 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
 
         control_set_str(o, "blob_base64", b64);
     }
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
 /* A string member, or NULL if absent; *ret_bad when present but not a
@@ -215,7 +215,7 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     int r;
 
     if (bad) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
                             "\"binary\" must be a string");
         return;
     }
@@ -245,7 +245,7 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
                     rl.rlim_max == RLIM_INFINITY ? -1
                                                  : (json_int_t)rl.rlim_max);
     json_object_set_new(o, "memlock", memlock);
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
 /* Requests by their "cmd" member. */
@@ -270,41 +270,16 @@ static char *command_names(void)
     return g_string_free(names, false);
 }
 
-void control_handle_request(cprkit_control *c, struct control_client *cl,
-                            const char *line, size_t len)
+/* Hands a request object to the handler its "cmd" names. */
+static void dispatch_request(cprkit_control *c, struct control_client *cl,
+                             const json_t *req)
 {
-    json_auto_t *req = NULL;
     g_autofree char *names = NULL;
-    json_error_t error;
     bool bad = false;
-    const char *cmd;
+    const char *cmd = control_get_string(req, "cmd", &bad);
 
-    if (memchr(line, '\0', len)) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
-                            "request contains a NUL byte");
-        return;
-    }
-    if (!g_utf8_validate(line, (gssize)len, NULL)) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
-                            "request is not valid UTF-8");
-        return;
-    }
-    /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
-    req = json_loadb(line, len, JSON_DECODE_ANY, &error);
-    if (!req) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
-                            "request is not JSON: %d:%d: %s", error.line,
-                            error.column, error.text);
-        return;
-    }
-    if (!json_is_object(req)) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
-                            "request must be a JSON object");
-        return;
-    }
-    cmd = control_get_string(req, "cmd", &bad);
     if (!cmd) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
                             "request has no \"cmd\" string");
         return;
     }
@@ -315,6 +290,42 @@ void control_handle_request(cprkit_control *c, struct control_client *cl,
         }
     }
     names = command_names();
-    control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+    control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
                         "unknown command \"%.64s\" (%s)", cmd, names);
+}
+
+void control_handle_request(cprkit_control *c, struct control_client *cl,
+                            const char *line, size_t len)
+{
+    json_auto_t *req = NULL;
+    json_error_t error;
+
+    if (memchr(line, '\0', len)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request contains a NUL byte");
+        return;
+    }
+    if (!g_utf8_validate(line, (gssize)len, NULL)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not valid UTF-8");
+        return;
+    }
+    /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
+    req = json_loadb(line, len, JSON_DECODE_ANY, &error);
+    if (!req) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not JSON: %d:%d: %s", error.line,
+                            error.column, error.text);
+        return;
+    }
+    if (!json_is_object(req)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request must be a JSON object");
+        return;
+    }
+    /* Echoed in every reply and event of this request, an error included
+     * (QMP's convention); borrowed from req, so cleared with it. */
+    cl->req_id = json_object_get(req, "id");
+    dispatch_request(c, cl, req);
+    cl->req_id = NULL;
 }

@@ -46,6 +46,9 @@ struct control_client {
     uid_t uid;
     pid_t pid;
     uint64_t last_active_ns; /* accepted, or last bytes received */
+    /* The "id" of the request being served, echoed in its replies and
+     * events (borrowed from the request), or NULL. */
+    const json_t *req_id;
 };
 
 struct cprkit_control {
@@ -60,8 +63,11 @@ struct cprkit_control {
 
     /* Started by an update that is not finished yet (not answered). */
     bool update_pending;
-    /* The preserved connection of the client that asked for it, or -1. */
+    /* The preserved connection of the client that asked for it, or -1,
+     * and the "id" of its request (it crosses the exec in the
+     * CONTROL_SECTION section), or NULL. */
     int pending_fd;
+    json_t *pending_id;
 
     /* The last update this process knows about, for "status". */
     char *last_result; /* committed | rolled-back | failed | restarted */
@@ -100,6 +106,11 @@ int control_write_line(int fd, const char *line);
 /* control-reply.c: replies, members in the order they are set. A NULL
  * string is written as null. */
 int control_write_json(int fd, const json_t *reply);
+/* A reply or event to a request: its "id" (QMP's convention: any JSON
+ * value) is set as the last member unless id is NULL, and reply written. */
+int control_write_reply(int fd, const json_t *id, json_t *reply);
+/* CLOCK_REALTIME now, in ns. */
+uint64_t control_realtime_ns(void);
 void control_set_str(json_t *o, const char *member, const char *value);
 void control_set_int(json_t *o, const char *member, json_int_t value);
 void control_set_bool(json_t *o, const char *member, bool value);
@@ -110,11 +121,13 @@ json_t *control_error_new(enum control_error_class error_class,
                           const char *desc);
 /* {"ok":false,"result":"error","error":{"class","desc"}}: a request
  * refused or not understood. */
-int control_reply_error(int fd, enum control_error_class error_class,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* {"event":"phase",...}: progress of an upgrade, for its client. */
-int control_send_phase(int fd, const char *phase, const char *binary);
+int control_reply_error(int fd, const json_t *id,
+                        enum control_error_class error_class, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+/* {"event":"phase","phase","pid","binary","monotonic_ns","realtime_ns"}:
+ * progress of an upgrade, for its client (binary NULL: left out). */
+int control_send_phase(int fd, const json_t *id, const char *phase,
+                       const char *binary);
 
 /* control-commands.c */
 typedef void (*control_command_fn)(cprkit_control *c, struct control_client *cl,
@@ -132,6 +145,12 @@ const char *control_get_string(const json_t *obj, const char *name,
 void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                          const json_t *req);
 void control_finish_update(cprkit_control *c, uint64_t serving_ns);
+/* What the endpoint hands to the next binary in the state blob, in the
+ * application section CONTROL_SECTION (JSON): the request id of the
+ * update under way. Loaded by a binary started by an update (or the
+ * keeper); anything unreadable is ignored (it is informational). */
+#define CONTROL_SECTION "cprkit-control"
+void control_record_load(cprkit_control *c);
 /* The phase of a binary started by an update or by the keeper:
  * "rolling-back" when the update is being undone (a rollback, or the
  * keeper restarted the program that took the request), else "restoring".

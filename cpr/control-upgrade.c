@@ -13,6 +13,51 @@
 #include "control-endpoint.h"
 #include "sd-notify.h"
 
+/* The record's layout; a reader ignores what it does not know. */
+#define CONTROL_RECORD_VERSION 1
+
+/* Writes the record into the state: the next exec (or the keeper) hands
+ * it over. A failure is logged, not fatal: the update goes on without it. */
+static void record_save(cprkit_control *c)
+{
+    json_auto_t *o = json_object();
+    _cleanup_free_ char *text = NULL;
+
+    control_set_int(o, "version", CONTROL_RECORD_VERSION);
+    if (c->pending_id)
+        json_object_set(o, "pending_id", c->pending_id);
+    text = json_dumps(o, JSON_COMPACT);
+    if (!text ||
+        cprkit_section_put(c->ctx, CONTROL_SECTION, text, strlen(text)) < 0) {
+        cprkit_log(c->ctx, LOG_WARNING,
+                   "control: cannot record the update for the next binary: "
+                   "%s",
+                   text ? cprkit_last_error(c->ctx) : "out of memory");
+        cprkit_clear_error(c->ctx);
+    }
+}
+
+void control_record_load(cprkit_control *c)
+{
+    json_auto_t *o = NULL;
+    const void *data;
+    size_t size;
+
+    if (cprkit_section_get(c->ctx, CONTROL_SECTION, &data, &size) < 0) {
+        cprkit_clear_error(c->ctx); /* none: a first start, or an old one */
+        return;
+    }
+    o = json_loadb(data, size, 0, NULL);
+    if (!json_is_object(o)) {
+        cprkit_log(c->ctx, LOG_DEBUG,
+                   "control: ignoring an unreadable %s section",
+                   CONTROL_SECTION);
+        return;
+    }
+    json_decref(c->pending_id);
+    c->pending_id = json_incref(json_object_get(o, "pending_id"));
+}
+
 /* failed: whether there is a cause (error_class, error); a committed
  * update has none. */
 static void record_result(cprkit_control *c, const char *result,
@@ -105,7 +150,12 @@ static void upgrade_failed(cprkit_control *c, struct control_client *cl,
     json_object_set_new(o, "error", control_error_new(error_class, error));
     control_set_int(o, "pid", getpid());
     control_set_int(o, "generation", (json_int_t)cprkit_generation(c->ctx));
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
+    if (c->pending_id) {
+        json_decref(c->pending_id);
+        c->pending_id = NULL;
+        record_save(c);
+    }
     /* Still the old version, serving. */
     sdnotify_sendf("READY=1\nSTATUS=cprkit: update to %s failed (%s): %s",
                    binary, phase, error);
@@ -123,13 +173,13 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     int r;
 
     if (bad || !binary || binary[0] != '/') {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
                             "\"upgrade\" needs \"binary\": an absolute path");
         return;
     }
     argv = upgrade_argv(binary, json_object_get(req, "args"), &argv_error);
     if (!argv) {
-        control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST, "%s",
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST, "%s",
                             argv_error);
         return;
     }
@@ -138,7 +188,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
         if (!json_is_integer(commit_timeout) ||
             json_integer_value(commit_timeout) < 1 ||
             json_integer_value(commit_timeout) > UINT32_MAX) {
-            control_reply_error(cl->fd, CONTROL_ERROR_BAD_REQUEST,
+            control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
                                 "\"commit_timeout_ms\" must be a positive "
                                 "integer");
             return;
@@ -159,7 +209,7 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
     sdnotify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
                    "\nSTATUS=cprkit: update to %s: checking blockers",
                    control_now_ns() / 1000, binary);
-    control_send_phase(cl->fd, CONTROL_PHASE_BLOCKERS, binary);
+    control_send_phase(cl->fd, cl->req_id, CONTROL_PHASE_BLOCKERS, binary);
     r = cprkit_check_update(ctx, binary);
     if (r < 0) {
         upgrade_failed(c, cl, CONTROL_PHASE_BLOCKERS, CONTROL_ERROR_BLOCKED,
@@ -175,8 +225,11 @@ void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                        binary, cprkit_last_error(ctx));
         return;
     }
+    /* Its id too: whoever answers echoes it. */
+    c->pending_id = json_incref((json_t *)cl->req_id);
+    record_save(c);
     control_keeper_sync(c);
-    control_send_phase(cl->fd, CONTROL_PHASE_EXEC, binary);
+    control_send_phase(cl->fd, cl->req_id, CONTROL_PHASE_EXEC, binary);
     sdnotify_sendf("STATUS=cprkit: exec %s", binary);
     cprkit_log(ctx, LOG_INFO, "control: upgrade to %s requested by pid %d",
                binary, (int)cl->pid);
@@ -271,11 +324,14 @@ void control_finish_update(cprkit_control *c, uint64_t serving_ns)
         if (rolled_back)
             json_object_set_new(o, "error",
                                 control_error_new(error_class, reason));
-        control_write_json(c->pending_fd, o);
+        control_write_reply(c->pending_fd, c->pending_id, o);
         closep(&c->pending_fd);
         c->pending_fd = -1;
         cprkit_fd_remove(ctx, CONTROL_CLIENT_FD_NAME, 0);
     }
+    json_decref(c->pending_id);
+    c->pending_id = NULL;
+    record_save(c);
     if (!strcmp(result, "restarted"))
         sdnotify_sendf("READY=1\nSTATUS=cprkit: restarted by the keeper, "
                        "generation %" PRIu64 " serving: %s",

@@ -169,8 +169,9 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
-            control_send_phase(c->pending_fd, control_incoming_phase(c),
-                               NULL);
+            control_record_load(c);
+            control_send_phase(c->pending_fd, c->pending_id,
+                               control_incoming_phase(c), NULL);
         }
     }
     if (c->update_pending)
@@ -239,5 +240,6 @@ CPRKIT_EXPORT void cprkit_control_free(cprkit_control *c)
     g_free(c->last_result);
     g_free(c->last_phase);
     g_free(c->last_error);
+    json_decref(c->pending_id);
     g_free(c);
 }

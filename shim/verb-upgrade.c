@@ -24,6 +24,21 @@ static int exit_code_of(const char *result)
     return EXIT_FAILED; /* failed, error */
 }
 
+/* {"phase","pid","monotonic_ns","realtime_ns"} of a phase event, the
+ * members checked (-1 when absent or not a number). */
+static JsonObject *phase_of_event(JsonObject *event)
+{
+    JsonObject *p = json_object_new();
+
+    json_object_set_string_member(p, "phase", json_get_string(event, "phase"));
+    json_object_set_int_member(p, "pid", json_get_int(event, "pid", -1));
+    json_object_set_int_member(p, "monotonic_ns",
+                               json_get_int(event, "monotonic_ns", -1));
+    json_object_set_int_member(p, "realtime_ns",
+                               json_get_int(event, "realtime_ns", -1));
+    return p;
+}
+
 static void print_human(JsonObject *o)
 {
     const char *result = json_get_string(o, "result");
@@ -169,7 +184,7 @@ int verb_upgrade(int argc, char **argv)
         if (json_get_string(o, "phase")) {
             log_msg(LOG_INFO, "phase %s (pid %" G_GINT64_FORMAT ")",
                     json_get_string(o, "phase"), json_get_int(o, "pid", -1));
-            json_array_add_string_element(phases, json_get_string(o, "phase"));
+            json_array_add_object_element(phases, phase_of_event(o));
         }
         json_node_unref(reply);
     }

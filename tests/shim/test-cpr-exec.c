@@ -41,11 +41,19 @@ static const char *error_of(JsonObject *o, const char *error_class)
     return json_object_get_string_member(e, "desc");
 }
 
-static bool array_has_string(JsonArray *a, const char *s)
+/* Whether the "phases" a has one named s, with its timestamps. */
+static bool array_has_phase(JsonArray *a, const char *s)
 {
-    for (guint i = 0; i < json_array_get_length(a); i++)
-        if (g_strcmp0(json_array_get_string_element(a, i), s) == 0)
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonObject *p = json_array_get_object_element(a, i);
+
+        if (g_strcmp0(json_object_get_string_member(p, "phase"), s) == 0) {
+            g_assert_cmpint(json_object_get_int_member(p, "monotonic_ns"), >,
+                            0);
+            g_assert_cmpint(json_object_get_int_member(p, "realtime_ns"), >, 0);
             return true;
+        }
+    }
     return false;
 }
 
@@ -219,9 +227,9 @@ static void test_upgrade_committed(void)
     g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
                     "restoring");
     phases = json_object_get_array_member(o, "phases");
-    g_assert_true(array_has_string(phases, "blockers"));
-    g_assert_true(array_has_string(phases, "exec"));
-    g_assert_true(array_has_string(phases, "restoring"));
+    g_assert_true(array_has_phase(phases, "blockers"));
+    g_assert_true(array_has_phase(phases, "exec"));
+    g_assert_true(array_has_phase(phases, "restoring"));
 
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 1);
@@ -273,6 +281,70 @@ static void test_upgrade_committed(void)
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 2);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >=, 300000);
     g_assert_true(app_alive(&app));
+}
+
+/* Every reply and event echoes the request's "id", whatever JSON value it
+ * is (QMP's convention), an error too and the new binary's answer after
+ * the exec; the events carry both clocks, in order. */
+static void test_request_id(void)
+{
+    g_autofree char *req = g_strdup_printf(
+        "{\"cmd\":\"upgrade\",\"binary\":\"%s\",\"id\":{\"n\":42}}\n",
+        g_getenv("CPRTEST_APP"));
+    g_autoptr(GString) in = g_string_new(NULL);
+    g_auto(GStrv) lines = NULL;
+    struct timeval tv = {.tv_sec = 30};
+    gint64 last_ns = 0;
+    guint events = 0;
+    int fd = try_connect(app.socket);
+    char buf[4096];
+    ssize_t n;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+                    ==, 0);
+    g_assert_cmpint(send(fd, req, strlen(req), 0), ==, (ssize_t)strlen(req));
+    while (!strstr(in->str, "\"ok\":") &&
+           (n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    while (in->len && in->str[in->len - 1] != '\n' &&
+           (n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    close(fd);
+    g_test_message("%s", in->str);
+    lines = g_strsplit(g_strchomp(in->str), "\n", -1);
+    for (char **l = lines; *l; l++) {
+        g_autoptr(JsonParser) p = NULL;
+        JsonObject *o = parse_object(*l, &p);
+
+        g_assert_true(g_str_has_suffix(*l, ",\"id\":{\"n\":42}}"));
+        if (json_object_has_member(o, "event")) {
+            gint64 ns = json_object_get_int_member(o, "monotonic_ns");
+
+            g_assert_cmpint(ns, >=, last_ns);
+            g_assert_cmpint(json_object_get_int_member(o, "realtime_ns"), >, 0);
+            last_ns = ns;
+            events++;
+        } else {
+            g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                            "committed");
+        }
+    }
+    /* blockers, exec (old binary), restoring (new binary) */
+    g_assert_cmpuint(events, ==, 3);
+
+    /* Errors echo it too; a request without one gets none. */
+    {
+        static const char bad[] = "{\"cmd\":\"nope\",\"id\":7}\n";
+        static const char none[] = "{\"cmd\":\"status\"}\n";
+        g_autofree char *r1 = raw_exchange(app.socket, bad, strlen(bad), false);
+        g_autofree char *r2 =
+            raw_exchange(app.socket, none, strlen(none), false);
+        g_autoptr(JsonParser) p2 = NULL;
+
+        g_assert_true(g_str_has_suffix(r1, "},\"id\":7}"));
+        g_assert_false(json_object_has_member(parse_object(r2, &p2), "id"));
+    }
 }
 
 /* A connection the old binary had accepted does not cross the exec: it is
@@ -364,9 +436,8 @@ static void test_upgrade_veto(void)
         strstr(error_of(o, "RolledBack"), "health check failed (veto mode)"));
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
-    g_assert_true(
-        array_has_string(json_object_get_array_member(o, "phases"),
-                         "rolling-back"));
+    g_assert_true(array_has_phase(json_object_get_array_member(o, "phases"),
+                                  "rolling-back"));
 
     /* One vocabulary: the reply, the events and status name the phase
      * and the cause alike (status said "restore" and the reply "reason"). */
@@ -887,6 +958,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/run-refuses", test_run_refuses);
     g_test_add_func("/cpr-exec/status", test_status);
     g_test_add_func("/cpr-exec/upgrade-committed", test_upgrade_committed);
+    g_test_add_func("/cpr-exec/request-id", test_request_id);
     g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
     g_test_add_func("/cpr-exec/upgrade-veto", test_upgrade_veto);
     g_test_add_func("/cpr-exec/inspect", test_inspect);
