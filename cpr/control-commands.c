@@ -9,25 +9,16 @@
 
 #include "control-endpoint.h"
 
-static void add_last_update(cprkit_control *c, json_t *o)
+/* "last_update": the latest update, or null; "history": every update
+ * remembered, oldest first, the latest included. */
+static void add_updates(cprkit_control *c, json_t *o)
 {
-    json_t *u;
+    size_t n = json_array_size(c->history);
 
-    if (!c->last_result) {
-        json_object_set_new(o, "last_update", json_null());
-        return;
-    }
-    u = json_object();
-    control_set_str(u, "result", c->last_result);
-    control_set_str(u, "phase", c->last_phase);
-    if (c->last_failed)
-        json_object_set_new(
-            u, "error", control_error_new(c->last_error_class, c->last_error));
-    else
-        json_object_set_new(u, "error", json_null());
-    control_set_int(u, "generation", (json_int_t)c->last_generation);
-    control_set_int(u, "blackout_us", (json_int_t)(c->last_blackout_ns / 1000));
-    json_object_set_new(o, "last_update", u);
+    json_object_set_new(o, "last_update",
+                        n ? json_deep_copy(json_array_get(c->history, n - 1))
+                          : json_null());
+    json_object_set_new(o, "history", json_deep_copy(c->history));
 }
 
 static void add_fd(void *userdata, const char *name, int id, int fd,
@@ -132,7 +123,7 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
     json_object_set_new(o, "blockers", blockers);
     cprkit_participant_stats(ctx, add_participant_stat, o);
 
-    add_last_update(c, o);
+    add_updates(c, o);
     add_keeper(ctx, o);
     control_write_reply(cl->fd, cl->req_id, o);
 }

@@ -69,15 +69,18 @@ struct cprkit_control {
     int pending_fd;
     json_t *pending_id;
 
-    /* The last update this process knows about, for "status". */
-    char *last_result; /* committed | rolled-back | failed | restarted */
-    char *last_phase;
-    bool last_failed; /* last_error_class and last_error are set */
-    enum control_error_class last_error_class;
-    char *last_error;
+    /* The updates this process and its predecessors know about, oldest
+     * first, at most CONTROL_HISTORY_MAX, for "status" (array of entries,
+     * docs/operations.md), and the one under way: {"binary", "phases"},
+     * or NULL. Both cross the exec in CONTROL_SECTION. */
+    json_t *history;
+    json_t *current;
     uint64_t last_blackout_ns;
-    uint64_t last_generation;
 };
+
+/* How many updates "status" remembers: enough to see what led to now, and
+ * a bound on what every state blob carries. */
+#define CONTROL_HISTORY_MAX 16
 
 /* control.c: the running binary's path, or "" (to g_free()). */
 char *control_self_exe(void);
@@ -127,7 +130,8 @@ int control_reply_error(int fd, const json_t *id,
 /* {"event":"phase","phase","pid","binary","monotonic_ns","realtime_ns"}:
  * progress of an upgrade, for its client (binary NULL: left out). */
 int control_send_phase(int fd, const json_t *id, const char *phase,
-                       const char *binary);
+                       const char *binary, uint64_t monotonic_ns,
+                       uint64_t realtime_ns);
 
 /* control-commands.c */
 typedef void (*control_command_fn)(cprkit_control *c, struct control_client *cl,
@@ -145,10 +149,16 @@ const char *control_get_string(const json_t *obj, const char *name,
 void control_cmd_upgrade(cprkit_control *c, struct control_client *cl,
                          const json_t *req);
 void control_finish_update(cprkit_control *c, uint64_t serving_ns);
+/* Sends a phase event to the client of an update (fd, with its request's
+ * id) and records the phase in update ({"binary", "phases"}; NULL: not
+ * recorded). */
+void control_update_phase(json_t *update, int fd, const json_t *id,
+                          const char *phase, const char *binary);
 /* What the endpoint hands to the next binary in the state blob, in the
- * application section CONTROL_SECTION (JSON): the request id of the
- * update under way. Loaded by a binary started by an update (or the
- * keeper); anything unreadable is ignored (it is informational). */
+ * application section CONTROL_SECTION (JSON): the history, the update
+ * under way and its request's id. Loaded by every binary started from a
+ * state (update, rollback, keeper restart); anything unreadable is
+ * ignored (it is informational). */
 #define CONTROL_SECTION "cprkit-control"
 void control_record_load(cprkit_control *c);
 /* The phase of a binary started by an update or by the keeper:

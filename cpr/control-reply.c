@@ -99,7 +99,8 @@ int control_reply_error(int fd, const json_t *id,
 /* Both clocks: CLOCK_MONOTONIC compares with cprkit_timestamp() and across
  * the exec (one clock per boot), the wall clock is for people and logs. */
 int control_send_phase(int fd, const json_t *id, const char *phase,
-                       const char *binary)
+                       const char *binary, uint64_t monotonic_ns,
+                       uint64_t realtime_ns)
 {
     json_auto_t *o = json_object();
 
@@ -108,7 +109,7 @@ int control_send_phase(int fd, const json_t *id, const char *phase,
     control_set_int(o, "pid", getpid());
     if (binary)
         control_set_str(o, "binary", binary);
-    control_set_int(o, "monotonic_ns", (json_int_t)control_now_ns());
-    control_set_int(o, "realtime_ns", (json_int_t)control_realtime_ns());
+    control_set_int(o, "monotonic_ns", (json_int_t)monotonic_ns);
+    control_set_int(o, "realtime_ns", (json_int_t)realtime_ns);
     return control_write_reply(fd, id, o);
 }

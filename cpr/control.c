@@ -160,6 +160,7 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     c->clients =
         g_ptr_array_new_with_free_func((GDestroyNotify)control_client_free);
     c->pending_fd = -1;
+    c->history = json_array();
     c->update_pending = cprkit_is_incoming(ctx);
 
     /* The client that asked for this update: claimed now (it must be, or
@@ -169,11 +170,13 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
-            control_record_load(c);
-            control_send_phase(c->pending_fd, c->pending_id,
-                               control_incoming_phase(c), NULL);
         }
     }
+    /* Before the first phase event: it adds to the update under way. */
+    control_record_load(c);
+    if (c->pending_fd >= 0)
+        control_update_phase(c->current, c->pending_fd, c->pending_id,
+                             control_incoming_phase(c), NULL);
     if (c->update_pending)
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
                        strcmp(control_incoming_phase(c),
@@ -237,9 +240,8 @@ CPRKIT_EXPORT void cprkit_control_free(cprkit_control *c)
     if (c->path)
         unlink(c->path);
     g_free(c->path);
-    g_free(c->last_result);
-    g_free(c->last_phase);
-    g_free(c->last_error);
+    json_decref(c->history);
+    json_decref(c->current);
     json_decref(c->pending_id);
     g_free(c);
 }

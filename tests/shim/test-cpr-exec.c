@@ -493,6 +493,106 @@ static char *members_of(JsonObject *o)
     return g_string_free(s, false);
 }
 
+/* status keeps the last updates (a refused attempt overwrote a rollback):
+ * each with its result, phase, cause, phases with timestamps and the
+ * core's timestamps, carried across every exec, at most 16. */
+static void test_history(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    g_autoptr(JsonParser) p4 = NULL;
+    JsonObject *o, *last, *ts;
+    JsonArray *h;
+    guint n, rolled_back = 0;
+    struct cmd_result r;
+
+    /* After /cpr-exec/upgrade-veto: a rollback, then a commit, each
+     * recorded by a binary that exec'd since. */
+    o = status_of(&app, &p);
+    h = json_object_get_array_member(o, "history");
+    n = json_array_get_length(h);
+    g_assert_cmpuint(n, >=, 3);
+    last = json_array_get_object_element(h, n - 1);
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "committed");
+    g_assert_true(json_object_get_null_member(last, "error"));
+    g_assert_cmpstr(json_object_get_string_member(last, "binary"), ==, bin);
+    g_assert_true(array_has_phase(json_object_get_array_member(last, "phases"),
+                                  "blockers"));
+    g_assert_true(array_has_phase(json_object_get_array_member(last, "phases"),
+                                  "restoring"));
+    ts = json_object_get_object_member(last, "timestamps");
+    g_assert_cmpint(json_object_get_int_member(ts, "loaded"), >,
+                    json_object_get_int_member(ts, "suspend"));
+    g_assert_cmpint(json_object_get_int_member(last, "blackout_ns"), >, 0);
+    for (guint i = 0; i < n; i++) {
+        JsonObject *e = json_array_get_object_element(h, i);
+
+        if (!g_strcmp0(json_object_get_string_member(e, "result"),
+                       "rolled-back")) {
+            error_of(e, "RolledBack");
+            rolled_back++;
+        }
+    }
+    g_assert_cmpuint(rolled_back, >=, 1);
+
+    /* A refused attempt is added; the rollback stays. */
+    upgrade(&app, 1, &p2,
+            (const char *const[]){"--to", "/nonexistent/x", NULL});
+    o = status_of(&app, &p3);
+    h = json_object_get_array_member(o, "history");
+    g_assert_cmpuint(json_array_get_length(h), ==, MIN(n + 1, 16));
+    last = json_array_get_object_element(h, json_array_get_length(h) - 1);
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "failed");
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "blockers");
+    error_of(last, "Blocked");
+    g_assert_cmpstr(
+        json_object_get_string_member(
+            json_object_get_object_member(o, "last_update"), "result"),
+        ==, "failed");
+
+    /* Bounded: 16 however many. */
+    for (int i = 0; i < 17; i++) {
+        g_autoptr(JsonParser) pi = NULL;
+
+        upgrade(&app, 1, &pi,
+                (const char *const[]){"--to", "/nonexistent/y", NULL});
+    }
+    g_clear_object(&p3);
+    o = status_of(&app, &p3);
+    g_assert_cmpuint(
+        json_array_get_length(json_object_get_array_member(o, "history")), ==,
+        16);
+
+    /* Across an exec: the new binary reports what the old one knew. */
+    upgrade(&app, 0, &p4, (const char *const[]){"--to", bin, NULL});
+    g_clear_object(&p3);
+    o = status_of(&app, &p3);
+    h = json_object_get_array_member(o, "history");
+    g_assert_cmpuint(json_array_get_length(h), ==, 16);
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_array_get_object_element(h, 15), "result"),
+                    ==, "committed");
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_array_get_object_element(h, 14), "result"),
+                    ==, "failed");
+
+    r = CPR_EXEC("status", "--history", "--socket", app.socket);
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.out, "history (oldest first):\n"));
+    g_assert_nonnull(strstr(r.out, "\n  16. "));
+    g_assert_nonnull(strstr(r.out, "failed (phase blockers)"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("status", "--socket", app.socket);
+    g_assert_nonnull(strstr(r.out, "  phases: blockers +0.000 ms, exec +"));
+    g_assert_nonnull(strstr(r.out, "earlier updates: 15"));
+    cmd_result_clear(&r);
+}
+
 static void test_inspect(void)
 {
     g_autofree char *blob = g_build_filename(app.dir, "state.blob", NULL);
@@ -961,6 +1061,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/request-id", test_request_id);
     g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
     g_test_add_func("/cpr-exec/upgrade-veto", test_upgrade_veto);
+    g_test_add_func("/cpr-exec/history", test_history);
     g_test_add_func("/cpr-exec/inspect", test_inspect);
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);
