@@ -388,9 +388,16 @@ CPRKIT_EXPORT int cprkit_state_encode(cprkit_ctx *ctx, uint8_t **ret_buf,
 {
     struct command_line self = {0};
     Cprkit__State *state = NULL;
+    GPtrArray *next_update = ctx->update_timestamps;
     int r;
 
+    /* The next update's timestamps exist only while it runs (cprkit_exec()
+     * records them); between updates, show the last update's, what
+     * cprkit_timestamp() returns, rather than none. */
+    if (next_update->len == 0)
+        ctx->update_timestamps = ctx->timestamps;
     r = state_build(ctx, ctx->generation + 1, &state);
+    ctx->update_timestamps = next_update;
     if (r < 0)
         return r;
     /* The rescue block as an update would write it; if this binary cannot

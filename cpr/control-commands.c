@@ -9,21 +9,16 @@
 
 #include "control-endpoint.h"
 
-static void add_last_update(cprkit_control *c, json_t *o)
+/* "last_update": the latest update, or null; "history": every update
+ * remembered, oldest first, the latest included. */
+static void add_updates(cprkit_control *c, json_t *o)
 {
-    json_t *u;
+    size_t n = json_array_size(c->history);
 
-    if (!c->last_result) {
-        json_object_set_new(o, "last_update", json_null());
-        return;
-    }
-    u = json_object();
-    control_set_str(u, "result", c->last_result);
-    control_set_str(u, "phase", c->last_phase);
-    control_set_str(u, "error", c->last_error);
-    control_set_int(u, "generation", (json_int_t)c->last_generation);
-    control_set_int(u, "blackout_us", (json_int_t)(c->last_blackout_ns / 1000));
-    json_object_set_new(o, "last_update", u);
+    json_object_set_new(o, "last_update",
+                        n ? json_deep_copy(json_array_get(c->history, n - 1))
+                          : json_null());
+    json_object_set_new(o, "history", json_deep_copy(c->history));
 }
 
 static void add_fd(void *userdata, const char *name, int id, int fd,
@@ -128,13 +123,14 @@ static void cmd_status(cprkit_control *c, struct control_client *cl,
     json_object_set_new(o, "blockers", blockers);
     cprkit_participant_stats(ctx, add_participant_stat, o);
 
-    add_last_update(c, o);
+    add_updates(c, o);
     add_keeper(ctx, o);
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
-/* {"cmd":"inspect"}: the state an update would write now, as JSON;
- * with "blob":true also the encoded blob (base64) for `inspect FILE`. */
+/* {"cmd":"inspect"}: the blob an update would write now, decoded the way
+ * `inspect FILE` decodes a file (frame, rollback, state, corrupt: one
+ * shape for both); with "blob":true also the encoded blob (base64). */
 static void cmd_inspect(cprkit_control *c, struct control_client *cl,
                         const json_t *req)
 {
@@ -151,20 +147,21 @@ static void cmd_inspect(cprkit_control *c, struct control_client *cl,
     if (r >= 0)
         r = blob_to_json_tree(ctx, blob, size, &decoded);
     if (r < 0) {
-        control_reply_error(cl->fd, "error", "cannot build the state: %s",
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_FAILED,
+                            "cannot build the state: %s",
                             cprkit_last_error(ctx));
         return;
     }
     o = json_object();
     control_set_bool(o, "ok", true);
     control_set_str(o, "result", "inspect");
-    json_object_set(o, "state", json_object_get(decoded, "state"));
+    json_object_update(o, decoded);
     if (json_is_true(json_object_get(req, "blob"))) {
         g_autofree char *b64 = g_base64_encode(blob, size);
 
         control_set_str(o, "blob_base64", b64);
     }
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
 /* A string member, or NULL if absent; *ret_bad when present but not a
@@ -209,7 +206,8 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     int r;
 
     if (bad) {
-        control_reply_error(cl->fd, "error", "\"binary\" must be a string");
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
+                            "\"binary\" must be a string");
         return;
     }
     /* By default the binary at this program's path, which is the new
@@ -224,7 +222,12 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
     control_set_bool(o, "ok", r >= 0);
     control_set_str(o, "result", r >= 0 ? "ok" : "blocked");
     control_set_str(o, "binary", binary);
-    control_set_str(o, "error", r >= 0 ? NULL : cprkit_last_error(ctx));
+    if (r >= 0)
+        json_object_set_new(o, "error", json_null());
+    else
+        json_object_set_new(
+            o, "error",
+            control_error_new(CONTROL_ERROR_BLOCKED, cprkit_last_error(ctx)));
     control_set_int(o, "format_major", CPRKIT_FORMAT_MAJOR);
     control_set_int(o, "pid", getpid());
     cprkit_participant_stats(ctx, add_mapped_bytes, &pinned);
@@ -237,7 +240,7 @@ static void cmd_check(cprkit_control *c, struct control_client *cl,
                     rl.rlim_max == RLIM_INFINITY ? -1
                                                  : (json_int_t)rl.rlim_max);
     json_object_set_new(o, "memlock", memlock);
-    control_write_json(cl->fd, o);
+    control_write_reply(cl->fd, cl->req_id, o);
 }
 
 /* Requests by their "cmd" member. */
@@ -262,37 +265,17 @@ static char *command_names(void)
     return g_string_free(names, false);
 }
 
-void control_handle_request(cprkit_control *c, struct control_client *cl,
-                            const char *line, size_t len)
+/* Hands a request object to the handler its "cmd" names. */
+static void dispatch_request(cprkit_control *c, struct control_client *cl,
+                             const json_t *req)
 {
-    json_auto_t *req = NULL;
     g_autofree char *names = NULL;
-    json_error_t error;
     bool bad = false;
-    const char *cmd;
+    const char *cmd = control_get_string(req, "cmd", &bad);
 
-    if (memchr(line, '\0', len)) {
-        control_reply_error(cl->fd, "error", "request contains a NUL byte");
-        return;
-    }
-    if (!g_utf8_validate(line, (gssize)len, NULL)) {
-        control_reply_error(cl->fd, "error", "request is not valid UTF-8");
-        return;
-    }
-    /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
-    req = json_loadb(line, len, JSON_DECODE_ANY, &error);
-    if (!req) {
-        control_reply_error(cl->fd, "error", "request is not JSON: %d:%d: %s",
-                            error.line, error.column, error.text);
-        return;
-    }
-    if (!json_is_object(req)) {
-        control_reply_error(cl->fd, "error", "request must be a JSON object");
-        return;
-    }
-    cmd = control_get_string(req, "cmd", &bad);
     if (!cmd) {
-        control_reply_error(cl->fd, "error", "request has no \"cmd\" string");
+        control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
+                            "request has no \"cmd\" string");
         return;
     }
     for (size_t i = 0; i < ELEMENTSOF(control_commands); i++) {
@@ -302,6 +285,42 @@ void control_handle_request(cprkit_control *c, struct control_client *cl,
         }
     }
     names = command_names();
-    control_reply_error(cl->fd, "error", "unknown command \"%.64s\" (%s)", cmd,
-                        names);
+    control_reply_error(cl->fd, cl->req_id, CONTROL_ERROR_BAD_REQUEST,
+                        "unknown command \"%.64s\" (%s)", cmd, names);
+}
+
+void control_handle_request(cprkit_control *c, struct control_client *cl,
+                            const char *line, size_t len)
+{
+    json_auto_t *req = NULL;
+    json_error_t error;
+
+    if (memchr(line, '\0', len)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request contains a NUL byte");
+        return;
+    }
+    if (!g_utf8_validate(line, (gssize)len, NULL)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not valid UTF-8");
+        return;
+    }
+    /* JSON_DECODE_ANY: a scalar or an array is JSON, just not a request. */
+    req = json_loadb(line, len, JSON_DECODE_ANY, &error);
+    if (!req) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request is not JSON: %d:%d: %s", error.line,
+                            error.column, error.text);
+        return;
+    }
+    if (!json_is_object(req)) {
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request must be a JSON object");
+        return;
+    }
+    /* Echoed in every reply and event of this request, an error included
+     * (QMP's convention); borrowed from req, so cleared with it. */
+    cl->req_id = json_object_get(req, "id");
+    dispatch_request(c, cl, req);
+    cl->req_id = NULL;
 }

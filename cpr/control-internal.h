@@ -64,7 +64,9 @@ uint64_t control_now_ns(void);
 /* state-json.c: the whole blob as JSON text (compact, one line, to free()):
  * frame fields, rescue command line, and the decoded payload (or
  * "payload_error" when it cannot be decoded, e.g. a format major this build
- * does not read). Fails only if the frame itself is invalid. Text rather
+ * does not read), then "corrupt" (bool: a checksum mismatch or an
+ * undecodable payload or rescue block in a format this build reads). Fails
+ * only if the frame itself is invalid. Text rather
  * than a JSON tree: the library writes JSON with jansson, cpr-exec and the
  * tests read it with json-glib (see state-json.h). */
 int blob_to_json(cprkit_ctx *ctx, const uint8_t *buf, size_t size,

@@ -21,7 +21,7 @@ int control_peer_authorize(cprkit_control *c, int fd, struct ucred *ret_cred)
         cprkit_log(c->ctx, LOG_WARNING,
                    "control: refused a client with uid %u (pid %d)",
                    (unsigned)cred.uid, (int)cred.pid);
-        control_reply_error(fd, "error",
+        control_reply_error(fd, NULL, CONTROL_ERROR_NOT_PERMITTED,
                             "permission denied: uid %u may not control this "
                             "process (only uid %u or root)",
                             (unsigned)cred.uid, (unsigned)geteuid());

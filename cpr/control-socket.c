@@ -67,7 +67,7 @@ void control_refuse_others(cprkit_control *c, struct control_client *keep,
 
         if (cl == keep)
             continue;
-        control_reply_error(cl->fd, "error",
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BUSY,
                             "busy: an update to %s is under way; ask again "
                             "when it is over",
                             binary);
@@ -123,7 +123,8 @@ static bool client_serve(cprkit_control *c, struct control_client *cl)
         }
     }
     if (cl->buf->len > CONTROL_MAX_REQUEST) {
-        control_reply_error(cl->fd, "error", "request longer than %u bytes",
+        control_reply_error(cl->fd, NULL, CONTROL_ERROR_BAD_REQUEST,
+                            "request longer than %u bytes",
                             CONTROL_MAX_REQUEST);
         client_drop(c, cl);
         return false;
@@ -151,7 +152,7 @@ static bool evict_idle_client(cprkit_control *c)
     if (!oldest ||
         now - oldest->last_active_ns < CONTROL_IDLE_EVICT_MS * 1000000ull)
         return false;
-    control_reply_error(oldest->fd, "error",
+    control_reply_error(oldest->fd, NULL, CONTROL_ERROR_BUSY,
                         "closing an idle connection: all %u control "
                         "connections are taken",
                         CONTROL_MAX_CLIENTS);
@@ -180,7 +181,7 @@ static void accept_clients(cprkit_control *c)
         }
         if (c->clients->len >= CONTROL_MAX_CLIENTS &&
             !evict_idle_client(c)) {
-            control_reply_error(fd, "error",
+            control_reply_error(fd, NULL, CONTROL_ERROR_BUSY,
                                 "busy: too many control connections");
             close(fd);
             continue;

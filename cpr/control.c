@@ -160,27 +160,33 @@ CPRKIT_EXPORT int cprkit_control_listen(cprkit_ctx *ctx,
     c->clients =
         g_ptr_array_new_with_free_func((GDestroyNotify)control_client_free);
     c->pending_fd = -1;
+    c->history = json_array();
     c->update_pending = cprkit_is_incoming(ctx);
 
     /* The client that asked for this update: claimed now (before or after
      * the commit, which does not wait for cprkit's own fds), kept
-     * registered until it is answered so that a
-     * rollback hands it back to the previous binary too. */
+     * registered until it is answered so that a rollback hands it back to
+     * the previous binary too. */
     if (control_fd_registered(ctx, CONTROL_CLIENT_FD_NAME, 0)) {
         r = cprkit_fd_find(ctx, CONTROL_CLIENT_FD_NAME, 0, CPRKIT_FD_SOCKET);
         if (r >= 0) {
             c->pending_fd = r;
-            control_send_phase(
-                c->pending_fd,
-                cprkit_is_rollback(ctx) ? "rolling-back" : "restoring", NULL);
         }
     }
     /* Listening after the commit: the update is still to be answered. */
     if (c->pending_fd >= 0)
         c->update_pending = true;
+    /* Before the first phase event: it adds to the update under way. */
+    control_record_load(c);
+    if (c->pending_fd >= 0)
+        control_update_phase(c->current, c->pending_fd, c->pending_id,
+                             control_incoming_phase(c), NULL);
     if (c->update_pending)
         sdnotify_sendf("STATUS=cprkit: %s, generation %" PRIu64,
-                       cprkit_is_rollback(ctx) ? "rolling back" : "restoring",
+                       strcmp(control_incoming_phase(c),
+                              CONTROL_PHASE_ROLLING_BACK) == 0
+                           ? "rolling back"
+                           : "restoring",
                        cprkit_generation(ctx));
     cprkit_log(ctx, LOG_INFO, "control: %s %s",
                reclaimed_path ? "reclaimed" : "listening on", c->path);
@@ -238,8 +244,8 @@ CPRKIT_EXPORT void cprkit_control_free(cprkit_control *c)
     if (c->path)
         unlink(c->path);
     g_free(c->path);
-    g_free(c->last_result);
-    g_free(c->last_phase);
-    g_free(c->last_error);
+    json_decref(c->history);
+    json_decref(c->current);
+    json_decref(c->pending_id);
     g_free(c);
 }

@@ -97,6 +97,22 @@ static const struct cprkit_blob_visitor json_visitor = {
     .boolean = visit_boolean,
 };
 
+/* Whether a blob whose frame is sound carries damage: the payload fails
+ * its checksum or does not decode in the format this build reads, or the
+ * rescue block is malformed. A payload of a format this build does not
+ * read has a "payload_error" too, but is not damaged. */
+static bool blob_tree_corrupt(const json_t *tree)
+{
+    const json_t *frame = json_object_get(tree, "frame");
+    const json_t *rollback = json_object_get(tree, "rollback");
+
+    if (json_is_object(rollback) && json_object_get(rollback, "error"))
+        return true;
+    return json_object_get(tree, "payload_error") &&
+           json_integer_value(json_object_get(frame, "format_major")) ==
+               CPRKIT_FORMAT_MAJOR;
+}
+
 int blob_to_json_tree(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                       json_t **ret_json)
 {
@@ -107,8 +123,13 @@ int blob_to_json_tree(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
 
     g_ptr_array_add(b.open, json_object());
     r = cprkit_blob_visit(ctx, buf, size, &json_visitor, &b);
-    if (r >= 0)
-        *ret_json = json_incref(g_ptr_array_index(b.open, 0));
+    if (r >= 0) {
+        json_t *tree = g_ptr_array_index(b.open, 0);
+
+        json_object_set_new(tree, "corrupt",
+                            json_boolean(blob_tree_corrupt(tree)));
+        *ret_json = json_incref(tree);
+    }
     g_ptr_array_unref(b.open);
     return r;
 }

@@ -15,7 +15,10 @@
 json_t *json_utf8_string(const char *s);
 
 /* The blob as a JSON object (new reference in *ret_json): what
- * cprkit_blob_visit() passes, members in its order. Returns: 0, or < 0 when
- * buf is not a blob (the reason in cprkit_last_error()). */
+ * cprkit_blob_visit() passes, members in its order, then "corrupt": whether
+ * the payload or the rescue block is damaged (a checksum mismatch, a
+ * payload that does not decode although this build reads its format).
+ * Returns: 0, or < 0 when buf is not a blob (the reason in
+ * cprkit_last_error()). */
 int blob_to_json_tree(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                       json_t **ret_json);

@@ -286,19 +286,39 @@ JsonObject *json_array_object(JsonArray *a, guint i)
     return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
+const char *reply_error_class(JsonObject *o)
+{
+    return json_get_string(json_get_object(o, "error"), "class");
+}
+
+const char *reply_error_desc(JsonObject *o)
+{
+    return json_get_string(json_get_object(o, "error"), "desc");
+}
+
+void set_reply_error(JsonObject *o, const char *error_class, const char *desc)
+{
+    JsonObject *e = json_object_new();
+
+    json_object_set_string_member(e, "class", error_class);
+    json_object_set_string_member(e, "desc", desc);
+    json_object_set_object_member(o, "error", e);
+}
+
 JsonNode *local_result(const char *result, const char *error)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
+    JsonNode *root = json_node_new(JSON_NODE_OBJECT);
+    JsonObject *o = json_object_new();
 
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "ok");
-    json_builder_add_boolean_value(b, false);
-    json_builder_set_member_name(b, "result");
-    json_builder_add_string_value(b, result);
-    json_builder_set_member_name(b, "error");
-    json_builder_add_string_value(b, error);
-    json_builder_end_object(b);
-    return json_builder_get_root(b);
+    json_object_set_boolean_member(o, "ok", false);
+    json_object_set_string_member(o, "result", result);
+    set_reply_error(o,
+                    !strcmp(result, "timeout")           ? "Timeout"
+                    : !strcmp(result, "connection-lost") ? "ConnectionLost"
+                                                         : "BadReply",
+                    error);
+    json_node_take_object(root, o);
+    return root;
 }
 
 int report_failure(bool json, int code, const char *result, const char *fmt,

@@ -59,11 +59,19 @@ JsonArray *json_get_array(JsonObject *o, const char *member);
 /* Element i of a as an object, or NULL. */
 JsonObject *json_array_object(JsonArray *a, guint i);
 void print_json(JsonNode *node, bool pretty);
-/* {"ok":false,"result":result,"error":error}: a result the client made up
- * (timeout, lost connection, a reply it cannot use). */
+/* The "error" of a reply, {"class": ..., "desc": ...}: its members, or NULL
+ * when there is none or it is not of that shape. */
+const char *reply_error_class(JsonObject *o);
+const char *reply_error_desc(JsonObject *o);
+/* Sets o's "error" to {"class": error_class, "desc": desc}. */
+void set_reply_error(JsonObject *o, const char *error_class, const char *desc);
+/* {"ok":false,"result":result,"error":{"class","desc":error}}: a result the
+ * client made up (timeout, lost connection, a reply it cannot use); the
+ * class follows from result: "timeout" Timeout, "connection-lost"
+ * ConnectionLost, anything else BadReply. */
 JsonNode *local_result(const char *result, const char *error);
 /* A verb that got no usable answer: logs why and, with json, prints
- * {"ok":false,"result":result,"error":error} so that scripts reading
+ * local_result(result, message) with "exit_code" so that scripts reading
  * stdout see the failure too. Returns code. */
 int report_failure(bool json, int code, const char *result, const char *fmt,
                    ...) G_GNUC_PRINTF(4, 5);

@@ -173,8 +173,8 @@ int verb_check(int argc, char **argv)
         writer_major = json_get_int(o, "format_major", writer_major);
         if (!json_get_bool(o, "ok", false))
             g_ptr_array_add(blockers,
-                            g_strdup(json_get_string(o, "error")
-                                         ? json_get_string(o, "error")
+                            g_strdup(reply_error_desc(o)
+                                         ? reply_error_desc(o)
                                          : "the process refused the check"));
         json_builder_set_member_name(b, "process");
         json_builder_add_value(b, json_node_copy(reply));

@@ -59,7 +59,9 @@ static int inspect_file(const char *path, bool pretty)
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonNode) json = NULL;
     _cleanup_free_ char *text = NULL;
+    const char *payload_error, *rollback_error;
     cprkit_ctx *ctx;
+    JsonObject *o;
     size_t size = 0;
     int r;
 
@@ -87,11 +89,27 @@ static int inspect_file(const char *path, bool pretty)
     /* The library writes compact JSON; read back, it is printed like every
      * other answer of cpr-exec. */
     json = json_from_string(text, &error);
-    if (!json) {
-        log_msg(LOG_ERR, "inspect: %s", error->message);
+    if (!json || !JSON_NODE_HOLDS_OBJECT(json)) {
+        log_msg(LOG_ERR, "inspect: %s",
+                error ? error->message : "the blob is not a JSON object");
         return EXIT_FAILED;
     }
+    /* What can be read is printed either way; a blob that cannot be read
+     * whole is a failure, not a result (exit 1). */
     print_json(json, pretty);
+    o = json_node_get_object(json);
+    rollback_error = json_get_string(json_get_object(o, "rollback"), "error");
+    payload_error = json_get_string(o, "payload_error");
+    if (json_get_bool(o, "corrupt", false)) {
+        log_msg(LOG_ERR, "inspect: %s is a corrupt state blob: %s", path,
+                payload_error ? payload_error : rollback_error);
+        return EXIT_FAILED;
+    }
+    if (payload_error || rollback_error) {
+        log_msg(LOG_ERR, "inspect: %s: cannot decode the payload: %s", path,
+                payload_error ? payload_error : rollback_error);
+        return EXIT_FAILED;
+    }
     return EXIT_OK;
 }
 
@@ -143,7 +161,9 @@ int verb_inspect(int argc, char **argv)
         return call_failed(arg_json, "inspect", arg_socket, r, error);
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
-        log_msg(LOG_ERR, "inspect: %s", json_get_string(o, "error"));
+        log_msg(LOG_ERR, "inspect: %s",
+                reply_error_desc(o) ? reply_error_desc(o)
+                                    : "the process said no");
         return EXIT_FAILED;
     }
     if (arg_dump) {
@@ -172,6 +192,11 @@ int verb_inspect(int argc, char **argv)
         return report_failure(arg_json, EXIT_COMM, "error",
                               "inspect: the reply has no \"state\" object: "
                               "not a cprkit process?");
-    print_json(json_object_get_member(o, "state"), !arg_json);
+    /* The decoded blob, as `inspect FILE` prints one: the reply without
+     * the protocol's own members. */
+    json_object_remove_member(o, "ok");
+    json_object_remove_member(o, "result");
+    json_object_remove_member(o, "id");
+    print_json(reply, !arg_json);
     return EXIT_OK;
 }

@@ -24,10 +24,25 @@ static int exit_code_of(const char *result)
     return EXIT_FAILED; /* failed, error */
 }
 
+/* {"phase","pid","monotonic_ns","realtime_ns"} of a phase event, the
+ * members checked (-1 when absent or not a number). */
+static JsonObject *phase_of_event(JsonObject *event)
+{
+    JsonObject *p = json_object_new();
+
+    json_object_set_string_member(p, "phase", json_get_string(event, "phase"));
+    json_object_set_int_member(p, "pid", json_get_int(event, "pid", -1));
+    json_object_set_int_member(p, "monotonic_ns",
+                               json_get_int(event, "monotonic_ns", -1));
+    json_object_set_int_member(p, "realtime_ns",
+                               json_get_int(event, "realtime_ns", -1));
+    return p;
+}
+
 static void print_human(JsonObject *o)
 {
     const char *result = json_get_string(o, "result");
-    const char *error = json_get_string(o, "error");
+    const char *error = reply_error_desc(o);
 
     if (g_strcmp0(result, "committed") == 0)
         printf("committed: %s (pid %" G_GINT64_FORMAT ", generation %"
@@ -40,8 +55,7 @@ static void print_human(JsonObject *o)
                G_GINT64_FORMAT ", blackout %" G_GINT64_FORMAT " us): %s\n",
                json_get_int(o, "generation", -1),
                json_get_int(o, "blackout_us", -1),
-               json_get_string(o, "reason") ? json_get_string(o, "reason")
-                                            : "?");
+               error ? error : "?");
     else if (g_strcmp0(result, "failed") == 0)
         printf("failed in phase %s, nothing changed: %s\n",
                json_get_string(o, "phase") ? json_get_string(o, "phase") : "?",
@@ -181,7 +195,7 @@ int verb_upgrade(int argc, char **argv)
         if (json_get_string(o, "phase")) {
             log_msg(LOG_INFO, "phase %s (pid %" G_GINT64_FORMAT ")",
                     json_get_string(o, "phase"), json_get_int(o, "pid", -1));
-            json_array_add_string_element(phases, json_get_string(o, "phase"));
+            json_array_add_object_element(phases, phase_of_event(o));
         }
         json_node_unref(reply);
     }
@@ -211,8 +225,8 @@ out:
         /* Trust a "committed" only with "ok": true beside it. */
         if (code == EXIT_OK && json_get_bool(o, "ok", false) != TRUE) {
             json_object_set_string_member(o, "result", "error");
-            json_object_set_string_member(
-                o, "error", "malformed reply: \"committed\" without "
+            set_reply_error(o, "BadReply",
+                            "malformed reply: \"committed\" without "
                             "\"ok\": true (is this a cprkit process?)");
             code = EXIT_COMM;
         }
@@ -224,12 +238,60 @@ out:
             print_human(o);
         if (code != EXIT_OK)
             log_msg(code == EXIT_ROLLED_BACK ? LOG_WARNING : LOG_ERR,
-                    "upgrade %s: %s", json_get_string(o, "result"),
-                    json_get_string(o, "error")    ? json_get_string(o, "error")
-                    : json_get_string(o, "reason") ? json_get_string(o, "reason")
-                                                   : "");
+                    "upgrade %s: %s%s%s", json_get_string(o, "result"),
+                    reply_error_class(o) ? reply_error_class(o) : "",
+                    reply_error_class(o) ? ": " : "",
+                    reply_error_desc(o) ? reply_error_desc(o) : "");
     }
     return code;
+}
+
+/* "committed (phase restoring), generation 3, blackout 1490 us: CLASS:
+ * DESC", the wall-clock time of its last phase first when known. */
+static void print_update(JsonObject *u)
+{
+    JsonArray *phases = json_get_array(u, "phases");
+    guint n = phases ? json_array_get_length(phases) : 0;
+    gint64 at =
+        n ? json_get_int(json_array_object(phases, n - 1), "realtime_ns", -1)
+          : -1;
+
+    if (at > 0) {
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(at / 1000000000);
+        g_autofree char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+
+        printf("%s ", iso ? iso : "?");
+    }
+    printf("%s (phase %s), generation %" G_GINT64_FORMAT
+           ", blackout %" G_GINT64_FORMAT " us%s%s%s%s\n",
+           json_get_string(u, "result"), json_get_string(u, "phase"),
+           json_get_int(u, "generation", -1), json_get_int(u, "blackout_us", 0),
+           reply_error_desc(u) ? ": " : "",
+           reply_error_class(u) ? reply_error_class(u) : "",
+           reply_error_class(u) ? ": " : "",
+           reply_error_desc(u) ? reply_error_desc(u) : "");
+}
+
+/* "  phases: blockers +0.000 ms, exec +0.209 ms, restoring +2.357 ms":
+ * each phase after the first, on CLOCK_MONOTONIC. */
+static void print_phases(JsonObject *u)
+{
+    JsonArray *phases = json_get_array(u, "phases");
+    gint64 first = -1;
+
+    if (!phases || !json_array_get_length(phases))
+        return;
+    printf("  phases:");
+    for (guint i = 0; i < json_array_get_length(phases); i++) {
+        JsonObject *p = json_array_object(phases, i);
+        gint64 ns = json_get_int(p, "monotonic_ns", -1);
+
+        if (first < 0)
+            first = ns;
+        printf("%s %s +%.3f ms", i ? "," : "", json_get_string(p, "phase"),
+               ns >= 0 && first >= 0 ? (double)(ns - first) / 1e6 : 0.0);
+    }
+    printf("\n");
 }
 
 /* "keeper: pid 12, 2 restarts, last 2026-12-03T10:00:00Z: program killed
@@ -262,13 +324,17 @@ static void print_keeper(JsonObject *o)
 int verb_status(int argc, char **argv)
 {
     g_autofree char *arg_socket = NULL;
-    gboolean arg_json = false;
+    gboolean arg_json = false, arg_history = false;
     int arg_timeout = 10;
     GOptionEntry entries[] = {
         {"socket", 'S', 0, G_OPTION_ARG_FILENAME, &arg_socket,
          "Control socket (default: $CPRKIT_CONTROL_SOCKET)", "PATH"},
         {"timeout", 'T', 0, G_OPTION_ARG_INT, &arg_timeout,
          "Seconds to wait (default 10)", "SECONDS"},
+        {"history", 'H', 0, G_OPTION_ARG_NONE, &arg_history,
+         "List every update the process remembers (the last 16), not only "
+         "the last",
+         NULL},
         {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON", NULL},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &arg_verbose, "Debug output",
          NULL},
@@ -278,7 +344,7 @@ int verb_status(int argc, char **argv)
     g_autoptr(JsonNode) reply = NULL;
     const char *socket, *error = NULL;
     JsonObject *o;
-    JsonArray *fds, *blockers;
+    JsonArray *fds, *blockers, *history;
     JsonObject *last;
     int r;
 
@@ -305,8 +371,8 @@ int verb_status(int argc, char **argv)
     o = json_node_get_object(reply);
     if (!json_get_bool(o, "ok", false)) {
         log_msg(LOG_ERR, "status: %s",
-                json_get_string(o, "error") ? json_get_string(o, "error")
-                                            : "the process said no");
+                reply_error_desc(o) ? reply_error_desc(o)
+                                    : "the process said no");
         if (arg_json)
             print_json(reply, false);
         return EXIT_FAILED;
@@ -363,16 +429,30 @@ int verb_status(int argc, char **argv)
                json_get_int(v, "irq_indexes", 0));
     }
     last = json_get_object(o, "last_update");
-    if (last)
-        printf("last update: %s (phase %s), blackout %" G_GINT64_FORMAT
-               " us%s%s\n",
-               json_get_string(last, "result"), json_get_string(last, "phase"),
-               json_get_int(last, "blackout_us", 0),
-               json_get_string(last, "error") ? ": " : "",
-               json_get_string(last, "error") ? json_get_string(last, "error")
-                                              : "");
-    else
+    history = json_get_array(o, "history");
+    if (last) {
+        printf("last update: ");
+        print_update(last);
+        if (json_get_string(last, "binary"))
+            printf("  binary: %s\n", json_get_string(last, "binary"));
+        print_phases(last);
+    } else {
         printf("last update: none\n");
+    }
+    if (history && arg_history) {
+        printf("history (oldest first):\n");
+        for (guint i = 0; i < json_array_get_length(history); i++) {
+            JsonObject *u = json_array_object(history, i);
+
+            if (!u)
+                continue;
+            printf("  %u. ", i + 1);
+            print_update(u);
+        }
+    } else if (history && json_array_get_length(history) > 1) {
+        printf("earlier updates: %u (cpr-exec status --history)\n",
+               json_array_get_length(history) - 1);
+    }
     print_keeper(o);
     return EXIT_OK;
 }

@@ -255,8 +255,12 @@ static void test_crash_restart(void)
     g_assert_nonnull(last);
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "restarted");
-    g_assert_cmpstr(json_object_get_string_member(last, "error"), ==,
-                    "program killed by SIGKILL");
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_object_get_object_member(last, "error"), "class"),
+                    ==, "Restarted");
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_object_get_object_member(last, "error"), "desc"),
+                    ==, "program killed by SIGKILL");
     g_assert_cmpint(count_lines(out, "arg=one"), ==, 2);
     stop(keeper, keeper);
     unlink(out);

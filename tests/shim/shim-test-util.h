@@ -47,7 +47,10 @@ static inline void app_group_track(pid_t pid, bool add)
     static bool installed;
 
     if (!installed) {
-        static const int sigs[] = {SIGABRT, SIGSEGV, SIGBUS, SIGTERM, SIGINT};
+        /* SIGTRAP: G_DEBUG=fatal-warnings turns a Json-CRITICAL into
+         * one. */
+        static const int sigs[] = {SIGABRT, SIGSEGV, SIGBUS, SIGTERM, SIGINT,
+                                   SIGTRAP};
 
         for (size_t i = 0; i < G_N_ELEMENTS(sigs); i++)
             signal(sigs[i], app_groups_kill);

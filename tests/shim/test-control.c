@@ -15,14 +15,20 @@
 
 static struct app app;
 
-static void assert_error_reply(const char *reply, const char *needle)
+/* An error the QMP way: {"error": {"class": ..., "desc": ...}} (it was a
+ * string). */
+static void assert_error_reply(const char *reply, const char *error_class,
+                               const char *needle)
 {
     g_autoptr(JsonParser) p = NULL;
     JsonObject *o = parse_object(reply, &p);
+    JsonObject *e;
 
     g_assert_false(json_object_get_boolean_member(o, "ok"));
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "error");
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"), needle));
+    e = json_object_get_object_member(o, "error");
+    g_assert_cmpstr(json_object_get_string_member(e, "class"), ==, error_class);
+    g_assert_nonnull(strstr(json_object_get_string_member(e, "desc"), needle));
 }
 
 static void assert_server_alive(void)
@@ -71,7 +77,7 @@ static void test_malformed(void)
         g_autofree char *shown = g_strescape(cases[i].request, NULL);
 
         g_test_message("request %s -> %s", shown, reply);
-        assert_error_reply(reply, cases[i].error);
+        assert_error_reply(reply, "BadRequest", cases[i].error);
     }
     /* An embedded NUL. */
     {
@@ -79,7 +85,7 @@ static void test_malformed(void)
         g_autofree char *reply =
             raw_exchange(app.socket, req, sizeof(req) - 1, false);
 
-        assert_error_reply(reply, "NUL");
+        assert_error_reply(reply, "BadRequest", "NUL");
     }
     assert_server_alive();
 }
@@ -126,6 +132,7 @@ static void test_registered_blocker(void)
     g_assert_true(g_str_has_prefix(reply, "{\"ok\":false,"));
     g_assert_nonnull(
         strstr(reply, "the update is blocked: app: a migration is running"));
+    g_assert_nonnull(strstr(reply, "\"error\":{\"class\":\"Blocked\","));
     g_assert_true(app_alive(&blocked));
 
     /* And `cpr-exec status` tells the operator. */
@@ -155,7 +162,7 @@ static void test_oversized(void)
 
     memset(big, 'x', len);
     reply = raw_exchange(app.socket, big, len, false);
-    assert_error_reply(reply, "longer than");
+    assert_error_reply(reply, "BadRequest", "longer than");
     assert_server_alive();
 }
 
@@ -351,7 +358,7 @@ static void test_peer_cred(void)
     g_assert_cmpint(n, >, 0);
     buf[n] = '\0';
     g_strchomp(buf);
-    assert_error_reply(buf, "permission denied: uid 65534");
+    assert_error_reply(buf, "NotPermitted", "permission denied: uid 65534");
     g_assert_cmpint(chmod(app.socket, 0600), ==, 0);
     assert_server_alive();
 }

@@ -31,11 +31,29 @@ static gint64 generation_of(struct app *a)
     return json_object_get_int_member(status_of(a, &p), "generation");
 }
 
-static bool array_has_string(JsonArray *a, const char *s)
+/* o's "error" is {"class": error_class, "desc": ...}; returns desc. */
+static const char *error_of(JsonObject *o, const char *error_class)
 {
-    for (guint i = 0; i < json_array_get_length(a); i++)
-        if (g_strcmp0(json_array_get_string_element(a, i), s) == 0)
+    JsonObject *e = json_object_get_object_member(o, "error");
+
+    g_assert_nonnull(e);
+    g_assert_cmpstr(json_object_get_string_member(e, "class"), ==, error_class);
+    return json_object_get_string_member(e, "desc");
+}
+
+/* Whether the "phases" a has one named s, with its timestamps. */
+static bool array_has_phase(JsonArray *a, const char *s)
+{
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonObject *p = json_array_get_object_element(a, i);
+
+        if (g_strcmp0(json_object_get_string_member(p, "phase"), s) == 0) {
+            g_assert_cmpint(json_object_get_int_member(p, "monotonic_ns"), >,
+                            0);
+            g_assert_cmpint(json_object_get_int_member(p, "realtime_ns"), >, 0);
             return true;
+        }
+    }
     return false;
 }
 
@@ -206,16 +224,43 @@ static void test_upgrade_committed(void)
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >, 0);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), <,
                     10 * 1000 * 1000);
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
+                    "restoring");
     phases = json_object_get_array_member(o, "phases");
-    g_assert_true(array_has_string(phases, "blockers"));
-    g_assert_true(array_has_string(phases, "exec"));
-    g_assert_true(array_has_string(phases, "restoring"));
+    g_assert_true(array_has_phase(phases, "blockers"));
+    g_assert_true(array_has_phase(phases, "exec"));
+    g_assert_true(array_has_phase(phases, "restoring"));
 
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 1);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "committed");
+    /* The phase it ended in, named as the events name it (status said
+     * "commit"). */
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "restoring");
+    /* inspect -S shows the timestamps of the update that just happened
+     * (it showed "timestamps": {}). */
+    {
+        g_autoptr(JsonParser) pi = NULL;
+        struct cmd_result r = CPR_EXEC("inspect", "--json", "--socket",
+                                       app.socket);
+        JsonObject *ts;
+
+        g_assert_cmpint(r.code, ==, 0);
+        ts = json_object_get_object_member(
+            json_object_get_object_member(parse_object(r.out, &pi), "state"),
+            "timestamps");
+        cmd_result_clear(&r);
+        g_assert_cmpint(json_object_get_size(ts), >, 0);
+        g_assert_cmpint(json_object_get_int_member_with_default(ts, "suspend",
+                                                                0),
+                        >, 0);
+        g_assert_cmpint(json_object_get_int_member_with_default(ts, "loaded",
+                                                                0),
+                        >, json_object_get_int_member(ts, "suspend"));
+    }
     /* The client connection is not preserved any more. */
     {
         JsonArray *fds = json_object_get_array_member(o, "fds");
@@ -236,6 +281,70 @@ static void test_upgrade_committed(void)
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen + 2);
     g_assert_cmpint(json_object_get_int_member(o, "blackout_us"), >=, 300000);
     g_assert_true(app_alive(&app));
+}
+
+/* Every reply and event echoes the request's "id", whatever JSON value it
+ * is (QMP's convention), an error too and the new binary's answer after
+ * the exec; the events carry both clocks, in order. */
+static void test_request_id(void)
+{
+    g_autofree char *req = g_strdup_printf(
+        "{\"cmd\":\"upgrade\",\"binary\":\"%s\",\"id\":{\"n\":42}}\n",
+        g_getenv("CPRTEST_APP"));
+    g_autoptr(GString) in = g_string_new(NULL);
+    g_auto(GStrv) lines = NULL;
+    struct timeval tv = {.tv_sec = 30};
+    gint64 last_ns = 0;
+    guint events = 0;
+    int fd = try_connect(app.socket);
+    char buf[4096];
+    ssize_t n;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+                    ==, 0);
+    g_assert_cmpint(send(fd, req, strlen(req), 0), ==, (ssize_t)strlen(req));
+    while (!strstr(in->str, "\"ok\":") &&
+           (n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    while (in->len && in->str[in->len - 1] != '\n' &&
+           (n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        g_string_append_len(in, buf, n);
+    close(fd);
+    g_test_message("%s", in->str);
+    lines = g_strsplit(g_strchomp(in->str), "\n", -1);
+    for (char **l = lines; *l; l++) {
+        g_autoptr(JsonParser) p = NULL;
+        JsonObject *o = parse_object(*l, &p);
+
+        g_assert_true(g_str_has_suffix(*l, ",\"id\":{\"n\":42}}"));
+        if (json_object_has_member(o, "event")) {
+            gint64 ns = json_object_get_int_member(o, "monotonic_ns");
+
+            g_assert_cmpint(ns, >=, last_ns);
+            g_assert_cmpint(json_object_get_int_member(o, "realtime_ns"), >, 0);
+            last_ns = ns;
+            events++;
+        } else {
+            g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
+                            "committed");
+        }
+    }
+    /* blockers, exec (old binary), restoring (new binary) */
+    g_assert_cmpuint(events, ==, 3);
+
+    /* Errors echo it too; a request without one gets none. */
+    {
+        static const char bad[] = "{\"cmd\":\"nope\",\"id\":7}\n";
+        static const char none[] = "{\"cmd\":\"status\"}\n";
+        g_autofree char *r1 = raw_exchange(app.socket, bad, strlen(bad), false);
+        g_autofree char *r2 =
+            raw_exchange(app.socket, none, strlen(none), false);
+        g_autoptr(JsonParser) p2 = NULL;
+
+        g_assert_true(g_str_has_suffix(r1, "},\"id\":7}"));
+        g_assert_false(json_object_has_member(parse_object(r2, &p2), "id"));
+    }
 }
 
 /* A connection the old binary had accepted does not cross the exec: it is
@@ -266,6 +375,7 @@ static void test_concurrent_client(void)
     while ((n = recv(other, buf, sizeof(buf), 0)) > 0)
         g_string_append_len(in, buf, n);
     g_assert_nonnull(strstr(in->str, "busy: an update to"));
+    g_assert_nonnull(strstr(in->str, "\"error\":{\"class\":\"Busy\","));
     close(other);
 }
 
@@ -281,14 +391,14 @@ static void test_upgrade_missing(void)
                 (const char *const[]){"--to", "/nonexistent/app-v9", NULL});
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "failed");
     g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==, "blockers");
-    g_assert_nonnull(
-        strstr(json_object_get_string_member(o, "error"), "/nonexistent"));
+    g_assert_nonnull(strstr(error_of(o, "Blocked"), "/nonexistent"));
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "failed");
+    g_assert_nonnull(strstr(error_of(last, "Blocked"), "/nonexistent"));
 
     /* Executable but not a program, a script, a program without cprkit:
      * refused by the blockers before anything is suspended (they used to
@@ -382,19 +492,28 @@ static void test_upgrade_veto(void)
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "rolled-back");
     g_assert_false(json_object_get_boolean_member(o, "ok"));
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
-                            "health check failed (veto mode)"));
+    g_assert_nonnull(
+        strstr(error_of(o, "RolledBack"), "health check failed (veto mode)"));
     g_assert_cmpint(json_object_get_int_member(o, "pid"), ==, app.prog_pid);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
-    g_assert_true(
-        array_has_string(json_object_get_array_member(o, "phases"),
-                         "rolling-back"));
+    g_assert_true(array_has_phase(json_object_get_array_member(o, "phases"),
+                                  "rolling-back"));
+
+    /* One vocabulary: the reply, the events and status name the phase
+     * and the cause alike (status said "restore" and the reply "reason"). */
+    g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
+                    "rolling-back");
+    g_assert_false(json_object_has_member(o, "reason"));
 
     o = status_of(&app, &p2);
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     last = json_object_get_object_member(o, "last_update");
     g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
                     "rolled-back");
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "rolling-back");
+    g_assert_nonnull(strstr(error_of(last, "RolledBack"),
+                            "health check failed (veto mode)"));
     g_assert_true(app_alive(&app));
 
     /* A binary that cannot read the state format is refused by the
@@ -410,7 +529,7 @@ static void test_upgrade_veto(void)
                         "failed");
         g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==,
                         "blockers");
-        g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+        g_assert_nonnull(strstr(error_of(o, "Blocked"),
                                 "reads state format 2, not 1"));
         g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     }
@@ -425,22 +544,139 @@ static void test_upgrade_veto(void)
     }
 }
 
+/* The member names of o, comma-separated, in order. */
+static char *members_of(JsonObject *o)
+{
+    g_autoptr(GList) names = json_object_get_members(o);
+    GString *s = g_string_new(NULL);
+
+    for (GList *n = names; n; n = n->next)
+        g_string_append_printf(s, "%s%s", s->len ? "," : "",
+                               (const char *)n->data);
+    return g_string_free(s, false);
+}
+
+/* status keeps the last updates (a refused attempt overwrote a rollback):
+ * each with its result, phase, cause, phases with timestamps and the
+ * core's timestamps, carried across every exec, at most 16. */
+static void test_history(void)
+{
+    const char *bin = g_getenv("CPRTEST_APP");
+    g_autoptr(JsonParser) p = NULL;
+    g_autoptr(JsonParser) p2 = NULL;
+    g_autoptr(JsonParser) p3 = NULL;
+    g_autoptr(JsonParser) p4 = NULL;
+    JsonObject *o, *last, *ts;
+    JsonArray *h;
+    guint n, rolled_back = 0;
+    struct cmd_result r;
+
+    /* After /cpr-exec/upgrade-veto: a rollback, then a commit, each
+     * recorded by a binary that exec'd since. */
+    o = status_of(&app, &p);
+    h = json_object_get_array_member(o, "history");
+    n = json_array_get_length(h);
+    g_assert_cmpuint(n, >=, 3);
+    last = json_array_get_object_element(h, n - 1);
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "committed");
+    g_assert_true(json_object_get_null_member(last, "error"));
+    g_assert_cmpstr(json_object_get_string_member(last, "binary"), ==, bin);
+    g_assert_true(array_has_phase(json_object_get_array_member(last, "phases"),
+                                  "blockers"));
+    g_assert_true(array_has_phase(json_object_get_array_member(last, "phases"),
+                                  "restoring"));
+    ts = json_object_get_object_member(last, "timestamps");
+    g_assert_cmpint(json_object_get_int_member(ts, "loaded"), >,
+                    json_object_get_int_member(ts, "suspend"));
+    g_assert_cmpint(json_object_get_int_member(last, "blackout_ns"), >, 0);
+    for (guint i = 0; i < n; i++) {
+        JsonObject *e = json_array_get_object_element(h, i);
+
+        if (!g_strcmp0(json_object_get_string_member(e, "result"),
+                       "rolled-back")) {
+            error_of(e, "RolledBack");
+            rolled_back++;
+        }
+    }
+    g_assert_cmpuint(rolled_back, >=, 1);
+
+    /* A refused attempt is added; the rollback stays. */
+    upgrade(&app, 1, &p2,
+            (const char *const[]){"--to", "/nonexistent/x", NULL});
+    o = status_of(&app, &p3);
+    h = json_object_get_array_member(o, "history");
+    g_assert_cmpuint(json_array_get_length(h), ==, MIN(n + 1, 16));
+    last = json_array_get_object_element(h, json_array_get_length(h) - 1);
+    g_assert_cmpstr(json_object_get_string_member(last, "result"), ==,
+                    "failed");
+    g_assert_cmpstr(json_object_get_string_member(last, "phase"), ==,
+                    "blockers");
+    error_of(last, "Blocked");
+    g_assert_cmpstr(
+        json_object_get_string_member(
+            json_object_get_object_member(o, "last_update"), "result"),
+        ==, "failed");
+
+    /* Bounded: 16 however many. */
+    for (int i = 0; i < 17; i++) {
+        g_autoptr(JsonParser) pi = NULL;
+
+        upgrade(&app, 1, &pi,
+                (const char *const[]){"--to", "/nonexistent/y", NULL});
+    }
+    g_clear_object(&p3);
+    o = status_of(&app, &p3);
+    g_assert_cmpuint(
+        json_array_get_length(json_object_get_array_member(o, "history")), ==,
+        16);
+
+    /* Across an exec: the new binary reports what the old one knew. */
+    upgrade(&app, 0, &p4, (const char *const[]){"--to", bin, NULL});
+    g_clear_object(&p3);
+    o = status_of(&app, &p3);
+    h = json_object_get_array_member(o, "history");
+    g_assert_cmpuint(json_array_get_length(h), ==, 16);
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_array_get_object_element(h, 15), "result"),
+                    ==, "committed");
+    g_assert_cmpstr(json_object_get_string_member(
+                        json_array_get_object_element(h, 14), "result"),
+                    ==, "failed");
+
+    r = CPR_EXEC("status", "--history", "--socket", app.socket);
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.out, "history (oldest first):\n"));
+    g_assert_nonnull(strstr(r.out, "\n  16. "));
+    g_assert_nonnull(strstr(r.out, "failed (phase blockers)"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("status", "--socket", app.socket);
+    g_assert_nonnull(strstr(r.out, "  phases: blockers +0.000 ms, exec +"));
+    g_assert_nonnull(strstr(r.out, "earlier updates: 15"));
+    cmd_result_clear(&r);
+}
+
 static void test_inspect(void)
 {
     g_autofree char *blob = g_build_filename(app.dir, "state.blob", NULL);
     g_autofree char *junk = g_build_filename(app.dir, "junk", NULL);
     g_autoptr(JsonParser) p = NULL;
     g_autoptr(JsonParser) p2 = NULL;
+    g_autofree char *socket_shape = NULL;
+    g_autofree char *file_shape = NULL;
     struct cmd_result r;
     JsonObject *o, *frame, *state, *rollback;
 
     r = CPR_EXEC("inspect", "--json", "--socket", app.socket);
     g_assert_cmpint(r.code, ==, 0);
     o = parse_object(r.out, &p);
+    state = json_object_get_object_member(o, "state");
     g_assert_cmpuint(
-        json_array_get_length(json_object_get_array_member(o, "fds")), ==, 3);
-    g_assert_true(json_object_has_member(o, "vfio"));
+        json_array_get_length(json_object_get_array_member(state, "fds")), ==,
+        3);
+    g_assert_true(json_object_has_member(state, "vfio"));
     cmd_result_clear(&r);
+    socket_shape = members_of(o);
 
     r = CPR_EXEC("inspect", "--socket", app.socket, "--dump-blob", blob);
     g_assert_cmpint(r.code, ==, 0);
@@ -461,7 +697,40 @@ static void test_inspect(void)
     rollback = json_object_get_object_member(o, "rollback");
     g_assert_cmpstr(json_object_get_string_member(rollback, "path"), ==,
                     g_getenv("CPRTEST_APP"));
+    /* One shape: the process's state and the file are the same object
+     * (inspect -S printed only "state"). */
+    file_shape = members_of(o);
+    g_assert_cmpstr(socket_shape, ==, file_shape);
+    g_assert_cmpstr(file_shape, ==, "frame,rollback,state,corrupt");
+    g_assert_false(
+        json_object_get_boolean_member_with_default(o, "corrupt", false));
     cmd_result_clear(&r);
+
+    /* A payload byte flipped: what can be read is printed, marked
+     * corrupt, and the verb fails (it exited 0). */
+    {
+        g_autoptr(JsonParser) pc = NULL;
+        g_autofree char *data = NULL;
+        gsize size;
+
+        g_assert_true(g_file_get_contents(blob, &data, &size, NULL));
+        data[size - 1] ^= 0x5a; /* the payload is last */
+        g_assert_true(g_file_set_contents(blob, data, (gssize)size, NULL));
+        r = CPR_EXEC("inspect", "--json", blob);
+        g_assert_cmpint(r.code, ==, 1);
+        o = parse_object(r.out, &pc);
+        g_assert_true(json_object_get_boolean_member(o, "corrupt"));
+        g_assert_nonnull(strstr(json_object_get_string_member(o,
+                                                              "payload_error"),
+                                "checksum mismatch"));
+        g_assert_cmpint(json_object_get_int_member(
+                            json_object_get_object_member(o, "frame"),
+                            "format_major"),
+                        ==, 1);
+        g_assert_false(json_object_has_member(o, "state"));
+        g_assert_nonnull(strstr(r.err, "corrupt state blob"));
+        cmd_result_clear(&r);
+    }
 
     g_assert_true(g_file_set_contents(junk, "not a blob", -1, NULL));
     r = CPR_EXEC("inspect", junk);
@@ -590,6 +859,7 @@ static void test_unreachable(void)
         g_assert_false(json_object_get_boolean_member(o, "ok"));
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                         "connection-lost");
+        error_of(o, "ConnectionLost");
         g_assert_cmpint(json_object_get_int_member(o, "exit_code"), ==, 5);
         cmd_result_clear(&r);
     }
@@ -930,13 +1200,13 @@ static void test_replaced_on_disk(void)
 
     o = upgrade(&a, 1, &p, (const char *const[]){"--to", orig, NULL});
     g_assert_cmpstr(json_object_get_string_member(o, "phase"), ==, "blockers");
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+    g_assert_nonnull(strstr(error_of(o, "Blocked"),
                             "was replaced or deleted on disk"));
     /* The new file is not the running version. */
     o = upgrade(&a, 1, &p2,
                 (const char *const[]){"--to", orig, "--rollback-to", prog,
                                       NULL});
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "error"),
+    g_assert_nonnull(strstr(error_of(o, "Blocked"),
                             "is not the running program"));
     /* The copy is: the update runs, its rollback runs the copy. */
     o = upgrade(&a, 3, &p3,
@@ -965,10 +1235,12 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/run-refuses", test_run_refuses);
     g_test_add_func("/cpr-exec/status", test_status);
     g_test_add_func("/cpr-exec/upgrade-committed", test_upgrade_committed);
+    g_test_add_func("/cpr-exec/request-id", test_request_id);
     g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
     g_test_add_func("/cpr-exec/upgrade-veto", test_upgrade_veto);
     g_test_add_func("/cpr-exec/upgrade-listen-after-commit",
                     test_upgrade_listen_after_commit);
+    g_test_add_func("/cpr-exec/history", test_history);
     g_test_add_func("/cpr-exec/inspect", test_inspect);
     g_test_add_func("/cpr-exec/check", test_check);
     g_test_add_func("/cpr-exec/unreachable", test_unreachable);

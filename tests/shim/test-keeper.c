@@ -261,8 +261,10 @@ static void test_failed_update(gconstpointer data)
     o = parse_object(r.out, &p2);
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==,
                     "rolled-back");
-    g_assert_nonnull(strstr(json_object_get_string_member(o, "reason"),
-                            t->reason));
+    g_assert_nonnull(
+        strstr(json_object_get_string_member(
+                   json_object_get_object_member(o, "error"), "desc"),
+               t->reason));
     g_assert_cmpint(json_object_get_int_member(o, "generation"), ==, gen);
     cmd_result_clear(&r);
 

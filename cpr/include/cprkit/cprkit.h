@@ -338,8 +338,9 @@ void cprkit_participant_stats(cprkit_ctx *ctx, cprkit_stat_fn fn,
 /*
  * cprkit_state_encode:
  * The state blob an update would write now (cprkit_exec() with default
- * options), without changing anything: for inspection. *ret_buf is to
- * free() by the caller.
+ * options), without changing anything: for inspection. Its timestamps are
+ * the last update's (cprkit_timestamp()): the next one has none yet.
+ * *ret_buf is to free() by the caller.
  * Returns: 0 or < 0.
  * Since: 0.2
  */

@@ -235,9 +235,9 @@ static int driver_main(const char *backend_arg)
                    ops_json_int(o, "exit_code") == 3,
                "%u. %s: cpr-exec upgrade exits 3, rolled-back (%d, %s)",
                i + 1, c->name, code, ops_json_str(o, "result"));
-        tap_ok(!strcmp(ops_json_str(o, "reason"), c->cause),
+        tap_ok(!strcmp(ops_json_error(o), c->cause),
                "%u. %s: the cause is '%s' ('%s')", i + 1, c->name, c->cause,
-               ops_json_str(o, "reason"));
+               ops_json_error(o));
         tap_ok(ops_json_int(o, "generation") == 0 && ops_json_int(o, "pid") > 0 &&
                    ops_json_int(o, "pid") != prev_pid,
                "%u. %s: answered by the old binary started again: generation "

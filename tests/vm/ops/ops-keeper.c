@@ -265,8 +265,8 @@ static int driver_main(const char *kill_exec_so, const char *backend_arg)
         tap_ok(code == 3 && strcmp(ops_json_str(o, "result"), "rolled-back") == 0,
                "killed in execve(): upgrade exit 3, rolled-back (%d, %s)",
                code, ops_json_str(o, "result"));
-        tap_ok(strstr(ops_json_str(o, "reason"), "SIGKILL") != NULL,
-               "the reason names the kill: %s", ops_json_str(o, "reason"));
+        tap_ok(strstr(ops_json_error(o), "SIGKILL") != NULL,
+               "the reason names the kill: %s", ops_json_error(o));
         tap_ok(access(TRIGGER, F_OK) < 0, "kill-exec.so fired");
         after = ops_status_pid(KDIR, SOCK);
         o = get_status(p2);
@@ -286,8 +286,8 @@ static int driver_main(const char *kill_exec_so, const char *backend_arg)
         tap_ok(code == 3 && strcmp(ops_json_str(o, "result"), "rolled-back") == 0,
                "new image killed at start: upgrade exit 3, rolled-back "
                "(%d, %s)", code, ops_json_str(o, "result"));
-        tap_ok(strstr(ops_json_str(o, "reason"), "SIGKILL") != NULL,
-               "the reason names the kill: %s", ops_json_str(o, "reason"));
+        tap_ok(strstr(ops_json_error(o), "SIGKILL") != NULL,
+               "the reason names the kill: %s", ops_json_error(o));
         after = ops_status_pid(KDIR, SOCK);
         o = get_status(p2);
         tap_ok(after > 0 && ops_json_int(o, "generation") == 0,

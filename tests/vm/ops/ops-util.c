@@ -109,6 +109,15 @@ gint64 ops_json_int(JsonObject *o, const char *member)
     return o ? json_object_get_int_member_with_default(o, member, -1) : -1;
 }
 
+const char *ops_json_error(JsonObject *o)
+{
+    JsonNode *e = o ? json_object_get_member(o, "error") : NULL;
+
+    return e && JSON_NODE_HOLDS_OBJECT(e)
+               ? ops_json_str(json_node_get_object(e), "desc")
+               : "";
+}
+
 JsonObject *ops_json_obj(JsonObject *o, const char *member)
 {
     return o && json_object_has_member(o, member) &&

@@ -33,4 +33,7 @@ int ops_link_self(const char *dir);
  * an integer (-1 when absent), an object (NULL when absent or not one). */
 const char *ops_json_str(JsonObject *o, const char *member);
 gint64 ops_json_int(JsonObject *o, const char *member);
+/* The "desc" of o's "error": {"class", "desc"} (the cause of a failure or
+ * a rollback), or "". */
+const char *ops_json_error(JsonObject *o);
 JsonObject *ops_json_obj(JsonObject *o, const char *member);

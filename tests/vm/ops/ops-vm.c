@@ -213,11 +213,8 @@ static void script_upgrade(const char *self, const char *const *extra,
            json_object_get_int_member_with_default(o, "generation", -1),
            json_object_get_int_member_with_default(o, "blackout_us", -1));
     if (strcmp(expect_result, "rolled-back") == 0)
-        tap_ok(strstr(json_object_get_string_member_with_default(o, "reason",
-                                                                 ""),
-                      "ops veto") != NULL,
-               "rollback reason reported: %s",
-               json_object_get_string_member_with_default(o, "reason", ""));
+        tap_ok(strstr(ops_json_error(o), "ops veto") != NULL,
+               "rollback reason reported: %s", ops_json_error(o));
 }
 
 static int driver_main(void)
