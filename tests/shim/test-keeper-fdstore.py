@@ -196,7 +196,12 @@ def main():
        "the restarted program's state replaced the old set in the store")
 
     os.kill(keeper2.pid, signal.SIGTERM)
-    rc = keeper2.wait(timeout=20)
+    # Read the notify socket meanwhile, as systemd does: its queue is
+    # short (net.unix.max_dgram_qlen), and a keeper emptying the store
+    # blocks on a full one, as sd_notify() would.
+    wait_for(lambda: keeper2.poll() is not None, store, "the keeper to exit",
+             20)
+    rc = keeper2.wait(timeout=1)
     ok(rc == 0, f"SIGTERM: the program stopped cleanly, keeper exit {rc}")
     wait_for(lambda: not store.names(), store, "the store to empty", 5)
     ok(not store.names(), "a clean stop empties the fd store")
