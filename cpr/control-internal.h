@@ -48,11 +48,6 @@ int control_chmod_socket(const char *path, unsigned mode);
  * and the connection is closed. */
 #define CONTROL_MAX_REQUEST (64u * 1024u)
 
-/* The format marker written into binaries by the blob reader
- * (CPRKIT_FORMAT_MARKER_PREFIX in cpr/cprkit-internal.h, which the control
- * library does not include). */
-#define CONTROL_FORMAT_MARKER_PREFIX "CPRKIT-FORMAT-READS="
-
 /* cprkit_set_error() plus the debug log line the core writes for its own
  * failures. Returns: error. */
 int control_fail(cprkit_ctx *ctx, int error, const char *fmt, ...)

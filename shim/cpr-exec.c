@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cpr-exec.h"
+#include "cprkit-internal.h"
 
 bool arg_verbose;
 
@@ -37,12 +38,26 @@ static bool stderr_is_journal(void)
     return cached;
 }
 
+/* The highest priority printed: LOG_DEBUG with --verbose, else the
+ * operator's CPRKIT_LOG (as for libcprkit), else LOG_INFO. Warnings and
+ * errors are always printed: they are this command's answer. */
+static int log_max_priority(void)
+{
+    static int from_env = -2;
+
+    if (arg_verbose)
+        return LOG_DEBUG;
+    if (from_env == -2)
+        from_env = log_priority_parse(getenv(CPRKIT_LOG_ENV));
+    return from_env >= 0 ? MAX(from_env, LOG_WARNING) : LOG_INFO;
+}
+
 void log_msg(int priority, const char *fmt, ...)
 {
     g_autofree char *msg = NULL;
     va_list ap;
 
-    if (priority >= LOG_DEBUG && !arg_verbose)
+    if (priority > log_max_priority())
         return;
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);

@@ -16,7 +16,7 @@
  * removed (FDSTOREREMOVE=1), so a keeper that dies in between finds a
  * complete set. FDPOLL=0: systemd must not drop a socket that hangs up.
  * The unit needs FileDescriptorStoreMax= of at least twice the number of
- * preserved fds plus 4 (shim/examples/cprkit-example.service).
+ * preserved fds plus 4 (shim/examples/cprkit-example.service.in).
  */
 #include <errno.h>
 #include <signal.h>

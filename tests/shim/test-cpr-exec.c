@@ -140,6 +140,24 @@ static void test_run_refuses(void)
     }
 }
 
+/* CPRKIT_LOG reaches cpr-exec too: debug turns on its debug lines (the
+ * replies it reads, "<- {...}") as --verbose does; without it, none. */
+static void test_log_env(void)
+{
+    struct cmd_result r;
+
+    g_setenv("CPRKIT_LOG", "debug", true);
+    r = CPR_EXEC("status", "--socket", app.socket);
+    g_unsetenv("CPRKIT_LOG");
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_nonnull(strstr(r.err, "<- {"));
+    cmd_result_clear(&r);
+    r = CPR_EXEC("status", "--socket", app.socket);
+    g_assert_cmpint(r.code, ==, 0);
+    g_assert_null(strstr(r.err, "<- {"));
+    cmd_result_clear(&r);
+}
+
 static void test_status(void)
 {
     g_autoptr(JsonParser) p = NULL;
@@ -1234,6 +1252,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cpr-exec/usage", test_usage);
     g_test_add_func("/cpr-exec/run-refuses", test_run_refuses);
     g_test_add_func("/cpr-exec/status", test_status);
+    g_test_add_func("/cpr-exec/log-env", test_log_env);
     g_test_add_func("/cpr-exec/upgrade-committed", test_upgrade_committed);
     g_test_add_func("/cpr-exec/request-id", test_request_id);
     g_test_add_func("/cpr-exec/upgrade-missing", test_upgrade_missing);
