@@ -325,9 +325,19 @@ static void test_exec_fails_in_execve(void)
 {
     struct preserved p;
     char *argv[] = {"garbage", NULL};
-    g_autofree char *path = binary_without_interpreter();
+    g_autofree char *path = NULL;
     int fds_before;
 
+    /* valgrind returns the errors of its own pre-exec checks, but an
+     * execve that fails after them (here: no ELF interpreter) kills it
+     * ("I can't recover from execve() failing"). The plain and ASan runs
+     * test this path. */
+    if (running_under_valgrind()) {
+        g_test_skip("valgrind cannot survive an execve that fails after "
+                    "its own checks");
+        return;
+    }
+    path = binary_without_interpreter();
     preserved_init(&p);
     fds_before = count_open_fds();
     g_assert_cmpint(cprkit_exec(p.ctx, path, argv, NULL), ==, -ENOENT);

@@ -39,6 +39,14 @@ static inline const char *test_self_exe(void)
     return path;
 }
 
+/* valgrind preloads its vgpreload_*.so into the programs it runs. */
+static inline bool running_under_valgrind(void)
+{
+    const char *preload = g_getenv("LD_PRELOAD");
+
+    return preload && strstr(preload, "valgrind");
+}
+
 static inline bool fd_is_open(int fd)
 {
     return fcntl(fd, F_GETFD) >= 0;
