@@ -36,6 +36,12 @@
 #define CPRKIT_MULTIARCH "."
 #endif
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PROBE_NATIVE_DATA ELFDATA2LSB
+#else
+#define PROBE_NATIVE_DATA ELFDATA2MSB
+#endif
+
 /* Bounds against hostile or broken files: a program loads far fewer
  * objects, and its headers and dynamic strings are far smaller. */
 #define PROBE_MAX_OBJECTS 1024
@@ -133,7 +139,7 @@ static int elf_object_read(int fd, const char *path, struct elf_object **ret,
     }
     if (eh.e_ident[EI_CLASS] !=
             (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
-        eh.e_ident[EI_DATA] != ELFDATA2LSB ||
+        eh.e_ident[EI_DATA] != PROBE_NATIVE_DATA ||
         eh.e_machine != native_machine()) {
         *error = g_strdup("is an ELF file for another machine or word size "
                           "than this process");
