@@ -137,6 +137,7 @@ CPRKIT_EXPORT int cprkit_set_rollback_binary(cprkit_ctx *ctx, const char *path)
 
     if (!path) {
         g_clear_pointer(&ctx->rollback_binary, g_free);
+        ctx_state_changed(ctx);
         return 0;
     }
     if (path[0] != '/')
@@ -151,6 +152,8 @@ CPRKIT_EXPORT int cprkit_set_rollback_binary(cprkit_ctx *ctx, const char *path)
         return r;
     g_free(ctx->rollback_binary);
     ctx->rollback_binary = g_strdup(path);
+    /* The keeper restarts the program with it too: sync it again. */
+    ctx_state_changed(ctx);
     cprkit_log(ctx, LOG_INFO, "rollback binary: %s", path);
     return 0;
 }

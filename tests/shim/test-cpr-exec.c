@@ -1226,6 +1226,30 @@ static void test_replaced_on_disk(void)
                                       NULL});
     g_assert_nonnull(strstr(error_of(o, "Blocked"),
                             "is not the running program"));
+    /* Named in an update that fails later (/bin/true), the copy stays the
+     * rollback binary, and the keeper's restart after a crash runs it. */
+    {
+        g_autoptr(JsonParser) p6 = NULL;
+        g_autoptr(JsonParser) p7 = NULL;
+        GPid old = a.prog_pid;
+
+        o = upgrade(&a, 1, &p6,
+                    (const char *const[]){"--to", "/bin/true", "--rollback-to",
+                                          keep, NULL});
+        g_assert_nonnull(strstr(error_of(o, "Blocked"),
+                                "does not use libcprkit"));
+        g_assert_cmpint(kill(old, SIGKILL), ==, 0);
+        for (int i = 0; i < 500; i++) {
+            o = status_of(&a, &p7);
+            if (json_object_get_int_member(o, "pid") != old)
+                break;
+            g_clear_object(&p7);
+            g_usleep(10000);
+        }
+        g_assert_cmpint(json_object_get_int_member(o, "pid"), !=, old);
+        g_assert_cmpstr(json_object_get_string_member(o, "binary"), ==, keep);
+        a.prog_pid = (GPid)json_object_get_int_member(o, "pid");
+    }
     /* The copy is: the update runs, its rollback runs the copy. */
     o = upgrade(&a, 3, &p3,
                 (const char *const[]){"--to", orig, "--rollback-to", keep,
