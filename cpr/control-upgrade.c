@@ -266,8 +266,11 @@ static char **upgrade_argv(const char *binary, const json_t *args,
 static void upgrade_failed(cprkit_control *c, struct control_client *cl,
                            json_t *update, const char *phase,
                            enum control_error_class error_class,
-                           const char *binary, const char *error)
+                           const char *binary, const char *error_arg)
 {
+    /* Callers pass cprkit_last_error(), which the keeper sync below may
+     * replace: work on a copy. */
+    g_autofree char *error = g_strdup(error_arg);
     json_auto_t *o = json_object();
 
     /* Answered here: nothing crosses an exec any more. */
@@ -275,6 +278,10 @@ static void upgrade_failed(cprkit_control *c, struct control_client *cl,
     c->pending_id = NULL;
     record_result(c, update, "failed", phase, binary, true, error_class, error,
                   0, false);
+    /* The keeper has what this process now is (the history, a rollback
+     * binary the request named) before the client hears the result: a
+     * crash right after it restarts from that. */
+    control_keeper_sync(c);
     control_set_bool(o, "ok", false);
     control_set_str(o, "result", "failed");
     control_set_str(o, "phase", phase);
