@@ -128,3 +128,52 @@ int vfio_device_check_identity(cprkit_ctx *ctx, const struct vfio_device_rec *d)
                         want.sub_vendor, want.sub_device);
     return 0;
 }
+
+/* Bus Master Enable of the device's command register, read through the
+ * config region: 1 set, 0 clear, < 0 unreadable. */
+int vfio_device_bus_master(cprkit_ctx *ctx, int fd)
+{
+    struct vfio_region_info info = {
+        .argsz = sizeof(info),
+        .index = VFIO_PCI_CONFIG_REGION_INDEX,
+    };
+    uint16_t command;
+    int r;
+
+    r = vfio_ioctl(ctx, fd, VFIO_DEVICE_GET_REGION_INFO, &info);
+    if (r < 0)
+        return r;
+    if (pread(fd, &command, sizeof(command), (off_t)info.offset + 0x04) !=
+        sizeof(command))
+        return -EIO;
+    return (command & 0x04) ? 1 : 0; /* PCI_COMMAND_MASTER */
+}
+
+/* A device that did DMA when the blob was written and cannot now has been
+ * reset (FLR, a bus reset, the sysfs reset file) or had bus mastering
+ * turned off behind the update's back: whatever its driver set up is gone,
+ * and reclaiming it as if nothing happened would hand the application a
+ * device that silently does nothing. */
+int vfio_device_check_bus_master(cprkit_ctx *ctx,
+                                 const struct vfio_device_rec *d)
+{
+    int r;
+
+    if (d->bus_master <= 0)
+        return 0;
+    r = vfio_device_bus_master(ctx, d->fd);
+    if (r < 0) {
+        ctx_log(ctx, LOG_DEBUG,
+                "device fd %d of %s: cannot read its command register, "
+                "bus mastering not checked",
+                d->fd, d->bdf);
+        return 0;
+    }
+    if (r == 0)
+        return ctx_fail(ctx, -ESTALE,
+                        "preserved device %s had bus mastering enabled when "
+                        "the state was saved and has it disabled now: it "
+                        "was reset or disabled during the update",
+                        d->bdf);
+    return 0;
+}

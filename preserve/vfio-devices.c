@@ -313,6 +313,7 @@ CPRKIT_EXPORT int cprkit_vfio_device_open(cprkit_ctx *ctx, int group_fd,
         return r;
     }
     d = g_new0(struct vfio_device_rec, 1);
+    d->bus_master = -1;
     d->fd = fd;
     d->bdf = g_strdup(bdf);
     d->group_number = (unsigned)group_entry->id;
@@ -352,6 +353,7 @@ int vfio_cdev_device_add(cprkit_ctx *ctx, int fd, const char *bdf)
     if (r < 0)
         return r;
     d = g_new0(struct vfio_device_rec, 1);
+    d->bus_master = -1;
     d->fd = fd;
     d->bdf = g_strdup(bdf);
     d->cdev = true;

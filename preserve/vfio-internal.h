@@ -43,6 +43,11 @@ int vfio_cdev_device_reclaim(cprkit_ctx *ctx, const char *bdf);
  * of another PCI address than d->bdf (fds swapped or replaced). */
 int vfio_device_check_identity(cprkit_ctx *ctx,
                                const struct vfio_device_rec *d);
+/* Bus Master Enable of a device fd: 1, 0, or < 0 unreadable. */
+int vfio_device_bus_master(cprkit_ctx *ctx, int fd);
+/* -ESTALE when d was saved with bus mastering on and has it off now. */
+int vfio_device_check_bus_master(cprkit_ctx *ctx,
+                                 const struct vfio_device_rec *d);
 
 /* preserve/blockers.c */
 int vfio_check_blockers(cprkit_ctx *ctx);

@@ -42,6 +42,9 @@ struct vfio_device_rec {
      * opened by the iommufd participant (preserve/iommufd.c), not through
      * a group. */
     bool cdev;
+    /* Bus Master Enable in the command register when the blob was written:
+     * 1 set, 0 clear, -1 unknown (a blob before 0.5, or unreadable). */
+    int bus_master;
     bool preserved;
     bool reclaimed;
 };
@@ -64,11 +67,17 @@ struct dma_mapping_rec {
 
 struct irq_index_rec {
     int device_fd;
-    unsigned index; /* VFIO_PCI_*_IRQ_INDEX */
+    unsigned index; /* VFIO_PCI_*_IRQ_INDEX, INTx to REQ */
+    /* Vectors the kernel has enabled for the index: the highest vector
+     * given an eventfd, plus one (MSI/MSI-X are enabled as a block). */
     unsigned count;
-    int *eventfds;  /* count trigger eventfds */
+    int *eventfds;  /* count trigger eventfds; -1: vector without one */
     int unmask_fd;  /* INTx only, else -1 */
-    bool preserved;
+    /* INTx only: the application masked the line (VFIO_IRQ_SET_ACTION_MASK
+     * through cprkit_vfio_intx_mask()); the kernel's own masking of a line
+     * that fired is not visible to userspace and is not this. */
+    bool app_masked;
+    bool preserved; /* incoming: from the blob, not every vector claimed */
     bool reclaimed;
 };
 

@@ -10,11 +10,17 @@ static const Cprkit__IrqKind irq_kinds[] = {
     [VFIO_PCI_INTX_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_INTX,
     [VFIO_PCI_MSI_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_MSI,
     [VFIO_PCI_MSIX_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_MSIX,
+    [VFIO_PCI_ERR_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_ERR,
+    [VFIO_PCI_REQ_IRQ_INDEX] = CPRKIT__IRQ_KIND__IRQ_KIND_REQ,
 };
 
+/* Vectors without an eventfd (MSI/MSI-X enabled with gaps) are not
+ * listed: count says how many the kernel enabled, vectors which of them
+ * have a trigger. An index without gaps is written as before 0.5. */
 static int build_irq(cprkit_ctx *ctx, Cprkit__State *state,
                      const struct irq_index_rec *irq, Cprkit__IrqIndex *m)
 {
+    unsigned used = 0, i = 0;
     int r;
 
     cprkit__irq_index__init(m);
@@ -24,13 +30,18 @@ static int build_irq(cprkit_ctx *ctx, Cprkit__State *state,
     m->has_kind = m->has_count = m->has_masked = true;
     m->kind = irq_kinds[irq->index];
     m->count = irq->count;
-    m->masked = false;
-    m->n_vectors = irq->count;
+    m->masked = irq->app_masked;
+    for (unsigned v = 0; v < irq->count; v++)
+        used += irq->eventfds[v] >= 0;
+    m->n_vectors = used;
     m->vectors = (Cprkit__IrqVector **)state_message_array(
-        state, irq->count, sizeof(Cprkit__IrqVector));
+        state, used, sizeof(Cprkit__IrqVector));
     for (unsigned v = 0; v < irq->count; v++) {
-        Cprkit__IrqVector *vec = m->vectors[v];
+        Cprkit__IrqVector *vec;
 
+        if (irq->eventfds[v] < 0)
+            continue;
+        vec = m->vectors[i++];
         cprkit__irq_vector__init(vec);
         vec->has_vector = true;
         vec->vector = v;
@@ -122,6 +133,7 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
     for (guint i = 0; i < v->devices->len; i++) {
         const struct vfio_device_rec *d = g_ptr_array_index(v->devices, i);
         Cprkit__VfioDevice *m = state->vfio_devices[i];
+        int bm;
 
         cprkit__vfio_device__init(m);
         r = state_fd_ref(ctx, state, d->fd, "VFIO device", &m->fd);
@@ -136,6 +148,15 @@ int vfio_state_build(cprkit_ctx *ctx, Cprkit__State *state)
         } else {
             m->has_group_number = true;
             m->group_number = d->group_number;
+        }
+        /* Read now (the blob is written after the suspend: nothing of the
+         * application runs any more); unreadable: what was loaded. */
+        bm = vfio_device_bus_master(ctx, d->fd);
+        if (bm < 0)
+            bm = d->bus_master;
+        if (bm >= 0) {
+            m->has_bus_master = true;
+            m->bus_master = bm > 0;
         }
     }
 

@@ -13,6 +13,7 @@
 static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
 {
     g_autofree struct irq_index_rec *irq = g_new0(struct irq_index_rec, 1);
+    g_autofree int *eventfds = NULL;
     int r;
 
     r = state_fd_resolve(ctx, m->device, CPRKIT_FD_VFIO_DEVICE, "IRQ",
@@ -29,37 +30,51 @@ static int load_irq(cprkit_ctx *ctx, const Cprkit__IrqIndex *m)
     case CPRKIT__IRQ_KIND__IRQ_KIND_MSIX:
         irq->index = VFIO_PCI_MSIX_IRQ_INDEX;
         break;
+    case CPRKIT__IRQ_KIND__IRQ_KIND_ERR:
+        irq->index = VFIO_PCI_ERR_IRQ_INDEX;
+        break;
+    case CPRKIT__IRQ_KIND__IRQ_KIND_REQ:
+        irq->index = VFIO_PCI_REQ_IRQ_INDEX;
+        break;
     default:
         return ctx_fail(ctx, -EBADMSG, "IRQ record of unknown kind %d",
                         m->kind);
     }
-    if (m->count == 0 || m->n_vectors != m->count)
+    /* Since 0.5 MSI and MSI-X may list fewer vectors than count (vectors
+     * enabled without an eventfd); the others have exactly one. */
+    if (m->count == 0 || m->count > 2048 || m->n_vectors > m->count ||
+        (irq->index != VFIO_PCI_MSI_IRQ_INDEX &&
+         irq->index != VFIO_PCI_MSIX_IRQ_INDEX &&
+         (m->count != 1 || m->n_vectors != 1)))
         return ctx_fail(ctx, -EBADMSG,
                         "IRQ record with %u vectors for a count of %u",
                         (unsigned)m->n_vectors, m->count);
     irq->count = m->count;
-    irq->eventfds = g_new(int, m->count);
-    for (unsigned v = 0; v < m->count; v++) {
-        if (m->vectors[v]->vector != v) {
-            g_free(irq->eventfds);
-            return ctx_fail(ctx, -EBADMSG, "IRQ vectors out of order");
-        }
-        r = state_fd_resolve(ctx, m->vectors[v]->trigger, CPRKIT_FD_EVENTFD,
-                             "IRQ vector", &irq->eventfds[v]);
-        if (r < 0) {
-            g_free(irq->eventfds);
+    eventfds = g_new(int, m->count);
+    for (unsigned v = 0; v < m->count; v++)
+        eventfds[v] = -1;
+    for (size_t i = 0; i < m->n_vectors; i++) {
+        const Cprkit__IrqVector *vec = m->vectors[i];
+
+        if (!vec->has_vector || vec->vector >= m->count ||
+            (i > 0 && vec->vector <= m->vectors[i - 1]->vector))
+            return ctx_fail(ctx, -EBADMSG,
+                            "IRQ vectors out of order or past the count");
+        r = state_fd_resolve(ctx, vec->trigger, CPRKIT_FD_EVENTFD, "IRQ vector",
+                             &eventfds[vec->vector]);
+        if (r < 0)
             return r;
-        }
     }
     irq->unmask_fd = -1;
     if (m->intx_unmask) {
         r = state_fd_resolve(ctx, m->intx_unmask, CPRKIT_FD_EVENTFD,
                              "INTx unmask", &irq->unmask_fd);
-        if (r < 0) {
-            g_free(irq->eventfds);
+        if (r < 0)
             return r;
-        }
     }
+    /* Before 0.5 always false; since, the application's ACTION_MASK. */
+    irq->app_masked = irq->index == VFIO_PCI_INTX_IRQ_INDEX && m->masked;
+    irq->eventfds = TAKE_PTR(eventfds);
     irq->preserved = true;
     g_ptr_array_add(vfio_of(ctx)->irqs, TAKE_PTR(irq));
     return 0;
@@ -165,6 +180,10 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         /* Before the application reclaims it: the fd at this number must
          * still be this device (device fds share one anonymous inode). */
         r = vfio_device_check_identity(ctx, d);
+        if (r < 0)
+            return r;
+        d->bus_master = m->has_bus_master ? m->bus_master : -1;
+        r = vfio_device_check_bus_master(ctx, d);
         if (r < 0)
             return r;
         g_ptr_array_add(v->devices, TAKE_PTR(d));

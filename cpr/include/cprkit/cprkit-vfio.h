@@ -88,24 +88,72 @@ int cprkit_vfio_dma_unmap(cprkit_ctx *ctx, int container_fd, uint64_t iova,
 
 /*
  * cprkit_vfio_irq_enable:
- * Sets up count trigger eventfds for an IRQ index (VFIO_PCI_INTX_IRQ_INDEX,
- * VFIO_PCI_MSI_IRQ_INDEX or VFIO_PCI_MSIX_IRQ_INDEX) with
- * VFIO_DEVICE_SET_IRQS and writes them to ret_eventfds[0..count-1]. For
- * INTx it also installs an unmask eventfd (see cprkit_vfio_intx_unmask_fd).
+ * Sets up count trigger eventfds for an IRQ index with
+ * VFIO_DEVICE_SET_IRQS and writes them to ret_eventfds[0..count-1]:
+ * VFIO_PCI_INTX_IRQ_INDEX (count 1; also installs an unmask eventfd, see
+ * cprkit_vfio_intx_unmask_fd), VFIO_PCI_MSI_IRQ_INDEX,
+ * VFIO_PCI_MSIX_IRQ_INDEX, and since 0.5 VFIO_PCI_ERR_IRQ_INDEX (the AER
+ * error notifier, PCI Express devices only: -EINVAL elsewhere) and
+ * VFIO_PCI_REQ_IRQ_INDEX (the kernel asks for the device back, e.g. when
+ * it is unbound from vfio-pci), both count 1.
  *
  * Reclaim path with the same count: returns the preserved eventfds and
  * does not call VFIO_DEVICE_SET_IRQS — the kernel still signals them, and
  * interrupts raised during the update wait in their counters. For INTx the
- * line is unmasked once, in case the previous binary exec'd between an
- * interrupt and its unmask (if the device still asserts it, it fires again).
+ * line is left as the previous binary left it: masked again if the
+ * application had masked it (cprkit_vfio_intx_mask), else unmasked once, in
+ * case the previous binary exec'd between an interrupt and its unmask (if
+ * the device still asserts it, it fires again). An MSI/MSI-X index that was
+ * preserved with vectors without an eventfd is reclaimed with
+ * cprkit_vfio_irq_set_vectors() (-EBUSY here).
  * Returns: 0 or < 0. Since: 0.1 */
 int cprkit_vfio_irq_enable(cprkit_ctx *ctx, int device_fd, unsigned index,
                            unsigned count, int *ret_eventfds);
+
+/*
+ * cprkit_vfio_irq_set_vectors:
+ * MSI or MSI-X vectors [start, start + count) of a device: those with
+ * use[i] true get a trigger eventfd (an existing one is kept), the others
+ * none (eventfd -1 in VFIO_DEVICE_SET_IRQS; an existing one is closed).
+ * use NULL: all of them. ret_eventfds[0..count-1] gets each vector's
+ * eventfd or -1.
+ *
+ * Index not enabled: one VFIO_DEVICE_SET_IRQS for the block, which enables
+ * start + count vectors in the device ("sparse": vectors without an
+ * eventfd are enabled but raise nothing). Enabled: one SET_IRQS per vector
+ * that changes, so the others keep their handler. Vectors past the enabled
+ * ones: added in place where the kernel allows it (MSI-X without
+ * VFIO_IRQ_INFO_NORESIZE, Linux 6.5+); otherwise (MSI, older kernels) the
+ * index is disabled and enabled again with every vector, and interrupts
+ * raised in between are lost, as with any such reconfiguration.
+ *
+ * Reclaim path: the same vectors with and without an eventfd as preserved
+ * (else -EBUSY); returns the preserved eventfds, no SET_IRQS. The index
+ * may be reclaimed over several calls, each claiming its vectors.
+ * Returns: 0 or < 0. Since: 0.5 */
+int cprkit_vfio_irq_set_vectors(cprkit_ctx *ctx, int device_fd, unsigned index,
+                                unsigned start, unsigned count, const bool *use,
+                                int *ret_eventfds);
 
 /* The INTx unmask eventfd of a device whose INTx is enabled: write 1 to it
  * after handling an interrupt (INTx is masked automatically when it fires).
  * Returns: the fd or < 0. Since: 0.1 */
 int cprkit_vfio_intx_unmask_fd(cprkit_ctx *ctx, int device_fd);
+
+/* Masks (VFIO_IRQ_SET_ACTION_MASK) or unmasks (ACTION_UNMASK) the INTx
+ * line of a device whose INTx is enabled, and records it: a masked line
+ * stays masked across an update (and a rollback) until the application
+ * unmasks it. A write to the unmask eventfd also unmasks the line in the
+ * kernel; use this call to change what is recorded. Before
+ * cprkit_commit() only the preserved state may be asked for (-EBUSY).
+ * Returns: 0 or < 0. Since: 0.5 */
+int cprkit_vfio_intx_mask(cprkit_ctx *ctx, int device_fd, bool mask);
+
+/* Whether the application masked the INTx line with cprkit_vfio_intx_mask()
+ * (in the previous binary, after a reclaim). The kernel's own masking of a
+ * line that fired is not counted: userspace cannot see it.
+ * Returns: 1 masked, 0 not, < 0 (-ENOENT: INTx not enabled). Since: 0.5 */
+int cprkit_vfio_intx_is_masked(cprkit_ctx *ctx, int device_fd);
 
 /* VFIO_DEVICE_SET_IRQS with count 0 for the index; closes its eventfds.
  * Returns: 0 or < 0. Since: 0.1 */
