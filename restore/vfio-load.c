@@ -177,15 +177,17 @@ int vfio_state_load(cprkit_ctx *ctx, const Cprkit__State *state)
         d->cdev = m->has_cdev && m->cdev;
         d->group_number = d->cdev ? 0 : m->group_number;
         d->preserved = true;
-        /* Before the application reclaims it: the fd at this number must
-         * still be this device (device fds share one anonymous inode). */
-        r = vfio_device_check_identity(ctx, d);
-        if (r < 0)
-            return r;
         d->bus_master = m->has_bus_master ? m->bus_master : -1;
-        r = vfio_device_check_bus_master(ctx, d);
-        if (r < 0)
+        /* Before the application reclaims it: the fd at this number must
+         * still be this device (device fds share one anonymous inode), and
+         * still be a bus master if it was. */
+        r = vfio_device_check_identity(ctx, d);
+        if (r >= 0)
+            r = vfio_device_check_bus_master(ctx, d);
+        if (r < 0) {
+            g_free(d->bdf);
             return r;
+        }
         g_ptr_array_add(v->devices, TAKE_PTR(d));
     }
     for (size_t i = 0; i < state->n_dma_mappings; i++) {
