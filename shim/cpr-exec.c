@@ -248,34 +248,37 @@ int conn_call(const char *path, JsonObject *request, int timeout_s,
     return r;
 }
 
-const char *json_get_string(JsonObject *o, const char *member)
+/* The member of o if it is a value of that type (a reply is not trusted
+ * to have the types the protocol says), else NULL. */
+static JsonNode *json_member_of_type(JsonObject *o, const char *member,
+                                     GType type)
 {
     JsonNode *n = o ? json_object_get_member(o, member) : NULL;
 
-    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING)
-        return NULL;
-    return json_node_get_string(n);
+    return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == type
+               ? n
+               : NULL;
+}
+
+const char *json_get_string(JsonObject *o, const char *member)
+{
+    JsonNode *n = json_member_of_type(o, member, G_TYPE_STRING);
+
+    return n ? json_node_get_string(n) : NULL;
 }
 
 gint64 json_get_int(JsonObject *o, const char *member, gint64 fallback)
 {
-    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
+    JsonNode *n = json_member_of_type(o, member, G_TYPE_INT64);
 
-    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_INT64)
-        return fallback;
-    return json_node_get_int(n);
+    return n ? json_node_get_int(n) : fallback;
 }
 
 gboolean json_get_bool(JsonObject *o, const char *member, gboolean fallback)
 {
-    JsonNode *n = o ? json_object_get_member(o, member) : NULL;
+    JsonNode *n = json_member_of_type(o, member, G_TYPE_BOOLEAN);
 
-    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_BOOLEAN)
-        return fallback;
-    return json_node_get_boolean(n);
+    return n ? json_node_get_boolean(n) : fallback;
 }
 
 JsonObject *json_get_object(JsonObject *o, const char *member)
