@@ -121,16 +121,10 @@ static uint16_t command_reg(void)
 /* Offset of capability @id in config space, 0 if absent. */
 static unsigned pci_cap(uint8_t id)
 {
-    uint8_t pos = 0, hdr[2];
+    int r = pci_cap_offset(p.device, id);
 
-    TAP_CHECK(pci_config_read(p.device, PCI_CAPABILITY_LIST, &pos, 1));
-    for (int n = 0; pos && n < 48; n++) {
-        TAP_CHECK(pci_config_read(p.device, pos & ~3u, hdr, sizeof(hdr)));
-        if (hdr[0] == id)
-            return pos & ~3u;
-        pos = hdr[1];
-    }
-    return 0;
+    TAP_CHECK(r);
+    return (unsigned)r;
 }
 
 /* A line of a sysfs file of the device, "?" if it cannot be read. */

@@ -272,6 +272,22 @@ int pci_config_write(int device, uint32_t off, const void *buf, size_t len)
     return (size_t)n == len ? 0 : -EIO;
 }
 
+int pci_cap_offset(int device, uint8_t id)
+{
+    uint8_t pos = 0, hdr[2];
+    int r;
+
+    r = pci_config_read(device, 0x34 /* PCI_CAPABILITY_LIST */, &pos, 1);
+    /* 48 entries at most: a looping list ends too. */
+    for (int n = 0; r == 0 && pos && n < 48; n++) {
+        r = pci_config_read(device, pos & ~3u, hdr, sizeof(hdr));
+        if (r == 0 && hdr[0] == id)
+            return pos & ~3u;
+        pos = hdr[1];
+    }
+    return r < 0 ? r : 0;
+}
+
 int pci_enable_bus_master(int device)
 {
     uint16_t cmd;

@@ -84,6 +84,8 @@ int vfio_device_info(int device, struct vfio_device_info *ret);
 /* PCI config space through the config region. */
 int pci_config_read(int device, uint32_t off, void *buf, size_t len);
 int pci_config_write(int device, uint32_t off, const void *buf, size_t len);
+/* Offset of capability @id in the config space's list, 0 if absent. */
+int pci_cap_offset(int device, uint8_t id);
 
 /* Set Memory Space and Bus Master Enable: devices cannot DMA without BME. */
 int pci_enable_bus_master(int device);
