@@ -34,36 +34,62 @@ static int replace_fd(int lib_fd, int prog_fd)
     return 0;
 }
 
+/* The library wires its own eventfds (it preserves them); MSI and MSI-X
+ * go through cprkit_vfio_irq_set_vectors(), which takes any block of
+ * vectors, with or without an eventfd each (fd -1), enabled at once or
+ * grown later, as drivers do (DPDK, SPDK). The others (INTx and the error
+ * and request notifiers) are one vector, enabled whole. */
+static int enable_vectors(struct preload_device *d,
+                          const struct vfio_irq_set *s,
+                          const int32_t *prog_fds, int *lib_fds)
+{
+    bool use[PRELOAD_MAX_VECTORS];
+    int r;
+
+    for (uint32_t i = 0; i < s->count; i++)
+        use[i] = prog_fds[i] >= 0;
+    preload_in_lib++;
+    if (s->index == VFIO_PCI_MSI_IRQ_INDEX ||
+        s->index == VFIO_PCI_MSIX_IRQ_INDEX) {
+        r = cprkit_vfio_irq_set_vectors(preload_ctx, d->fd, s->index,
+                                        s->start, s->count, use, lib_fds);
+    } else if (s->start != 0 || !use[0]) {
+        r = -EINVAL;
+        preload_log(LOG_ERR,
+                    "VFIO_DEVICE_SET_IRQS of IRQ index %u of %s: start %u, "
+                    "fd %d: only MSI and MSI-X take blocks of vectors with "
+                    "gaps under the shim",
+                    s->index, d->bdf, s->start, prog_fds[0]);
+    } else {
+        r = cprkit_vfio_irq_enable(preload_ctx, d->fd, s->index, s->count,
+                                   lib_fds);
+    }
+    preload_in_lib--;
+    return r;
+}
+
 int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s)
 {
     uint32_t action = s->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
     uint32_t data = s->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
     const int32_t *prog_fds = (const int32_t *)s->data;
-    struct preload_item it = {
-        .kind = PRELOAD_ITEM_IRQ, .a = s->index, .b = s->count};
-    int lib_fds[256];
+    struct preload_item it = {.kind = PRELOAD_ITEM_IRQ,
+                              .a = s->index,
+                              .b = s->count,
+                              .c = s->start};
+    int lib_fds[PRELOAD_MAX_VECTORS];
     int r;
 
     snprintf(it.bdf, sizeof(it.bdf), "%s", d->bdf);
     if (action == VFIO_IRQ_SET_ACTION_TRIGGER &&
-        data == VFIO_IRQ_SET_DATA_EVENTFD && s->start == 0 && s->count > 0 &&
-        s->count <= 256) {
-        for (uint32_t i = 0; i < s->count; i++)
-            if (prog_fds[i] < 0) {
-                preload_log(LOG_ERR,
-                            "VFIO_DEVICE_SET_IRQS with fd -1 (partial "
-                            "vector set-up) is not supported under the shim");
-                return -EINVAL;
-            }
-        preload_in_lib++;
-        r = cprkit_vfio_irq_enable(preload_ctx, d->fd, s->index, s->count,
-                                   lib_fds);
-        preload_in_lib--;
+        data == VFIO_IRQ_SET_DATA_EVENTFD && s->count > 0 &&
+        s->count <= PRELOAD_MAX_VECTORS) {
+        r = enable_vectors(d, s, prog_fds, lib_fds);
         if (r < 0) {
             if (preload_incoming)
-                preload_rollback("IRQ index %u x%u of %s: %s", s->index,
-                                 s->count, d->bdf,
-                                 cprkit_last_error(preload_ctx));
+                preload_rollback("IRQ index %u vectors %u..%u of %s: %s",
+                                 s->index, s->start, s->start + s->count - 1,
+                                 d->bdf, cprkit_last_error(preload_ctx));
             preload_log(LOG_ERR, "VFIO_DEVICE_SET_IRQS: %s",
                         cprkit_last_error(preload_ctx));
             return r;
@@ -72,6 +98,8 @@ int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s)
          * eventfds: on the incoming side they hold the interrupts
          * raised during the update. */
         for (uint32_t i = 0; i < s->count; i++) {
+            if (prog_fds[i] < 0)
+                continue;
             r = replace_fd(lib_fds[i], prog_fds[i]);
             if (r < 0) {
                 if (preload_incoming)

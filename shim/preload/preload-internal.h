@@ -24,6 +24,8 @@
 
 #define EXPORT __attribute__((visibility("default")))
 #define PRELOAD_MAX_FDS 64
+/* Vectors in one VFIO_DEVICE_SET_IRQS call the shim takes. */
+#define PRELOAD_MAX_VECTORS 256
 
 /* interpose.c: libc's functions behind the wrappers, and the guards. */
 extern int (*preload_real_openat)(int, const char *, int, ...);

@@ -73,6 +73,9 @@ int preload_items_encode(const struct preload_item *items, size_t n,
             p->has_irq_index = p->has_irq_count = true;
             p->irq_index = it->a;
             p->irq_count = it->b;
+            /* Absent when 0: records of a dense set-up encode as before. */
+            p->has_irq_start = it->c != 0;
+            p->irq_start = it->c;
             break;
         default:
             r = -EINVAL;
@@ -176,6 +179,7 @@ static int item_decode(const PbItem *p, size_t i, struct preload_item *it,
             missing = "irq_count";
         it->a = p->irq_index;
         it->b = p->irq_count;
+        it->c = p->has_irq_start ? p->irq_start : 0;
         break;
     default:
         /* A kind a newer shim added: this one cannot re-create it. */

@@ -291,8 +291,14 @@ void preload_item_describe(const struct preload_item *it, char *buf,
                  it->b, it->c, it->a);
         break;
     case PRELOAD_ITEM_IRQ:
-        snprintf(buf, size, "IRQ index %" PRIu64 " x%" PRIu64 " of %s", it->a,
-                 it->b, it->bdf);
+        if (it->c)
+            snprintf(buf, size,
+                     "IRQ index %" PRIu64 " vectors %" PRIu64 "..%" PRIu64
+                     " of %s",
+                     it->a, it->c, it->c + it->b - 1, it->bdf);
+        else
+            snprintf(buf, size, "IRQ index %" PRIu64 " x%" PRIu64 " of %s",
+                     it->a, it->b, it->bdf);
         break;
     }
 }

@@ -16,8 +16,11 @@
  *                                     (cprkit_ram_open) at the same address,
  *                                     then cprkit_vfio_dma_map
  *   VFIO_IOMMU_UNMAP_DMA              cprkit_vfio_dma_unmap
- *   VFIO_DEVICE_SET_IRQS (eventfds)   cprkit_vfio_irq_enable, the library's
- *                                     eventfds dup'ed over the program's
+ *   VFIO_DEVICE_SET_IRQS (eventfds)   cprkit_vfio_irq_set_vectors (MSI,
+ *                                     MSI-X: any start, gaps) or
+ *                                     cprkit_vfio_irq_enable (INTx, ERR,
+ *                                     REQ), the library's eventfds dup'ed
+ *                                     over the program's
  *   execve by the program itself      an update (cprkit_exec)
  * A control thread serves the control socket ($CPRKIT_CONTROL_SOCKET); an
  * "upgrade" request execs the new binary from that thread.

@@ -134,7 +134,7 @@ static int driver_main(const char *edu_raw)
     pid_t app, prog = -1;
     char *line;
 
-    tap_plan(3 + UPDATES * 7 + 1 + 7 + 2 + 2);
+    tap_plan(3 + UPDATES * 7 + 1 + 7 + 2 + 3);
     mkdir(DIR, 0700);
     unlink(cpr_exec);
     unlink(OUT);
@@ -305,6 +305,10 @@ static int driver_main(const char *edu_raw)
     line = wait_line(&off, "exit pid=", 10);
     tap_ok(line && field(line, "bad") == 0 && field(line, "ok") > 0,
            "DMA loop over all versions: %s", line ? line : "no exit line");
+    tap_ok(line && field(line, "nic_bad") == 0 && field(line, "nic_ok") > 0,
+           "e1000e interrupts on its sparse and grown MSI-X vectors over all "
+           "versions: %s",
+           line ? line : "no exit line");
     g_free(line);
     {
         g_autofree char *text = read_out();
