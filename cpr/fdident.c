@@ -181,12 +181,10 @@ bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b)
 
 int fd_set_cloexec(int fd, bool cloexec)
 {
-    int flags = fcntl(fd, F_GETFD);
-
-    if (flags < 0)
-        return -errno;
-    flags = cloexec ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-    if (fcntl(fd, F_SETFD, flags) < 0)
+    /* FD_CLOEXEC is the only fd flag Linux has: set it without reading
+     * the flags first (one syscall per fd, on both sides of the exec,
+     * inside the blackout). */
+    if (fcntl(fd, F_SETFD, cloexec ? FD_CLOEXEC : 0) < 0)
         return -errno;
     return 0;
 }

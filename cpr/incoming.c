@@ -93,8 +93,12 @@ static void listed_fds_set_cloexec(cprkit_ctx *ctx, bool cloexec)
     }
 }
 
-/* Reads the blob and fills the context. Called with ctx->blob_fd set. */
-static int load_blob(cprkit_ctx *ctx)
+/* Reads the blob and fills the context. Called with ctx->blob_fd set.
+ * ret_read_ns, ret_state_ns: when the blob was read and unpacked, and when
+ * the state was loaded (timestamps "blob-read", "state-loaded", set by the
+ * caller: the state loaded here holds the previous load's). */
+static int load_blob(cprkit_ctx *ctx, uint64_t *ret_read_ns,
+                     uint64_t *ret_state_ns)
 {
     _cleanup_free_ uint8_t *buf = NULL;
     Cprkit__State *state = NULL;
@@ -117,6 +121,7 @@ static int load_blob(cprkit_ctx *ctx)
     r = blob_unpack_payload(ctx, &frame, &state);
     if (r < 0)
         return r;
+    *ret_read_ns = monotonic_now_ns();
     /* The listed fds come without FD_CLOEXEC: back to close-on-exec right
      * away, whatever the load and the validation say, so no child inherits
      * them — also when the load fails halfway and forgets them. Not stdio
@@ -132,6 +137,7 @@ static int load_blob(cprkit_ctx *ctx)
     cprkit__state__free_unpacked(state, NULL);
     if (r < 0)
         return r;
+    *ret_state_ns = monotonic_now_ns();
     return validate_fds(ctx);
 }
 
@@ -141,6 +147,7 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
     const char *reason = getenv(CPRKIT_ROLLBACK_REASON_ENV);
     const char *execve_ns = getenv(CPRKIT_EXECVE_NS_ENV);
     uint64_t execve_at = execve_ns ? g_ascii_strtoull(execve_ns, NULL, 10) : 0;
+    uint64_t load_start = monotonic_now_ns(), read_ns = 0, state_ns = 0;
     int blob_fd, r;
 
     if (ctx->incoming)
@@ -185,7 +192,7 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
                         blob_fd, strerror(-r));
     ctx->blob_fd = blob_fd;
 
-    r = load_blob(ctx);
+    r = load_blob(ctx, &read_ns, &state_ns);
     /* The keeper started us after our predecessor died: what it left may
      * be half-done (VFIO: vaddrs of a dead address space still valid). */
     if (r >= 0 && ctx->restarted)
@@ -194,6 +201,9 @@ CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)
         return r;
     if (execve_at)
         timestamps_set(ctx->timestamps, "execve", execve_at);
+    timestamps_set(ctx->timestamps, "load-start", load_start);
+    timestamps_set(ctx->timestamps, "blob-read", read_ns);
+    timestamps_set(ctx->timestamps, "state-loaded", state_ns);
     if (ctx->keeper.died_ns)
         timestamps_set(ctx->timestamps, "died", ctx->keeper.died_ns);
     timestamps_set(ctx->timestamps, "loaded", monotonic_now_ns());

@@ -81,15 +81,22 @@ int vma_table_lookup(const struct vma_table *t, const void *vaddr,
 /* Backing of a range through PROCMAP_QUERY; -ENOTTY or -EINVAL when the
  * kernel does not have it (before 6.11). With thousands of DMA mappings
  * this keeps the remap inside the blackout linear instead of quadratic. */
+static int query_backing_fd(int maps_fd, const void *vaddr, uint64_t size,
+                            struct vma_backing *ret)
+{
+    struct vma_source src = {.maps_fd = maps_fd};
+
+    if (maps_fd < 0)
+        return -ENOTTY;
+    return backing_from(&src, vaddr, size, ret);
+}
+
 static int query_backing(const void *vaddr, uint64_t size,
                          struct vma_backing *ret)
 {
     _cleanup_close_ int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    struct vma_source src = {.maps_fd = fd};
 
-    if (fd < 0)
-        return -ENOTTY;
-    return backing_from(&src, vaddr, size, ret);
+    return query_backing_fd(fd, vaddr, size, ret);
 }
 
 int vma_backing_of(const void *vaddr, uint64_t size, struct vma_backing *ret)
@@ -119,7 +126,14 @@ int vma_backing_cached(struct vma_table *cache, const void *vaddr,
     int r;
 
     if (!cache->no_query) {
-        r = query_backing(vaddr, size, ret);
+        /* One open for the whole loop, not one per range: the query asks
+         * about the address space now, whatever fd it goes through. */
+        if (!cache->maps_fd_open) {
+            cache->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+            cache->maps_fd_open = cache->maps_fd >= 0;
+        }
+        r = query_backing_fd(cache->maps_fd_open ? cache->maps_fd : -1, vaddr,
+                             size, ret);
         if (!vma_query_unsupported(r))
             return r;
         cache->no_query = true;

@@ -94,6 +94,10 @@ struct vma_table {
     struct vma_span *vmas; /* NULL until loaded */
     size_t n_vmas;
     bool no_query; /* the kernel has no PROCMAP_QUERY (before 6.11) */
+    /* vma_backing_cached(): /proc/self/maps kept open for PROCMAP_QUERY
+     * across the remap loop (closed by vma_table_clear). */
+    bool maps_fd_open;
+    int maps_fd;
 };
 /* Returns 0, or -EIO if /proc/self/maps cannot be read. */
 int vma_table_load(struct vma_table *t);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -111,4 +112,7 @@ void vma_table_clear(struct vma_table *t)
 {
     g_clear_pointer(&t->vmas, g_free);
     t->n_vmas = 0;
+    if (t->maps_fd_open)
+        close(t->maps_fd);
+    t->maps_fd_open = false;
 }

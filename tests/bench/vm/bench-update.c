@@ -30,6 +30,15 @@
  *           remaps, services the first NVMe command and commits. Measured
  *           from the kill to that first command.
  *
+ * --no-aslr runs every process without address-space randomisation.
+ * Under TCG (no KVM here) QEMU translates guest code the first time it
+ * runs at a virtual address; with randomisation every new binary runs its
+ * code at new addresses and pays that translation again, a cost of the
+ * emulator that real hardware does not have. Without it, the translations
+ * of the previous generation are found again: exec and everything the new
+ * binary runs for the first time cost what they would cost natively,
+ * scaled.
+ *
  * Each run appends a sample line to --out; the last run of a mode prints
  * a "BENCH ..." summary line (median, min, max). --sweep runs the
  * configuration list of docs/performance.md, each in a child process;
@@ -48,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,14 +121,37 @@ static void die(const char *what, cprkit_ctx *ctx)
     exit(1);
 }
 
+/* The PCI address of a device: found in sysfs by the first generation,
+ * then handed to the next ones in BENCH_DEVICES ("vendor:device=bdf ..."),
+ * as a VMM has its devices' addresses on its command line: scanning sysfs
+ * is not part of an update. */
+static void device_bdf(uint16_t vendor, uint16_t device, char bdf[static 16])
+{
+    const char *known = getenv("BENCH_DEVICES");
+    char key[16], *p;
+
+    snprintf(key, sizeof(key), "%04x:%04x=", vendor, device);
+    p = known ? strstr(known, key) : NULL;
+    if (p && sscanf(p + strlen(key), "%15[0-9a-f:.]", bdf) == 1)
+        return;
+    if (pci_find(vendor, device, bdf) < 0)
+        die("device not found", NULL);
+    {
+        char all[512];
+
+        snprintf(all, sizeof(all), "%s%s%s%s", known ? known : "",
+                 known ? " " : "", key, bdf);
+        setenv("BENCH_DEVICES", all, 1);
+    }
+}
+
 static int open_device(struct rig *rig, uint16_t vendor, uint16_t device,
                        bool *ret_reclaimed)
 {
     char bdf[16];
     int group, fd;
 
-    if (pci_find(vendor, device, bdf) < 0)
-        die("device not found", NULL);
+    device_bdf(vendor, device, bdf);
     if (rig->iommufd) {
         fd = cprkit_iommufd_device_open(rig->ctx, rig->container, rig->ioas,
                                         bdf, ret_reclaimed);
@@ -373,6 +406,9 @@ static void exec_next(const struct config *cfg, cprkit_ctx *ctx,
 static const char *const cprkit_cols[] = {
     "blackout_us", "suspend_us", "blob_us", "exec_us", "load_us",
     "remap_us",    "irq_us",     "first_us", "commit_us",
+    /* load_us split: main() -> cprkit_load_incoming(), blob read and
+     * unpacked, state (registry, records, device checks), fd checks. */
+    "load_new_us", "load_read_us", "load_state_us", "load_validate_us",
 };
 
 static int run_cprkit(struct config *cfg)
@@ -411,6 +447,7 @@ static int run_cprkit(struct config *cfg)
         t_commit = now_ns();
         append_sample(cfg,
                       "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+                      " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                       " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
                       t_first - cprkit_timestamp(rig.ctx, "suspend"),
                       cprkit_timestamp(rig.ctx, "suspended") -
@@ -420,10 +457,17 @@ static int run_cprkit(struct config *cfg)
                       t_main - cprkit_timestamp(rig.ctx, "execve"),
                       cprkit_timestamp(rig.ctx, "loaded") - t_main,
                       t_remapped - cprkit_timestamp(rig.ctx, "loaded"),
-                      t_irq - t_remapped, t_first - t_irq, t_commit - t_first);
+                      t_irq - t_remapped, t_first - t_irq, t_commit - t_first,
+                      cprkit_timestamp(rig.ctx, "load-start") - t_main,
+                      cprkit_timestamp(rig.ctx, "blob-read") -
+                          cprkit_timestamp(rig.ctx, "load-start"),
+                      cprkit_timestamp(rig.ctx, "state-loaded") -
+                          cprkit_timestamp(rig.ctx, "blob-read"),
+                      cprkit_timestamp(rig.ctx, "loaded") -
+                          cprkit_timestamp(rig.ctx, "state-loaded"));
     }
     if (cfg->run >= cfg->runs) {
-        summarize(cfg, cprkit_cols, 9);
+        summarize(cfg, cprkit_cols, 13);
         return 0;
     }
     {
@@ -654,6 +698,13 @@ static int run_sweep(unsigned runs, bool iommufd)
     struct config base = {64, 1, 1, 1, runs, NULL, NULL, 0, false};
     struct config list[32];
     unsigned n = 0, done = 0;
+    char bdf[16];
+
+    /* Every configuration's processes, the keeper's restarts included,
+     * get the addresses from here (device_bdf). */
+    device_bdf(0x1b36, 0x0010, bdf);
+    device_bdf(0x1234, 0x11e8, bdf);
+    device_bdf(0x8086, 0x10d3, bdf);
 
     setenv("BENCH_IN_SWEEP", "1", 1);
     for (unsigned i = 0; i < 3 && !iommufd; i++) {
@@ -743,6 +794,12 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--under-keeper") == 0) {
             cfg.under_keeper = true;
+            continue;
+        }
+        if (strcmp(a, "--no-aslr") == 0) {
+            /* Inherited by every process the sweep forks and execs. */
+            if (personality(ADDR_NO_RANDOMIZE) < 0)
+                die("personality", NULL);
             continue;
         }
         if (!v) {
