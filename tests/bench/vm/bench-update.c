@@ -21,6 +21,10 @@
  *           IOMMU_IOAS_MAP_FILE; nothing to suspend, one
  *           IOMMU_IOAS_CHANGE_PROCESS in the new binary's load, the
  *           mappings reclaimed without an ioctl (kernel 7.3-iommufd);
+ *   rollback an update the new binary refuses right after its load: the
+ *           previous binary comes back with the same blob, reclaims,
+ *           services the first NVMe command and commits; measured from
+ *           the suspend to that command (base configuration in --sweep);
  *   crash   a crash restart under the keeper: the program runs under
  *           `cpr-exec run --restart-delay 0` (the real cpr-exec, put into
  *           the guest by run-bench with run-vm --extra), hands the keeper
@@ -403,6 +407,89 @@ static void exec_next(const struct config *cfg, cprkit_ctx *ctx,
     die("execv", NULL);
 }
 
+/* Samples in the results file so far. */
+static unsigned samples_taken(const struct config *cfg)
+{
+    FILE *f = fopen(cfg->out, "re");
+    unsigned n = 0;
+    int c;
+
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static const char *const rollback_cols[] = {
+    "blackout_us", "to_rollback_us", "back_us",
+};
+
+/* Mode rollback: the new binary refuses the update right after its load
+ * (a failed health check), the previous binary comes back with the same
+ * blob, reclaims, services the first NVMe command and commits. Measured
+ * from the suspend to that command: the whole outage of a refused update.
+ * Every update starts in the same binary (the one rolled back to), so the
+ * run count is the number of samples. */
+static int run_rollback(struct config *cfg)
+{
+    struct rig rig = {0};
+    uint64_t t_remapped, t_irq, t_first;
+    int r;
+
+    if (cprkit_new(&rig.ctx) < 0)
+        die("cprkit_new", NULL);
+    r = cprkit_load_incoming(rig.ctx);
+    if (r < 0)
+        die("load", rig.ctx);
+    if (r > 0 && !cprkit_is_rollback(rig.ctx)) {
+        cprkit_rollback(rig.ctx, "benchmark: the new binary refuses");
+        die("rollback", rig.ctx);
+    }
+    rig_setup(&rig, cfg, &t_remapped, &t_irq);
+    if (r == 0) {
+        nvme_bring_up(&rig, rig.nvme.mem);
+        nvme_first_command(&rig);
+    } else {
+        const void *data;
+        size_t size;
+        struct nvme_state st;
+
+        if (!rig.reclaimed ||
+            cprkit_section_get(rig.ctx, "nvme", &data, &size) < 0 ||
+            size != sizeof(st))
+            die("nvme state not preserved", rig.ctx);
+        memcpy(&st, data, sizeof(st));
+        rig.nvme.sq_tail = st.sq_tail;
+        rig.nvme.cq_head = st.cq_head;
+        rig.nvme.phase = st.phase;
+        nvme_first_command(&rig);
+        t_first = now_ns();
+        if (cprkit_commit(rig.ctx) < 0)
+            die("commit", rig.ctx);
+        /* "execve" is the rollback's exec; "suspend" the update's. */
+        append_sample(cfg, "%" PRIu64 " %" PRIu64 " %" PRIu64,
+                      t_first - cprkit_timestamp(rig.ctx, "suspend"),
+                      cprkit_timestamp(rig.ctx, "execve") -
+                          cprkit_timestamp(rig.ctx, "suspend"),
+                      t_first - cprkit_timestamp(rig.ctx, "execve"));
+    }
+    if (samples_taken(cfg) >= cfg->runs) {
+        summarize(cfg, rollback_cols, 3);
+        return 0;
+    }
+    {
+        struct nvme_state st = {rig.nvme.sq_tail, rig.nvme.cq_head,
+                                rig.nvme.phase};
+
+        if (cprkit_section_put(rig.ctx, "nvme", &st, sizeof(st)) < 0)
+            die("section", rig.ctx);
+    }
+    exec_next(cfg, rig.ctx, NULL);
+    return 1;
+}
+
 static const char *const cprkit_cols[] = {
     "blackout_us", "suspend_us", "blob_us", "exec_us", "load_us",
     "remap_us",    "irq_us",     "first_us", "commit_us",
@@ -691,10 +778,11 @@ static int run_sweep(unsigned runs, bool iommufd)
     static const unsigned mem[] = {64, 256, 1024};
     static const unsigned maps[] = {1, 16, 256, 4096};
     static const unsigned vecs[] = {1, 8, 64};
-    static const char *const all_modes[] = {"cprkit", "crash", "naive", "bare"};
+    static const char *const all_modes[] = {"cprkit", "crash", "naive", "bare",
+                                            "rollback"};
     static const char *const iommufd_modes[] = {"cprkit", "iommufd", "bare"};
     const char *const *modes = iommufd ? iommufd_modes : all_modes;
-    const unsigned nmodes = iommufd ? 3 : 4;
+    const unsigned nmodes = iommufd ? 3 : 5;
     struct config base = {64, 1, 1, 1, runs, NULL, NULL, 0, false};
     struct config list[32];
     unsigned n = 0, done = 0;
@@ -731,8 +819,10 @@ static int run_sweep(unsigned runs, bool iommufd)
             int fd = mkstemp(out), status;
             pid_t pid;
 
-            /* bare does not depend on the configuration: once is enough */
-            if (!strcmp(modes[m], "bare") && i > 0)
+            /* bare does not depend on the configuration: once is enough;
+             * a refused update, in the base configuration */
+            if ((!strcmp(modes[m], "bare") || !strcmp(modes[m], "rollback")) &&
+                i > 0)
                 continue;
             close(fd);
             unlink(out);
@@ -845,6 +935,8 @@ int main(int argc, char **argv)
         return run_cprkit(&cfg);
     if (strcmp(cfg.mode, "bare") == 0)
         return run_bare(&cfg, t0);
+    if (strcmp(cfg.mode, "rollback") == 0)
+        return run_rollback(&cfg);
     if (strcmp(cfg.mode, "naive") == 0)
         return run_naive(&cfg, t0);
     if (strcmp(cfg.mode, "crash") == 0)

@@ -163,6 +163,23 @@ def main():
                      "**%.2f**." % (mems[-1][0], mems[0][0],
                                     large["blackout_us"] / small["blackout_us"]))
         lines.append("")
+    rollback = next((r for r in rows if r["mode"] == "rollback"), None)
+    if rollback:
+        base = cprkit.get((64, 1, 1, 1))
+        lines.append(
+            "A refused update (the new binary rolls back right after its "
+            "load; the old one reclaims, serves and commits), base "
+            "configuration: suspend → old binary's first command %s ms "
+            "(%s–%s): suspend → rollback exec %s, rollback exec → first "
+            "command %s; %.1f× a bare exec%s." % (
+                ms(rollback["blackout_us"]), ms(rollback["blackout_us_min"]),
+                ms(rollback["blackout_us_max"]),
+                ms(rollback["to_rollback_us"]), ms(rollback["back_us"]),
+                rollback["blackout_us"] / bare_us,
+                ", %.1f× the committed update" % (
+                    rollback["blackout_us"] / base["blackout_us"])
+                if base else ""))
+        lines.append("")
     if crash:
         lines.extend(crash_tables(crash, naive, cprkit, bare_us))
     iommufd = {config_key(r): r for r in rows if r["mode"] == "iommufd"}
