@@ -9,12 +9,16 @@
  *            state_load (what cprkit_load_incoming does, without the fd
  *            checks, which need real fds)
  *
- * Prints median and min/max over repeated runs. Run with
+ * Prints median and min/max over repeated runs, and the encode + decode
+ * total of the largest size. With --phases, also each step of the largest
+ * size on its own (median, min-max, minor page faults): where the time
+ * goes. Run with
  *   meson test -C build --benchmark --suite bench -v
- * or directly: build/tests/bench/bench-blob [--runs N]
+ * or directly: build/tests/bench/bench-blob [--runs N] [--phases]
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cprkit-internal.h"
@@ -45,10 +49,45 @@ static cprkit_ctx *make_ctx(unsigned n_entries)
     return ctx;
 }
 
+/* The steps of one run. Timed one by one only with --phases: the marks
+ * (and getrusage for the page faults) cost time of their own. */
+#define MAX_MARKS 16
+struct marks {
+    bool detailed;
+    int n;
+    const char *what[MAX_MARKS]; /* the step that ends at this mark */
+    uint64_t ns[MAX_MARKS];
+    long faults[MAX_MARKS];
+};
+
+static void mark(struct marks *m, const char *what, bool always)
+{
+    struct rusage ru;
+
+    if (!always && !m->detailed)
+        return;
+    if (m->n == MAX_MARKS)
+        abort();
+    m->what[m->n] = what;
+    m->ns[m->n] = monotonic_now_ns();
+    if (m->detailed) {
+        getrusage(RUSAGE_SELF, &ru);
+        m->faults[m->n] = ru.ru_minflt;
+    }
+    m->n++;
+}
+
 struct result {
     uint64_t encode_ns[3]; /* median, min, max */
     uint64_t decode_ns[3];
+    uint64_t total_ns[3];
     size_t blob_size;
+    /* With --phases: per step, its name and median/min/max, and the
+     * median of its minor page faults. */
+    int n_steps;
+    const char *step[MAX_MARKS];
+    uint64_t step_ns[MAX_MARKS][3];
+    uint64_t step_faults[MAX_MARKS];
 };
 
 static void stats(uint64_t *samples, int runs, uint64_t out[3])
@@ -59,58 +98,111 @@ static void stats(uint64_t *samples, int runs, uint64_t out[3])
     out[2] = samples[runs - 1];
 }
 
-static void bench(unsigned n_entries, int runs, struct result *res)
+/* One encode and decode; marks "encode" and "decode" end the two halves. */
+static void run_once(cprkit_ctx *ctx, unsigned n_entries, struct marks *m,
+                     size_t *ret_size)
 {
-    cprkit_ctx *ctx = make_ctx(n_entries);
     char *argv[] = {"/usr/bin/vmm", "-name", "bench", NULL};
     struct command_line rescue = {"/usr/bin/vmm", argv};
+    Cprkit__State *state, *decoded;
+    struct command_line got = {0};
+    struct blob_frame frame;
+    cprkit_ctx *loaded;
+    uint8_t *blob, *read_back;
+    size_t size, read_size;
+    int fd;
+
+    mark(m, "start", true);
+    if (state_build(ctx, 1, &state) < 0)
+        abort();
+    mark(m, "state_build", false);
+    if (blob_encode(ctx, state, &rescue, &blob, &size) < 0)
+        abort();
+    mark(m, "blob_encode (packed size, pack, CRC)", false);
+    if (blob_write_sealed_memfd(ctx, blob, size, &fd) < 0)
+        abort();
+    mark(m, "memfd write + seal", false);
+    state_build_free(state);
+    free(blob);
+    mark(m, "encode", true);
+
+    if (cprkit_new(&loaded) < 0)
+        abort();
+    mark(m, "cprkit_new", false);
+    if (blob_read_fd(loaded, fd, &read_back, &read_size) < 0)
+        abort();
+    mark(m, "blob_read_fd (memfd into a buffer)", false);
+    if (blob_parse_frame(loaded, read_back, read_size, &frame) < 0 ||
+        blob_parse_rescue(loaded, &frame, &got) < 0)
+        abort();
+    mark(m, "frame + rescue block", false);
+    if (blob_unpack_payload(loaded, &frame, &decoded) < 0)
+        abort();
+    mark(m, "blob_unpack_payload (CRC, unpack)", false);
+    if (state_load(loaded, decoded) < 0)
+        abort();
+    mark(m, "state_load (registry)", false);
+    cprkit__state__free_unpacked(decoded, NULL);
+    command_line_clear(&got);
+    free(read_back);
+    mark(m, "decode", true);
+
+    if (cprkit_fd_count(loaded) != n_entries)
+        abort();
+    cprkit_free(loaded);
+    close(fd);
+    *ret_size = size;
+}
+
+static void bench(unsigned n_entries, int runs, bool phases,
+                  struct result *res)
+{
+    cprkit_ctx *ctx = make_ctx(n_entries);
     uint64_t *enc = calloc((size_t)runs, sizeof(uint64_t));
     uint64_t *dec = calloc((size_t)runs, sizeof(uint64_t));
+    uint64_t *tot = calloc((size_t)runs, sizeof(uint64_t));
+    uint64_t *step = calloc((size_t)runs * MAX_MARKS, sizeof(uint64_t));
+    uint64_t *faults = calloc((size_t)runs * MAX_MARKS, sizeof(uint64_t));
+    struct marks m = {.detailed = phases};
 
     for (int r = 0; r < runs; r++) {
-        Cprkit__State *state, *decoded;
-        struct command_line got = {0};
-        cprkit_ctx *loaded;
-        uint8_t *blob, *read_back;
-        size_t size, read_size;
-        uint64_t t0, t1, t2;
-        int fd;
+        int encode_end = -1;
 
-        t0 = monotonic_now_ns();
-        if (state_build(ctx, 1, &state) < 0 ||
-            blob_encode(ctx, state, &rescue, &blob, &size) < 0 ||
-            blob_write_sealed_memfd(ctx, blob, size, &fd) < 0)
-            abort();
-        state_build_free(state);
-        free(blob);
-        t1 = monotonic_now_ns();
-
-        if (cprkit_new(&loaded) < 0 ||
-            blob_read_fd(loaded, fd, &read_back, &read_size) < 0 ||
-            blob_decode(loaded, read_back, read_size, &got, &decoded) < 0 ||
-            state_load(loaded, decoded) < 0)
-            abort();
-        cprkit__state__free_unpacked(decoded, NULL);
-        command_line_clear(&got);
-        free(read_back);
-        t2 = monotonic_now_ns();
-
-        if (cprkit_fd_count(loaded) != n_entries)
-            abort();
-        cprkit_free(loaded);
-        close(fd);
-        enc[r] = t1 - t0;
-        dec[r] = t2 - t1;
-        res->blob_size = size;
+        m.n = 0;
+        run_once(ctx, n_entries, &m, &res->blob_size);
+        for (int i = 1; i < m.n; i++) {
+            step[(size_t)(i - 1) * (size_t)runs + (size_t)r] =
+                m.ns[i] - m.ns[i - 1];
+            faults[(size_t)(i - 1) * (size_t)runs + (size_t)r] =
+                (uint64_t)(m.faults[i] - m.faults[i - 1]);
+            if (strcmp(m.what[i], "encode") == 0)
+                encode_end = i;
+        }
+        enc[r] = m.ns[encode_end] - m.ns[0];
+        dec[r] = m.ns[m.n - 1] - m.ns[encode_end];
+        tot[r] = enc[r] + dec[r];
     }
     stats(enc, runs, res->encode_ns);
     stats(dec, runs, res->decode_ns);
+    stats(tot, runs, res->total_ns);
+    res->n_steps = phases ? m.n - 1 : 0;
+    for (int i = 0; i < res->n_steps; i++) {
+        uint64_t f[3];
+
+        res->step[i] = m.what[i + 1];
+        stats(step + (size_t)i * (size_t)runs, runs, res->step_ns[i]);
+        stats(faults + (size_t)i * (size_t)runs, runs, f);
+        res->step_faults[i] = f[0];
+    }
     free(enc);
     free(dec);
+    free(tot);
+    free(step);
+    free(faults);
     cprkit_free(ctx);
 }
 
-static void print_us(uint64_t v[3])
+static void print_us(const uint64_t v[3])
 {
     printf(" %10.1f %9.1f-%-9.1f", v[0] / 1e3, v[1] / 1e3, v[2] / 1e3);
 }
@@ -118,11 +210,21 @@ static void print_us(uint64_t v[3])
 int main(int argc, char **argv)
 {
     static const unsigned sizes[] = {1, 1000, 32000};
+    const size_t last = ELEMENTSOF(sizes) - 1;
+    struct result results[ELEMENTSOF(sizes)] = {0};
+    bool phases = false;
     int runs = 51;
-    struct result results[ELEMENTSOF(sizes)];
 
-    if (argc == 3 && strcmp(argv[1], "--runs") == 0)
-        runs = atoi(argv[2]) > 0 ? atoi(argv[2]) : runs;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            runs = atoi(argv[++i]) > 0 ? atoi(argv[i]) : runs;
+        } else if (strcmp(argv[i], "--phases") == 0) {
+            phases = true;
+        } else {
+            fprintf(stderr, "usage: %s [--runs N] [--phases]\n", argv[0]);
+            return 2;
+        }
+    }
 
     printf("cprkit state blob benchmark, %d runs each, times in microseconds "
            "(median, min-max)\n",
@@ -130,7 +232,7 @@ int main(int argc, char **argv)
     printf("%8s %12s %10s %-19s %10s %-19s %9s\n", "entries", "blob bytes",
            "encode", "", "decode", "", "ns/entry");
     for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
-        bench(sizes[i], runs, &results[i]);
+        bench(sizes[i], runs, phases && i == last, &results[i]);
         printf("%8u %12zu", sizes[i], results[i].blob_size);
         print_us(results[i].encode_ns);
         print_us(results[i].decode_ns);
@@ -138,8 +240,31 @@ int main(int argc, char **argv)
                (double)(results[i].encode_ns[0] + results[i].decode_ns[0]) /
                    sizes[i]);
     }
-    printf("ratio 32000/1 entries: encode %.0fx, decode %.0fx\n",
-           (double)results[2].encode_ns[0] / (double)results[0].encode_ns[0],
-           (double)results[2].decode_ns[0] / (double)results[0].decode_ns[0]);
+    printf("ratio %u/1 entries: encode %.0fx, decode %.0fx\n", sizes[last],
+           (double)results[last].encode_ns[0] / (double)results[0].encode_ns[0],
+           (double)results[last].decode_ns[0] / (double)results[0].decode_ns[0]);
+    printf("%u entries, encode + decode (per run):", sizes[last]);
+    print_us(results[last].total_ns);
+    printf("\n");
+
+    if (!phases)
+        return 0;
+    /* Timed with a mark between steps, so the sum is a little above the
+     * totals of the table. Faults: minor page faults of the step (fresh
+     * memory touched), median. */
+    printf("\nsteps at %u entries, microseconds (median, min-max), minor "
+           "faults:\n",
+           sizes[last]);
+    for (int i = 0; i < results[last].n_steps; i++) {
+        const char *what = results[last].step[i];
+
+        if (strcmp(what, "encode") == 0)
+            what = "encode: free";
+        else if (strcmp(what, "decode") == 0)
+            what = "decode: free";
+        printf("  %-40s", what);
+        print_us(results[last].step_ns[i]);
+        printf(" %6" PRIu64 "\n", results[last].step_faults[i]);
+    }
     return 0;
 }
