@@ -10,16 +10,20 @@
  *            checks, which need real fds)
  *
  * Prints median and min/max over repeated runs, and the encode + decode
- * total of the largest size. With --phases, also each step of the largest
- * size on its own (median, min-max, minor page faults): where the time
- * goes. Run with
+ * total of the largest size; then both again in fresh processes, as an
+ * update runs them: the old binary encodes once, execs the new one, which
+ * decodes; every page they touch is new. With --phases, also each step of
+ * the largest size on its own (median, min-max, minor page faults): where
+ * the time goes. Run with
  *   meson test -C build --benchmark --suite bench -v
  * or directly: build/tests/bench/bench-blob [--runs N] [--phases]
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "cprkit-internal.h"
 
@@ -98,21 +102,17 @@ static void stats(uint64_t *samples, int runs, uint64_t out[3])
     out[2] = samples[runs - 1];
 }
 
-/* One encode and decode; marks "encode" and "decode" end the two halves. */
-static void run_once(cprkit_ctx *ctx, unsigned n_entries, struct marks *m,
-                     size_t *ret_size)
+/* What cprkit_exec() does before execve: the blob of ctx in a sealed
+ * memfd, returned. */
+static int encode_steps(cprkit_ctx *ctx, struct marks *m, size_t *ret_size)
 {
     char *argv[] = {"/usr/bin/vmm", "-name", "bench", NULL};
     struct command_line rescue = {"/usr/bin/vmm", argv};
-    Cprkit__State *state, *decoded;
-    struct command_line got = {0};
-    struct blob_frame frame;
-    cprkit_ctx *loaded;
-    uint8_t *blob, *read_back;
-    size_t size, read_size;
+    Cprkit__State *state;
+    uint8_t *blob;
+    size_t size;
     int fd;
 
-    mark(m, "start", true);
     if (state_build(ctx, 1, &state) < 0)
         abort();
     mark(m, "state_build", false);
@@ -124,15 +124,28 @@ static void run_once(cprkit_ctx *ctx, unsigned n_entries, struct marks *m,
     mark(m, "memfd write + seal", false);
     state_build_free(state);
     free(blob);
-    mark(m, "encode", true);
+    *ret_size = size;
+    return fd;
+}
+
+/* What cprkit_load_incoming() does with the blob in fd, but the fd
+ * checks. */
+static void decode_steps(int fd, unsigned n_entries, struct marks *m)
+{
+    Cprkit__State *decoded;
+    struct command_line got = {0};
+    struct blob_frame frame;
+    cprkit_ctx *loaded;
+    uint8_t *buf;
+    size_t size;
 
     if (cprkit_new(&loaded) < 0)
         abort();
     mark(m, "cprkit_new", false);
-    if (blob_read_fd(loaded, fd, &read_back, &read_size) < 0)
+    if (blob_read_fd(loaded, fd, &buf, &size) < 0)
         abort();
     mark(m, "blob_read_fd (memfd into a buffer)", false);
-    if (blob_parse_frame(loaded, read_back, read_size, &frame) < 0 ||
+    if (blob_parse_frame(loaded, buf, size, &frame) < 0 ||
         blob_parse_rescue(loaded, &frame, &got) < 0)
         abort();
     mark(m, "frame + rescue block", false);
@@ -144,14 +157,25 @@ static void run_once(cprkit_ctx *ctx, unsigned n_entries, struct marks *m,
     mark(m, "state_load (registry)", false);
     cprkit__state__free_unpacked(decoded, NULL);
     command_line_clear(&got);
-    free(read_back);
+    free(buf);
     mark(m, "decode", true);
 
     if (cprkit_fd_count(loaded) != n_entries)
         abort();
     cprkit_free(loaded);
+}
+
+/* One encode and decode; marks "encode" and "decode" end the two halves. */
+static void run_once(cprkit_ctx *ctx, unsigned n_entries, struct marks *m,
+                     size_t *ret_size)
+{
+    int fd;
+
+    mark(m, "start", true);
+    fd = encode_steps(ctx, m, ret_size);
+    mark(m, "encode", true);
+    decode_steps(fd, n_entries, m);
     close(fd);
-    *ret_size = size;
 }
 
 static void bench(unsigned n_entries, int runs, bool phases,
@@ -202,6 +226,114 @@ static void bench(unsigned n_entries, int runs, bool phases,
     cprkit_free(ctx);
 }
 
+/* In fresh processes, as an update runs: the old binary encodes once
+ * (with the registry it made before), then execs the new one, which
+ * decodes. Neither has memory of earlier runs to reuse: every page they
+ * touch is new, and costs a fault. Each prints the nanoseconds and the
+ * minor page faults of its half on a line of its own. */
+static void print_half(const struct rusage *before, uint64_t start_ns)
+{
+    struct rusage after;
+    uint64_t ns = monotonic_now_ns() - start_ns;
+
+    getrusage(RUSAGE_SELF, &after);
+    printf("%" PRIu64 " %ld\n", ns, after.ru_minflt - before->ru_minflt);
+    fflush(stdout);
+}
+
+/* --decode-in-child FD N: the new binary. */
+static int decode_in_child(int fd, unsigned n_entries)
+{
+    struct marks m = {0};
+    struct rusage before;
+    uint64_t start;
+
+    getrusage(RUSAGE_SELF, &before);
+    start = monotonic_now_ns();
+    decode_steps(fd, n_entries, &m);
+    print_half(&before, start);
+    return 0;
+}
+
+/* --update-in-child N: the old binary, which execs the new one. */
+static int update_in_child(unsigned n_entries)
+{
+    cprkit_ctx *ctx = make_ctx(n_entries);
+    struct marks m = {0};
+    char fd_arg[16], n_arg[16];
+    struct rusage before;
+    uint64_t start;
+    size_t size;
+    int fd;
+
+    getrusage(RUSAGE_SELF, &before);
+    start = monotonic_now_ns();
+    fd = encode_steps(ctx, &m, &size);
+    print_half(&before, start);
+    if (fd_set_cloexec(fd, false) < 0)
+        return 1;
+    snprintf(fd_arg, sizeof(fd_arg), "%d", fd);
+    snprintf(n_arg, sizeof(n_arg), "%u", n_entries);
+    execl("/proc/self/exe", "bench-blob", "--decode-in-child", fd_arg, n_arg,
+          (char *)NULL);
+    return 1;
+}
+
+struct fresh_result {
+    uint64_t encode_ns[3], decode_ns[3], total_ns[3];
+    uint64_t encode_faults, decode_faults; /* medians */
+};
+
+static void bench_fresh_processes(unsigned n_entries, int runs,
+                                  struct fresh_result *res)
+{
+    uint64_t *v = calloc((size_t)runs * 5, sizeof(uint64_t));
+    uint64_t *enc = v, *dec = v + runs, *tot = v + 2 * runs;
+    uint64_t *enc_f = v + 3 * runs, *dec_f = v + 4 * runs, f[3];
+
+    for (int r = 0; r < runs; r++) {
+        char n_arg[16], out[128] = "";
+        size_t got = 0;
+        int p[2], status;
+        long faults[2];
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+            abort();
+        pid = fork();
+        if (pid < 0)
+            abort();
+        if (pid == 0) {
+            snprintf(n_arg, sizeof(n_arg), "%u", n_entries);
+            if (dup2(p[1], STDOUT_FILENO) < 0)
+                _exit(126);
+            execl("/proc/self/exe", "bench-blob", "--update-in-child", n_arg,
+                  (char *)NULL);
+            _exit(127);
+        }
+        close(p[1]);
+        for (ssize_t n; (n = read(p[0], out + got, sizeof(out) - 1 - got)) > 0;)
+            got += (size_t)n;
+        close(p[0]);
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0 ||
+            sscanf(out, "%" SCNu64 " %ld %" SCNu64 " %ld", &enc[r], &faults[0],
+                   &dec[r], &faults[1]) != 4)
+            abort();
+        tot[r] = enc[r] + dec[r];
+        enc_f[r] = (uint64_t)faults[0];
+        dec_f[r] = (uint64_t)faults[1];
+    }
+    stats(enc, runs, res->encode_ns);
+    stats(dec, runs, res->decode_ns);
+    stats(tot, runs, res->total_ns);
+    stats(enc_f, runs, f);
+    res->encode_faults = f[0];
+    stats(dec_f, runs, f);
+    res->decode_faults = f[0];
+    free(v);
+}
+
 static void print_us(const uint64_t v[3])
 {
     printf(" %10.1f %9.1f-%-9.1f", v[0] / 1e3, v[1] / 1e3, v[2] / 1e3);
@@ -212,9 +344,14 @@ int main(int argc, char **argv)
     static const unsigned sizes[] = {1, 1000, 32000};
     const size_t last = ELEMENTSOF(sizes) - 1;
     struct result results[ELEMENTSOF(sizes)] = {0};
+    struct fresh_result fresh;
     bool phases = false;
     int runs = 51;
 
+    if (argc == 4 && strcmp(argv[1], "--decode-in-child") == 0)
+        return decode_in_child(atoi(argv[2]), (unsigned)atoi(argv[3]));
+    if (argc == 3 && strcmp(argv[1], "--update-in-child") == 0)
+        return update_in_child((unsigned)atoi(argv[2]));
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
             runs = atoi(argv[++i]) > 0 ? atoi(argv[i]) : runs;
@@ -245,6 +382,26 @@ int main(int argc, char **argv)
            (double)results[last].decode_ns[0] / (double)results[0].decode_ns[0]);
     printf("%u entries, encode + decode (per run):", sizes[last]);
     print_us(results[last].total_ns);
+    printf("\n");
+
+    /* The loop above reuses the memory of its previous runs; an update
+     * does not. */
+    printf("\nin fresh processes, as an update runs them (the old binary's "
+           "encode, then the\nnew binary's decode after exec, exec not "
+           "counted), microseconds (median, min-max),\nminor page faults:\n");
+    printf("%8s %10s %-19s %6s %10s %-19s %6s\n", "entries", "encode", "",
+           "faults", "decode", "", "faults");
+    for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+        bench_fresh_processes(sizes[i], runs, &fresh);
+        printf("%8u", sizes[i]);
+        print_us(fresh.encode_ns);
+        printf(" %6" PRIu64, fresh.encode_faults);
+        print_us(fresh.decode_ns);
+        printf(" %6" PRIu64 "\n", fresh.decode_faults);
+    }
+    printf("%u entries, encode + decode in fresh processes (per run):",
+           sizes[last]);
+    print_us(fresh.total_ns);
     printf("\n");
 
     if (!phases)
