@@ -107,6 +107,23 @@ struct keeper_link {
     uint64_t died_ns;    /* when the keeper saw our predecessor die */
 };
 
+/* arena.c: a bump allocator; everything it gave goes at once with
+ * arena_clear(). A zeroed struct arena is an empty one. */
+struct arena_chunk;
+struct arena {
+    struct arena_chunk *chunks; /* the one being cut first */
+    size_t next_size;
+};
+/* NULL when out of memory. arena_alloc() aligns as malloc() does. */
+void *arena_alloc(struct arena *a, size_t size);
+void *arena_alloc_array(struct arena *a, size_t n, size_t size);
+char *arena_strndup(struct arena *a, const char *s, size_t len);
+void arena_clear(struct arena *a);
+/* Clears *to, gives it what *from holds and empties *from. */
+void arena_move(struct arena *to, struct arena *from);
+/* For protobuf-c's unpack: allocations from a, frees do nothing. */
+ProtobufCAllocator arena_protobuf_allocator(struct arena *a);
+
 struct cprkit_ctx {
     GPtrArray *fds;        /* struct fd_entry *, in save order */
     GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
