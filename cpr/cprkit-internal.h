@@ -73,6 +73,8 @@ struct fd_entry {
     struct fd_identity identity;
     /* Incoming side: the application asked for it (find or save). */
     bool claimed;
+    /* keyed_hash() of (name, id), for the index. */
+    guint hash;
 };
 
 struct app_section {
@@ -124,9 +126,25 @@ void arena_move(struct arena *to, struct arena *from);
 /* For protobuf-c's unpack: allocations from a, frees do nothing. */
 ProtobufCAllocator arena_protobuf_allocator(struct arena *a);
 
+/* fd-index.c: the registry's index, (name, id) -> entry, on the hash the
+ * entry keeps. Zeroed, an empty one. */
+struct fd_index {
+    struct fd_entry **entries; /* slots; NULL: free */
+    size_t mask;               /* number of slots - 1 */
+    size_t count;
+};
+/* Room for n entries in all, so that adding them moves nothing. */
+int fd_index_reserve(struct fd_index *x, size_t n);
+struct fd_entry *fd_index_lookup(const struct fd_index *x, guint hash,
+                                 const char *name, int id);
+/* -EEXIST when an entry of the same (name, id) is in, -ENOMEM. */
+int fd_index_add(struct fd_index *x, struct fd_entry *e);
+void fd_index_remove(struct fd_index *x, const struct fd_entry *e);
+void fd_index_clear(struct fd_index *x);
+
 struct cprkit_ctx {
-    GPtrArray *fds;        /* struct fd_entry *, in save order */
-    GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
+    GPtrArray *fds;          /* struct fd_entry *, in save order */
+    struct fd_index fd_index; /* the same entries, by (name, id) */
     GPtrArray *sections;   /* struct app_section *, in put order */
     GHashTable *section_index; /* name -> struct app_section * (not owned) */
     /* struct phase_timestamp *: what the previous binary recorded (read
@@ -221,8 +239,8 @@ void fd_entry_free(struct fd_entry *e);
 int fdreg_check_unchanged(cprkit_ctx *ctx);
 int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
 void fdreg_clear(cprkit_ctx *ctx);
+/* keyed_hash() of an entry's (name, id). */
 guint fd_entry_hash(gconstpointer entry);
-gboolean fd_entry_equal(gconstpointer a, gconstpointer b);
 
 /* sections.c */
 void app_section_free(struct app_section *s);
