@@ -94,6 +94,7 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
         return;
     fd_index_clear(&ctx->fd_index);
     g_ptr_array_unref(ctx->fds);
+    arena_clear(&ctx->fd_arena);
     g_hash_table_unref(ctx->section_index);
     g_array_unref(ctx->listed_fds);
     g_ptr_array_unref(ctx->sections);

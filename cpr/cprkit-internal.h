@@ -73,6 +73,9 @@ struct fd_entry {
     struct fd_identity identity;
     /* Incoming side: the application asked for it (find or save). */
     bool claimed;
+    /* Loaded from a blob: the entry and its name live in the registry's
+     * arena (ctx->fd_arena), not in allocations of their own. */
+    bool in_arena;
     /* keyed_hash() of (name, id), for the index. */
     guint hash;
 };
@@ -145,6 +148,9 @@ void fd_index_clear(struct fd_index *x);
 struct cprkit_ctx {
     GPtrArray *fds;          /* struct fd_entry *, in save order */
     struct fd_index fd_index; /* the same entries, by (name, id) */
+    /* The entries of the last blob loaded and their names (in_arena);
+     * entries saved later are allocated one by one. */
+    struct arena fd_arena;
     GPtrArray *sections;   /* struct app_section *, in put order */
     GHashTable *section_index; /* name -> struct app_section * (not owned) */
     /* struct phase_timestamp *: what the previous binary recorded (read
@@ -239,6 +245,12 @@ void fd_entry_free(struct fd_entry *e);
 int fdreg_check_unchanged(cprkit_ctx *ctx);
 int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
 void fdreg_clear(cprkit_ctx *ctx);
+/* Loading a blob into the registry, emptied by fdreg_clear(): it takes
+ * over arena, where the loaded entries and their names are, and makes
+ * room for n entries (-ENOMEM); then fdreg_insert_loaded() adds each,
+ * -EEXIST for a (name, id) it has already. */
+int fdreg_adopt(cprkit_ctx *ctx, struct arena *arena, size_t n);
+int fdreg_insert_loaded(cprkit_ctx *ctx, struct fd_entry *e);
 /* keyed_hash() of an entry's (name, id). */
 guint fd_entry_hash(gconstpointer entry);
 
@@ -279,6 +291,12 @@ int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+/* An entry's id, fd and identity as a blob's FdEntry gives them (the name
+ * aside): fd -1 when it has none; without an identity, or with an fd type
+ * this build does not know, CPRKIT_FD_OTHER (fd_type_from_blob()). */
+void fd_entry_fill(struct fd_entry *e, const Cprkit__FdEntry *m);
+enum cprkit_fd_type fd_type_from_blob(bool has_identity, bool has_type,
+                                      int32_t type);
 /* How many timestamps of a blob a load keeps. */
 #define STATE_MAX_TIMESTAMPS 64
 

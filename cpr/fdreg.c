@@ -9,9 +9,10 @@
 
 #include "cprkit-internal.h"
 
+/* An entry loaded from a blob goes with the registry's arena. */
 void fd_entry_free(struct fd_entry *e)
 {
-    if (!e)
+    if (!e || e->in_arena)
         return;
     free(e->name);
     free(e);
@@ -69,6 +70,34 @@ void fdreg_clear(cprkit_ctx *ctx)
 {
     fd_index_clear(&ctx->fd_index);
     g_ptr_array_set_size(ctx->fds, 0);
+    arena_clear(&ctx->fd_arena);
+}
+
+int fdreg_adopt(cprkit_ctx *ctx, struct arena *arena, size_t n)
+{
+    arena_move(&ctx->fd_arena, arena);
+    /* Sized once: adding the n entries then moves nothing. GPtrArray
+     * takes its room only when created. */
+    if (ctx->fds->len == 0 && n <= G_MAXUINT) {
+        g_ptr_array_unref(ctx->fds);
+        ctx->fds = g_ptr_array_new_full((guint)n,
+                                        (GDestroyNotify)fd_entry_free);
+    }
+    return fd_index_reserve(&ctx->fd_index, n);
+}
+
+int fdreg_insert_loaded(cprkit_ctx *ctx, struct fd_entry *e)
+{
+    int r;
+
+    e->in_arena = true;
+    e->hash = fd_entry_hash(e);
+    r = fd_index_add(&ctx->fd_index, e);
+    if (r < 0)
+        return r;
+    g_ptr_array_add(ctx->fds, e);
+    ctx_state_changed(ctx);
+    return 0;
 }
 
 /* Adds or replaces (name, id). The caller has validated name and fd. */
