@@ -280,6 +280,18 @@ int blob_parse_rescue(cprkit_ctx *ctx, const struct blob_frame *frame,
                       struct command_line *ret);
 int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
                         Cprkit__State **ret);
+/* blob_encode() of state (without fd entries: state_build_without_fds())
+ * with the registry's entries as its fds. The same bytes. */
+int blob_encode_with_registry(cprkit_ctx *ctx, const Cprkit__State *state,
+                              const struct command_line *rescue,
+                              uint8_t **ret_buf, size_t *ret_size);
+/* blob_encode_with_registry() then blob_write_sealed_memfd(), written into
+ * the memfd as it is encoded, without the blob in a buffer. ret_size (may
+ * be NULL): the blob's size. */
+int blob_write_memfd_with_registry(cprkit_ctx *ctx,
+                                   const Cprkit__State *state,
+                                   const struct command_line *rescue,
+                                   int *ret_fd, size_t *ret_size);
 int blob_write_sealed_memfd(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                             int *ret_fd);
 int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
@@ -287,8 +299,22 @@ int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
 int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                 struct command_line *ret_rescue, Cprkit__State **ret_state);
 
+/* fd-wire.c: State.fds written without protobuf-c's generic code. The
+ * payload of state (n_fds 0) with fds (struct fd_entry *) as its fd
+ * entries: its size, and its bytes handed to sink in pieces (of at most
+ * 64 KiB, but for a larger application section); a negative errno of the
+ * sink stops the writing and is returned. */
+typedef int (*fd_wire_sink_fn)(void *userdata, const uint8_t *data,
+                               size_t size);
+size_t fd_wire_state_size(const Cprkit__State *state, const GPtrArray *fds);
+int fd_wire_state_write(const Cprkit__State *state, const GPtrArray *fds,
+                        fd_wire_sink_fn sink, void *userdata);
+
 /* state.c: between the context and the protobuf message. */
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
+/* state_build() without the fd entries, for blob_encode_with_registry(). */
+int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
+                            Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
 /* An entry's id, fd and identity as a blob's FdEntry gives them (the name

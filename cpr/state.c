@@ -84,7 +84,8 @@ int state_fd_resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
     return 0;
 }
 
-int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
+static int build(cprkit_ctx *ctx, uint64_t generation, bool with_fds,
+                 Cprkit__State **ret)
 {
     struct built_state *built = g_new0(struct built_state, 1);
     Cprkit__State *state = &built->state;
@@ -99,7 +100,7 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     state->has_generation = true;
     state->generation = generation;
 
-    state->n_fds = ctx->fds->len;
+    state->n_fds = with_fds ? ctx->fds->len : 0;
     state->fds = g_new0(Cprkit__FdEntry *, state->n_fds + 1);
     fd_msgs = built->fd_msgs = g_new0(struct fd_entry_msgs, state->n_fds);
     for (size_t i = 0; i < state->n_fds; i++) {
@@ -174,6 +175,19 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     }
     *ret = state;
     return 0;
+}
+
+int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
+{
+    return build(ctx, generation, true, ret);
+}
+
+/* What an update writes: the fd entries are tens of thousands of messages
+ * for a large VMM, fd-wire.c writes them from the registry instead. */
+int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
+                            Cprkit__State **ret)
+{
+    return build(ctx, generation, false, ret);
 }
 
 /* Frees what state_build() allocated; the strings and bytes belong to the

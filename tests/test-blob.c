@@ -679,6 +679,136 @@ static void test_visit(void)
     cprkit_free(ctx);
 }
 
+/* --- fd-wire.c: the fd entries without protobuf-c ---------------------- */
+
+/* What fd-wire.c writes is FdEntry and FdIdentity as they are now; a new
+ * field must be added there too (and here). */
+static void test_wire_field_counts(void)
+{
+    const ProtobufCMessageDescriptor *state = &cprkit__state__descriptor;
+
+    g_assert_cmpuint(cprkit__fd_entry__descriptor.n_fields, ==, 4);
+    g_assert_cmpuint(cprkit__fd_identity__descriptor.n_fields, ==, 6);
+    /* fd-wire.c writes the generation and the fds before the rest. */
+    g_assert_cmpuint(state->fields[0].id, ==, 1);
+    g_assert_cmpstr(state->fields[0].name, ==, "generation");
+    g_assert_cmpuint(state->fields[1].id, ==, 2);
+    g_assert_cmpstr(state->fields[1].name, ==, "fds");
+    g_assert_true(state->fields[1].descriptor == &cprkit__fd_entry__descriptor);
+}
+
+/* blob_encode_with_registry() and blob_write_memfd_with_registry() write
+ * what blob_encode() writes for the same State with the fds as messages,
+ * for every kind of value. */
+static void assert_wire_same_bytes(cprkit_ctx *ctx)
+{
+    const struct command_line *rescue = &sample_rescue;
+    Cprkit__State *state, rest;
+    g_autofree uint8_t *a = NULL, *b = NULL, *c = NULL;
+    size_t a_size, b_size, c_size, written;
+    int fd = -1;
+
+    g_assert_cmpint(state_build(ctx, 7, &state), ==, 0);
+    rest = *state;
+    rest.n_fds = 0;
+    rest.fds = NULL;
+    g_assert_cmpint(blob_encode(ctx, state, rescue, &a, &a_size), ==, 0);
+    g_assert_cmpint(blob_encode_with_registry(ctx, &rest, rescue, &b, &b_size),
+                    ==, 0);
+    g_assert_cmpmem(a, a_size, b, b_size);
+    g_assert_cmpint(blob_write_memfd_with_registry(ctx, &rest, rescue, &fd,
+                                                   &written),
+                    ==, 0);
+    g_assert_cmpuint(written, ==, a_size);
+    g_assert_cmpint(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, ==, F_SEAL_WRITE);
+    g_assert_cmpint(blob_read_fd(ctx, fd, &c, &c_size), ==, 0);
+    g_assert_cmpmem(a, a_size, c, c_size);
+    close(fd);
+    /* A State with fds of its own is refused, not written twice. */
+    if (state->n_fds > 0) {
+        uint8_t *d = NULL;
+
+        fd = -1;
+        g_assert_cmpint(blob_encode_with_registry(ctx, state, rescue, &d,
+                                                  &b_size),
+                        ==, -EINVAL);
+        g_assert_null(d);
+        g_assert_cmpint(blob_write_memfd_with_registry(ctx, state, rescue, &fd,
+                                                       NULL),
+                        ==, -EINVAL);
+        g_assert_cmpint(fd, ==, -1);
+    }
+    state_build_free(state);
+}
+
+static void test_wire_same_bytes(void)
+{
+    static const int ids[] = {0, 1, -1, 127, 128, INT32_MAX, INT32_MIN};
+    static const uint64_t big[] = {0, 1, 127, 128, 16383, 16384,
+                                   UINT32_MAX, (uint64_t)1 << 35, UINT64_MAX};
+    cprkit_ctx *ctx = new_ctx();
+    struct sample s;
+    char name[300];
+
+    /* Nothing at all, then the sample (real fds of every kind). */
+    assert_wire_same_bytes(ctx);
+    sample_init(&s);
+    assert_wire_same_bytes(s.ctx);
+    sample_clear(&s);
+
+    for (unsigned i = 0; i < 200; i++) {
+        struct fd_identity id = {
+            .type = (enum cprkit_fd_type)(i % 13 == 12 ? -1 : (int)(i % 13)),
+            .dev = big[i % ELEMENTSOF(big)],
+            .ino = big[(i / 3) % ELEMENTSOF(big)],
+            .rdev = big[(i / 7) % ELEMENTSOF(big)],
+            .mode_type = (uint32_t)big[(i / 2) % 7],
+            .has_anon_id = i % 2,
+            .anon_id = big[(i / 5) % ELEMENTSOF(big)],
+        };
+        /* Distinct names of up to 255 bytes: 1- and 2-byte lengths. */
+        size_t len = 1 + (i * 37) % 255;
+        size_t n = (size_t)snprintf(name, sizeof(name), "%u-", i);
+
+        memset(name + n, 'a' + (int)(i % 26), sizeof(name) - n);
+        name[len > n ? len : n] = '\0';
+        g_assert_cmpint(fdreg_add(ctx, name, ids[i % ELEMENTSOF(ids)],
+                                  (int)(i % 2 ? -(int)i : INT32_MAX - (int)i),
+                                  &id, true),
+                        ==, 0);
+    }
+    g_assert_cmpint(cprkit_section_put(ctx, "model", "state", 5), ==, 0);
+    timestamps_set(ctx->update_timestamps, "exec", 42);
+    assert_wire_same_bytes(ctx);
+    cprkit_free(ctx);
+
+    /* More than the 64 KiB the memfd is written by, a section larger than
+     * that, and an entry too (a name no API lets in, the writer takes it
+     * as it is). */
+    ctx = new_ctx();
+    for (unsigned i = 0; i < 3000; i++) {
+        struct fd_identity id = {CPRKIT_FD_EVENTFD, 14, i, 0, 0, true, i};
+
+        snprintf(name, sizeof(name), "vfio-irq-eventfd-%u", i / 64);
+        g_assert_cmpint(fdreg_add(ctx, name, (int)(i % 64), 100 + (int)i, &id,
+                                  true),
+                        ==, 0);
+    }
+    {
+        g_autofree char *huge = g_malloc(70000);
+        g_autofree uint8_t *section = g_malloc0(100000);
+        struct fd_identity id = {CPRKIT_FD_MEMFD, 1, 2, 3, 4};
+
+        memset(huge, 'h', 69999);
+        huge[69999] = '\0';
+        g_assert_cmpint(fdreg_add(ctx, huge, 0, 99, &id, true), ==, 0);
+        g_assert_cmpint(cprkit_section_put(ctx, "big", section, 100000), ==,
+                        0);
+    }
+    assert_wire_same_bytes(ctx);
+    cprkit_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -698,5 +828,7 @@ int main(int argc, char **argv)
     g_test_add_func("/blob/state-validation", test_state_validation);
     g_test_add_func("/blob/index-hash-crafted", test_index_hash_crafted);
     g_test_add_func("/blob/crafted-blob-loads", test_crafted_blob_loads);
+    g_test_add_func("/blob/wire-field-counts", test_wire_field_counts);
+    g_test_add_func("/blob/wire-same-bytes", test_wire_same_bytes);
     return g_test_run();
 }

@@ -3,8 +3,9 @@
  * Benchmark (not a test): encode and decode time and blob size of the state
  * blob for 1, 1 000 and 32 000 fd entries.
  *
- *   encode = state_build + blob_encode + write into a sealed memfd
- *            (what cprkit_exec does inside the blackout before execve)
+ *   encode = state_build_without_fds + blob_write_memfd_with_registry
+ *            (the blob written into a sealed memfd as it is encoded: what
+ *            cprkit_exec does inside the blackout before execve)
  *   decode = read the memfd + frame/CRC checks + protobuf unpack +
  *            state_load (what cprkit_load_incoming does, without the fd
  *            checks, which need real fds)
@@ -109,22 +110,16 @@ static int encode_steps(cprkit_ctx *ctx, struct marks *m, size_t *ret_size)
     char *argv[] = {"/usr/bin/vmm", "-name", "bench", NULL};
     struct command_line rescue = {"/usr/bin/vmm", argv};
     Cprkit__State *state;
-    uint8_t *blob;
-    size_t size;
     int fd;
 
-    if (state_build(ctx, 1, &state) < 0)
+    if (state_build_without_fds(ctx, 1, &state) < 0)
         abort();
-    mark(m, "state_build", false);
-    if (blob_encode(ctx, state, &rescue, &blob, &size) < 0)
+    mark(m, "state_build_without_fds", false);
+    if (blob_write_memfd_with_registry(ctx, state, &rescue, &fd, ret_size) <
+        0)
         abort();
-    mark(m, "blob_encode (packed size, pack, CRC)", false);
-    if (blob_write_sealed_memfd(ctx, blob, size, &fd) < 0)
-        abort();
-    mark(m, "memfd write + seal", false);
+    mark(m, "blob_write_memfd_with_registry", false);
     state_build_free(state);
-    free(blob);
-    *ret_size = size;
     return fd;
 }
 
