@@ -336,11 +336,9 @@ int blob_parse_rescue(cprkit_ctx *ctx, const struct blob_frame *frame,
     return 0;
 }
 
-int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
-                        Cprkit__State **ret)
+/* What a payload must be before anything reads it. */
+static int check_payload(cprkit_ctx *ctx, const struct blob_frame *frame)
 {
-    Cprkit__State *state;
-
     if (frame->major != CPRKIT_BUILD_FORMAT_MAJOR)
         return ctx_fail(ctx, -EPROTONOSUPPORT,
                         "state blob format major version %u, this cprkit "
@@ -350,11 +348,64 @@ int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
     if (frame->payload_crc != crc32c(0, frame->payload, frame->payload_size))
         return ctx_fail(ctx, -EBADMSG,
                         "state blob payload checksum mismatch (corrupt blob)");
+    return 0;
+}
+
+int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
+                        Cprkit__State **ret)
+{
+    Cprkit__State *state;
+    int r;
+
+    r = check_payload(ctx, frame);
+    if (r < 0)
+        return r;
     state = cprkit__state__unpack(NULL, frame->payload_size, frame->payload);
     if (!state)
         return ctx_fail(ctx, -EBADMSG,
                         "state blob payload is not a valid State message");
     *ret = state;
+    return 0;
+}
+
+void decoded_state_clear(struct decoded_state *d)
+{
+    arena_clear(&d->arena);
+    arena_clear(&d->fd_arena);
+    *d = (struct decoded_state){0};
+}
+
+/* The fd entries by fd-wire.c, the rest by protobuf-c into an arena: no
+ * allocation per entry or per message, and the whole freed at once. */
+int blob_unpack_for_load(cprkit_ctx *ctx, const struct blob_frame *frame,
+                         uint8_t *blob, struct decoded_state *ret)
+{
+    struct decoded_state d = {0};
+    uint8_t *payload = blob + (frame->payload - blob);
+    ProtobufCAllocator allocator = arena_protobuf_allocator(&d.arena);
+    uint8_t *rest;
+    size_t rest_size;
+    int r;
+
+    r = check_payload(ctx, frame);
+    if (r < 0)
+        return r;
+    r = fd_wire_state_split(payload, frame->payload_size, &d, &rest,
+                            &rest_size);
+    if (r == 0) {
+        d.state = cprkit__state__unpack(&allocator, rest_size, rest);
+        if (!d.state)
+            r = -EBADMSG;
+    }
+    if (r < 0) {
+        decoded_state_clear(&d);
+        if (r == -ENOMEM)
+            return ctx_fail(ctx, r, "reading the state blob payload: out of "
+                                    "memory");
+        return ctx_fail(ctx, -EBADMSG,
+                        "state blob payload is not a valid State message");
+    }
+    *ret = d;
     return 0;
 }
 

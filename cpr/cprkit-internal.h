@@ -280,6 +280,22 @@ int blob_parse_rescue(cprkit_ctx *ctx, const struct blob_frame *frame,
                       struct command_line *ret);
 int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
                         Cprkit__State **ret);
+/* A payload decoded for state_load_decoded(): the fd entries read by
+ * fd-wire.c, everything else unpacked by protobuf-c, all in two arenas.
+ * Zeroed, an empty one; decoded_state_clear() frees what it holds. */
+struct decoded_state {
+    struct arena arena;    /* state, and the reading's own memory */
+    Cprkit__State *state;  /* every field but fds (n_fds is 0) */
+    struct arena fd_arena; /* fds and their names: the registry keeps it */
+    struct fd_entry *fds;  /* as read; not checked yet */
+    size_t n_fds;
+};
+/* blob_unpack_payload() for loading, at a fraction of the time and memory
+ * for many fds. blob is the buffer frame was parsed from: the payload's
+ * bytes are overwritten. */
+int blob_unpack_for_load(cprkit_ctx *ctx, const struct blob_frame *frame,
+                         uint8_t *blob, struct decoded_state *ret);
+void decoded_state_clear(struct decoded_state *d);
 /* blob_encode() of state (without fd entries: state_build_without_fds())
  * with the registry's entries as its fds. The same bytes. */
 int blob_encode_with_registry(cprkit_ctx *ctx, const Cprkit__State *state,
@@ -299,16 +315,21 @@ int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
 int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                 struct command_line *ret_rescue, Cprkit__State **ret_state);
 
-/* fd-wire.c: State.fds written without protobuf-c's generic code. The
- * payload of state (n_fds 0) with fds (struct fd_entry *) as its fd
- * entries: its size, and its bytes handed to sink in pieces (of at most
+/* fd-wire.c: State.fds written and read without protobuf-c's generic
+ * code. The payload of state (n_fds 0) with fds (struct fd_entry *) as its
+ * fd entries: its size, and its bytes handed to sink in pieces (of at most
  * 64 KiB, but for a larger application section); a negative errno of the
- * sink stops the writing and is returned. */
+ * sink stops the writing and is returned. And the reverse: the entries of
+ * a payload into d->fds, the other fields moved together in place (in
+ * *ret_rest, for protobuf-c); -EBADMSG where protobuf-c would refuse the
+ * payload, -ENOMEM. */
 typedef int (*fd_wire_sink_fn)(void *userdata, const uint8_t *data,
                                size_t size);
 size_t fd_wire_state_size(const Cprkit__State *state, const GPtrArray *fds);
 int fd_wire_state_write(const Cprkit__State *state, const GPtrArray *fds,
                         fd_wire_sink_fn sink, void *userdata);
+int fd_wire_state_split(uint8_t *payload, size_t size, struct decoded_state *d,
+                        uint8_t **ret_rest, size_t *ret_rest_size);
 
 /* state.c: between the context and the protobuf message. */
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
@@ -317,6 +338,8 @@ int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
                             Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+/* state_load() of a decoded payload; d->fd_arena goes to the registry. */
+int state_load_decoded(cprkit_ctx *ctx, struct decoded_state *d);
 /* An entry's id, fd and identity as a blob's FdEntry gives them (the name
  * aside): fd -1 when it has none; without an identity, or with an fd type
  * this build does not know, CPRKIT_FD_OTHER (fd_type_from_blob()). */

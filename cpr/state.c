@@ -357,3 +357,8 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     }
     return load(ctx, state, &fd_arena, fds, state->n_fds);
 }
+
+int state_load_decoded(cprkit_ctx *ctx, struct decoded_state *d)
+{
+    return load(ctx, d->state, &d->fd_arena, d->fds, d->n_fds);
+}

@@ -6,9 +6,9 @@
  *   encode = state_build_without_fds + blob_write_memfd_with_registry
  *            (the blob written into a sealed memfd as it is encoded: what
  *            cprkit_exec does inside the blackout before execve)
- *   decode = read the memfd + frame/CRC checks + protobuf unpack +
- *            state_load (what cprkit_load_incoming does, without the fd
- *            checks, which need real fds)
+ *   decode = read the memfd + frame/CRC checks + blob_unpack_for_load +
+ *            state_load_decoded (what cprkit_load_incoming does, without
+ *            the fd checks, which need real fds)
  *
  * Prints median and min/max over repeated runs, and the encode + decode
  * total of the largest size; then both again in fresh processes, as an
@@ -127,7 +127,7 @@ static int encode_steps(cprkit_ctx *ctx, struct marks *m, size_t *ret_size)
  * checks. */
 static void decode_steps(int fd, unsigned n_entries, struct marks *m)
 {
-    Cprkit__State *decoded;
+    struct decoded_state decoded;
     struct command_line got = {0};
     struct blob_frame frame;
     cprkit_ctx *loaded;
@@ -144,13 +144,13 @@ static void decode_steps(int fd, unsigned n_entries, struct marks *m)
         blob_parse_rescue(loaded, &frame, &got) < 0)
         abort();
     mark(m, "frame + rescue block", false);
-    if (blob_unpack_payload(loaded, &frame, &decoded) < 0)
+    if (blob_unpack_for_load(loaded, &frame, buf, &decoded) < 0)
         abort();
-    mark(m, "blob_unpack_payload (CRC, unpack)", false);
-    if (state_load(loaded, decoded) < 0)
+    mark(m, "blob_unpack_for_load (CRC, read)", false);
+    if (state_load_decoded(loaded, &decoded) < 0)
         abort();
-    mark(m, "state_load (registry)", false);
-    cprkit__state__free_unpacked(decoded, NULL);
+    mark(m, "state_load_decoded (registry)", false);
+    decoded_state_clear(&decoded);
     command_line_clear(&got);
     free(buf);
     mark(m, "decode", true);
