@@ -311,6 +311,15 @@ int blob_write_memfd_with_registry(cprkit_ctx *ctx,
 int blob_write_sealed_memfd(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                             int *ret_fd);
 int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
+/* blob_read_fd() of a memfd sealed against shrinking, into a writable
+ * buffer: a large blob is mapped (privately) instead of copied. */
+struct blob_buffer {
+    uint8_t *data;
+    size_t size;
+    bool mapped;
+};
+int blob_map_fd(cprkit_ctx *ctx, int fd, struct blob_buffer *ret);
+void blob_buffer_release(struct blob_buffer *b);
 /* Full decode: frame, rescue block and payload. */
 int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                 struct command_line *ret_rescue, Cprkit__State **ret_state);

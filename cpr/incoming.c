@@ -131,17 +131,19 @@ static int load_blob_from(cprkit_ctx *ctx, uint8_t *buf, size_t size)
     return validate_fds(ctx);
 }
 
-/* Reads the blob and fills the context. Called with ctx->blob_fd set. */
+/* Reads the blob and fills the context. Called with ctx->blob_fd set,
+ * checked sealed. */
 static int load_blob(cprkit_ctx *ctx)
 {
-    _cleanup_free_ uint8_t *buf = NULL;
-    size_t size;
+    struct blob_buffer buf;
     int r;
 
-    r = blob_read_fd(ctx, ctx->blob_fd, &buf, &size);
+    r = blob_map_fd(ctx, ctx->blob_fd, &buf);
     if (r < 0)
         return r;
-    return load_blob_from(ctx, buf, size);
+    r = load_blob_from(ctx, buf.data, buf.size);
+    blob_buffer_release(&buf);
+    return r;
 }
 
 CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)

@@ -6,7 +6,7 @@
  *   encode = state_build_without_fds + blob_write_memfd_with_registry
  *            (the blob written into a sealed memfd as it is encoded: what
  *            cprkit_exec does inside the blackout before execve)
- *   decode = read the memfd + frame/CRC checks + blob_unpack_for_load +
+ *   decode = map the memfd + frame/CRC checks + blob_unpack_for_load +
  *            state_load_decoded (what cprkit_load_incoming does, without
  *            the fd checks, which need real fds)
  *
@@ -130,21 +130,20 @@ static void decode_steps(int fd, unsigned n_entries, struct marks *m)
     struct decoded_state decoded;
     struct command_line got = {0};
     struct blob_frame frame;
+    struct blob_buffer buf;
     cprkit_ctx *loaded;
-    uint8_t *buf;
-    size_t size;
 
     if (cprkit_new(&loaded) < 0)
         abort();
     mark(m, "cprkit_new", false);
-    if (blob_read_fd(loaded, fd, &buf, &size) < 0)
+    if (blob_map_fd(loaded, fd, &buf) < 0)
         abort();
-    mark(m, "blob_read_fd (memfd into a buffer)", false);
-    if (blob_parse_frame(loaded, buf, size, &frame) < 0 ||
+    mark(m, "blob_map_fd", false);
+    if (blob_parse_frame(loaded, buf.data, buf.size, &frame) < 0 ||
         blob_parse_rescue(loaded, &frame, &got) < 0)
         abort();
     mark(m, "frame + rescue block", false);
-    if (blob_unpack_for_load(loaded, &frame, buf, &decoded) < 0)
+    if (blob_unpack_for_load(loaded, &frame, buf.data, &decoded) < 0)
         abort();
     mark(m, "blob_unpack_for_load (CRC, read)", false);
     if (state_load_decoded(loaded, &decoded) < 0)
@@ -152,7 +151,7 @@ static void decode_steps(int fd, unsigned n_entries, struct marks *m)
     mark(m, "state_load_decoded (registry)", false);
     decoded_state_clear(&decoded);
     command_line_clear(&got);
-    free(buf);
+    blob_buffer_release(&buf);
     mark(m, "decode", true);
 
     if (cprkit_fd_count(loaded) != n_entries)
