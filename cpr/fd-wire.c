@@ -3,13 +3,12 @@
  * State.fds (field 2 of the payload) on the wire, without protobuf-c's
  * generic code. An update writes and reads every preserved fd inside the
  * blackout, and a VMM may preserve tens of thousands. protobuf-c builds
- * each entry as two messages (FdEntry, FdIdentity), sizes them three times
- * over (once for the payload, then again for each length prefix while
- * packing) and unpacks each into three allocations, all through its
- * descriptors: a few hundred nanoseconds and some 250 bytes of fresh
- * memory per entry (docs/performance.md). Here the entries go from the
- * registry to bytes and from bytes to registry entries directly; every
- * other field of State stays protobuf-c's.
+ * each entry as two messages (FdEntry, FdIdentity), walks them twice to
+ * size and to pack the payload, and unpacks each into three allocations,
+ * all field by field through its descriptors: a few hundred nanoseconds
+ * and some 250 bytes of fresh memory per entry (docs/performance.md). Here
+ * the entries go from the registry to bytes and from bytes to registry
+ * entries directly; every other field of State stays protobuf-c's.
  *
  * The contract, checked by tests/test-blob and the fuzz target:
  *  - fd_wire_state_write() writes byte for byte what protobuf-c writes for
