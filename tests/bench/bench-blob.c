@@ -333,6 +333,12 @@ static void print_us(const uint64_t v[3])
     printf(" %10.1f %9.1f-%-9.1f", v[0] / 1e3, v[1] / 1e3, v[2] / 1e3);
 }
 
+/* The same at the end of a line, without the padding. */
+static void print_us_line(const uint64_t v[3])
+{
+    printf(" %10.1f %9.1f-%.1f\n", v[0] / 1e3, v[1] / 1e3, v[2] / 1e3);
+}
+
 int main(int argc, char **argv)
 {
     static const unsigned sizes[] = {1, 1000, 32000};
@@ -375,8 +381,7 @@ int main(int argc, char **argv)
            (double)results[last].encode_ns[0] / (double)results[0].encode_ns[0],
            (double)results[last].decode_ns[0] / (double)results[0].decode_ns[0]);
     printf("%u entries, encode + decode (per run):", sizes[last]);
-    print_us(results[last].total_ns);
-    printf("\n");
+    print_us_line(results[last].total_ns);
 
     /* The loop above reuses the memory of its previous runs; an update
      * does not. */
@@ -395,8 +400,7 @@ int main(int argc, char **argv)
     }
     printf("%u entries, encode + decode in fresh processes (per run):",
            sizes[last]);
-    print_us(fresh.total_ns);
-    printf("\n");
+    print_us_line(fresh.total_ns);
 
     if (!phases)
         return 0;
