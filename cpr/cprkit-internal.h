@@ -146,7 +146,7 @@ void fd_index_remove(struct fd_index *x, const struct fd_entry *e);
 void fd_index_clear(struct fd_index *x);
 
 struct cprkit_ctx {
-    GPtrArray *fds;          /* struct fd_entry *, in save order */
+    GPtrArray *fds;        /* struct fd_entry *, in save order */
     struct fd_index fd_index; /* the same entries, by (name, id) */
     /* The entries of the last blob loaded and their names (in_arena);
      * entries saved later are allocated one by one. */
@@ -342,7 +342,8 @@ int fd_wire_state_split(uint8_t *payload, size_t size, struct decoded_state *d,
 
 /* state.c: between the context and the protobuf message. */
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
-/* state_build() without the fd entries, for blob_encode_with_registry(). */
+/* state_build() without the fd entries, which blob_encode_with_registry()
+ * and blob_write_memfd_with_registry() write from the registry. */
 int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
                             Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
