@@ -396,7 +396,7 @@ CPRKIT_EXPORT int cprkit_state_encode(cprkit_ctx *ctx, uint8_t **ret_buf,
      * cprkit_timestamp() returns, rather than none. */
     if (next_update->len == 0)
         ctx->update_timestamps = ctx->timestamps;
-    r = state_build(ctx, ctx->generation + 1, &state);
+    r = state_build_without_fds(ctx, ctx->generation + 1, &state);
     ctx->update_timestamps = next_update;
     if (r < 0)
         return r;
@@ -404,7 +404,7 @@ CPRKIT_EXPORT int cprkit_state_encode(cprkit_ctx *ctx, uint8_t **ret_buf,
      * be a rollback target (deleted on disk), the blob has none. */
     if (command_line_of_self(ctx, &self) < 0)
         ctx_clear_error(ctx);
-    r = blob_encode(ctx, state, &self, ret_buf, ret_size);
+    r = blob_encode_with_registry(ctx, state, &self, ret_buf, ret_size);
     command_line_clear(&self);
     state_build_free(state);
     return r;

@@ -59,7 +59,6 @@ CPRKIT_EXPORT int cprkit_new(cprkit_ctx **ret_ctx)
     if (!ctx)
         return -ENOMEM;
     ctx->fds = g_ptr_array_new_with_free_func((GDestroyNotify)fd_entry_free);
-    ctx->fd_index = g_hash_table_new(fd_entry_hash, fd_entry_equal);
     ctx->sections =
         g_ptr_array_new_with_free_func((GDestroyNotify)app_section_free);
     ctx->section_index = g_hash_table_new(keyed_str_hash, g_str_equal);
@@ -93,8 +92,9 @@ CPRKIT_EXPORT void cprkit_free(cprkit_ctx *ctx)
 {
     if (!ctx)
         return;
-    g_hash_table_unref(ctx->fd_index);
+    fd_index_clear(&ctx->fd_index);
     g_ptr_array_unref(ctx->fds);
+    arena_clear(&ctx->fd_arena);
     g_hash_table_unref(ctx->section_index);
     g_array_unref(ctx->listed_fds);
     g_ptr_array_unref(ctx->sections);

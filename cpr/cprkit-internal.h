@@ -73,6 +73,11 @@ struct fd_entry {
     struct fd_identity identity;
     /* Incoming side: the application asked for it (find or save). */
     bool claimed;
+    /* Loaded from a blob: the entry and its name live in the registry's
+     * arena (ctx->fd_arena), not in allocations of their own. */
+    bool in_arena;
+    /* keyed_hash() of (name, id), for the index. */
+    guint hash;
 };
 
 struct app_section {
@@ -107,9 +112,45 @@ struct keeper_link {
     uint64_t died_ns;    /* when the keeper saw our predecessor die */
 };
 
+/* arena.c: a bump allocator; everything it gave goes at once with
+ * arena_clear(). A zeroed struct arena is an empty one. */
+struct arena_chunk;
+struct arena {
+    struct arena_chunk *chunks; /* the one being cut first */
+    size_t next_size;
+};
+/* NULL when out of memory. arena_alloc() aligns as malloc() does. */
+void *arena_alloc(struct arena *a, size_t size);
+void *arena_alloc_array(struct arena *a, size_t n, size_t size);
+char *arena_strndup(struct arena *a, const char *s, size_t len);
+void arena_clear(struct arena *a);
+/* Clears *to, gives it what *from holds and empties *from. */
+void arena_move(struct arena *to, struct arena *from);
+/* For protobuf-c's unpack: allocations from a, frees do nothing. */
+ProtobufCAllocator arena_protobuf_allocator(struct arena *a);
+
+/* fd-index.c: the registry's index, (name, id) -> entry, on the hash the
+ * entry keeps. Zeroed, an empty one. */
+struct fd_index {
+    struct fd_entry **entries; /* slots; NULL: free */
+    size_t mask;               /* number of slots - 1 */
+    size_t count;
+};
+/* Room for n entries in all, so that adding them moves nothing. */
+int fd_index_reserve(struct fd_index *x, size_t n);
+struct fd_entry *fd_index_lookup(const struct fd_index *x, guint hash,
+                                 const char *name, int id);
+/* -EEXIST when an entry of the same (name, id) is in, -ENOMEM. */
+int fd_index_add(struct fd_index *x, struct fd_entry *e);
+void fd_index_remove(struct fd_index *x, const struct fd_entry *e);
+void fd_index_clear(struct fd_index *x);
+
 struct cprkit_ctx {
     GPtrArray *fds;        /* struct fd_entry *, in save order */
-    GHashTable *fd_index;  /* the same entries, keyed by (name, id) */
+    struct fd_index fd_index; /* the same entries, by (name, id) */
+    /* The entries of the last blob loaded and their names (in_arena);
+     * entries saved later are allocated one by one. */
+    struct arena fd_arena;
     GPtrArray *sections;   /* struct app_section *, in put order */
     GHashTable *section_index; /* name -> struct app_section * (not owned) */
     /* struct phase_timestamp *: what the previous binary recorded (read
@@ -204,8 +245,14 @@ void fd_entry_free(struct fd_entry *e);
 int fdreg_check_unchanged(cprkit_ctx *ctx);
 int fdreg_set_cloexec_all(cprkit_ctx *ctx, bool cloexec);
 void fdreg_clear(cprkit_ctx *ctx);
+/* Loading a blob into the registry, emptied by fdreg_clear(): it takes
+ * over arena, where the loaded entries and their names are, and makes
+ * room for n entries (-ENOMEM); then fdreg_insert_loaded() adds each,
+ * -EEXIST for a (name, id) it has already. */
+int fdreg_adopt(cprkit_ctx *ctx, struct arena *arena, size_t n);
+int fdreg_insert_loaded(cprkit_ctx *ctx, struct fd_entry *e);
+/* keyed_hash() of an entry's (name, id). */
 guint fd_entry_hash(gconstpointer entry);
-gboolean fd_entry_equal(gconstpointer a, gconstpointer b);
 
 /* sections.c */
 void app_section_free(struct app_section *s);
@@ -233,17 +280,82 @@ int blob_parse_rescue(cprkit_ctx *ctx, const struct blob_frame *frame,
                       struct command_line *ret);
 int blob_unpack_payload(cprkit_ctx *ctx, const struct blob_frame *frame,
                         Cprkit__State **ret);
+/* A payload decoded for state_load_decoded(): the fd entries read by
+ * fd-wire.c, everything else unpacked by protobuf-c, all in two arenas.
+ * Zeroed, an empty one; decoded_state_clear() frees what it holds. */
+struct decoded_state {
+    struct arena arena;    /* state, and the reading's own memory */
+    Cprkit__State *state;  /* every field but fds (n_fds is 0) */
+    struct arena fd_arena; /* fds and their names: the registry keeps it */
+    struct fd_entry *fds;  /* as read; not checked yet */
+    size_t n_fds;
+};
+/* blob_unpack_payload() for loading, at a fraction of the time and memory
+ * for many fds. blob is the buffer frame was parsed from: the payload's
+ * bytes are overwritten. */
+int blob_unpack_for_load(cprkit_ctx *ctx, const struct blob_frame *frame,
+                         uint8_t *blob, struct decoded_state *ret);
+void decoded_state_clear(struct decoded_state *d);
+/* blob_encode() of state (without fd entries: state_build_without_fds())
+ * with the registry's entries as its fds. The same bytes. */
+int blob_encode_with_registry(cprkit_ctx *ctx, const Cprkit__State *state,
+                              const struct command_line *rescue,
+                              uint8_t **ret_buf, size_t *ret_size);
+/* blob_encode_with_registry() then blob_write_sealed_memfd(), written into
+ * the memfd as it is encoded, without the blob in a buffer. ret_size (may
+ * be NULL): the blob's size. */
+int blob_write_memfd_with_registry(cprkit_ctx *ctx,
+                                   const Cprkit__State *state,
+                                   const struct command_line *rescue,
+                                   int *ret_fd, size_t *ret_size);
 int blob_write_sealed_memfd(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                             int *ret_fd);
 int blob_read_fd(cprkit_ctx *ctx, int fd, uint8_t **ret_buf, size_t *ret_size);
+/* blob_read_fd() of a memfd sealed against shrinking, into a writable
+ * buffer: a large blob is mapped (privately) instead of copied. */
+struct blob_buffer {
+    uint8_t *data;
+    size_t size;
+    bool mapped;
+};
+int blob_map_fd(cprkit_ctx *ctx, int fd, struct blob_buffer *ret);
+void blob_buffer_release(struct blob_buffer *b);
 /* Full decode: frame, rescue block and payload. */
 int blob_decode(cprkit_ctx *ctx, const uint8_t *buf, size_t size,
                 struct command_line *ret_rescue, Cprkit__State **ret_state);
 
+/* fd-wire.c: State.fds written and read without protobuf-c's generic
+ * code. The payload of state (n_fds 0) with fds (struct fd_entry *) as its
+ * fd entries: its size, and its bytes handed to sink in pieces (of at most
+ * 64 KiB, but for a larger application section); a negative errno of the
+ * sink stops the writing and is returned. And the reverse: the entries of
+ * a payload into d->fds, the other fields moved together in place (in
+ * *ret_rest, for protobuf-c); -EBADMSG where protobuf-c would refuse the
+ * payload, -ENOMEM. */
+typedef int (*fd_wire_sink_fn)(void *userdata, const uint8_t *data,
+                               size_t size);
+size_t fd_wire_state_size(const Cprkit__State *state, const GPtrArray *fds);
+int fd_wire_state_write(const Cprkit__State *state, const GPtrArray *fds,
+                        fd_wire_sink_fn sink, void *userdata);
+int fd_wire_state_split(uint8_t *payload, size_t size, struct decoded_state *d,
+                        uint8_t **ret_rest, size_t *ret_rest_size);
+
 /* state.c: between the context and the protobuf message. */
 int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret);
+/* state_build() without the fd entries, which blob_encode_with_registry()
+ * and blob_write_memfd_with_registry() write from the registry. */
+int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
+                            Cprkit__State **ret);
 void state_build_free(Cprkit__State *state);
 int state_load(cprkit_ctx *ctx, const Cprkit__State *state);
+/* state_load() of a decoded payload; d->fd_arena goes to the registry. */
+int state_load_decoded(cprkit_ctx *ctx, struct decoded_state *d);
+/* An entry's id, fd and identity as a blob's FdEntry gives them (the name
+ * aside): fd -1 when it has none; without an identity, or with an fd type
+ * this build does not know, CPRKIT_FD_OTHER (fd_type_from_blob()). */
+void fd_entry_fill(struct fd_entry *e, const Cprkit__FdEntry *m);
+enum cprkit_fd_type fd_type_from_blob(bool has_identity, bool has_type,
+                                      int32_t type);
 /* How many timestamps of a blob a load keeps. */
 #define STATE_MAX_TIMESTAMPS 64
 

@@ -268,10 +268,9 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
                               const struct cprkit_exec_opts *opts)
 {
     struct command_line rescue = {0};
-    _cleanup_free_ uint8_t *blob = NULL;
     _cleanup_close_ int blob_fd = -EBADF;
     Cprkit__State *state = NULL;
-    size_t blob_size;
+    size_t blob_size = 0;
     int r;
 
     if (opts && opts->size < sizeof(struct cprkit_exec_opts))
@@ -303,12 +302,11 @@ CPRKIT_EXPORT int cprkit_exec(cprkit_ctx *ctx, const char *path,
     /* 3. Written after the suspend, the blob says what is true at exec
      * (VFIO: the mappings as suspended). */
     timestamps_set(ctx->update_timestamps, "exec", monotonic_now_ns());
-    r = state_build(ctx, ctx->generation + 1, &state);
+    r = state_build_without_fds(ctx, ctx->generation + 1, &state);
     if (r >= 0)
-        r = blob_encode(ctx, state, &rescue, &blob, &blob_size);
+        r = blob_write_memfd_with_registry(ctx, state, &rescue, &blob_fd,
+                                           &blob_size);
     state_build_free(state);
-    if (r >= 0)
-        r = blob_write_sealed_memfd(ctx, blob, blob_size, &blob_fd);
     if (r < 0) {
         command_line_clear(&rescue);
         goto resume;

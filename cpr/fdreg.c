@@ -9,9 +9,10 @@
 
 #include "cprkit-internal.h"
 
+/* An entry loaded from a blob goes with the registry's arena. */
 void fd_entry_free(struct fd_entry *e)
 {
-    if (!e)
+    if (!e || e->in_arena)
         return;
     free(e->name);
     free(e);
@@ -28,18 +29,11 @@ guint fd_entry_hash(gconstpointer entry)
     return keyed_hash(e->name, strlen(e->name), (uint64_t)(uint32_t)e->id);
 }
 
-gboolean fd_entry_equal(gconstpointer a, gconstpointer b)
-{
-    const struct fd_entry *x = a, *y = b;
-
-    return x->id == y->id && strcmp(x->name, y->name) == 0;
-}
-
 struct fd_entry *fdreg_lookup(cprkit_ctx *ctx, const char *name, int id)
 {
     struct fd_entry key = {.name = (char *)name, .id = id};
 
-    return g_hash_table_lookup(ctx->fd_index, &key);
+    return fd_index_lookup(&ctx->fd_index, fd_entry_hash(&key), name, id);
 }
 
 /* The entry holding this fd number, or NULL. Linear: used by the
@@ -74,8 +68,36 @@ const struct fd_entry *fdreg_lookup_backing(cprkit_ctx *ctx, uint64_t dev,
 
 void fdreg_clear(cprkit_ctx *ctx)
 {
-    g_hash_table_remove_all(ctx->fd_index);
+    fd_index_clear(&ctx->fd_index);
     g_ptr_array_set_size(ctx->fds, 0);
+    arena_clear(&ctx->fd_arena);
+}
+
+int fdreg_adopt(cprkit_ctx *ctx, struct arena *arena, size_t n)
+{
+    arena_move(&ctx->fd_arena, arena);
+    /* Sized once: adding the n entries then moves nothing. GPtrArray
+     * takes its room only when created. */
+    if (ctx->fds->len == 0 && n <= G_MAXUINT) {
+        g_ptr_array_unref(ctx->fds);
+        ctx->fds = g_ptr_array_new_full((guint)n,
+                                        (GDestroyNotify)fd_entry_free);
+    }
+    return fd_index_reserve(&ctx->fd_index, n);
+}
+
+int fdreg_insert_loaded(cprkit_ctx *ctx, struct fd_entry *e)
+{
+    int r;
+
+    e->in_arena = true;
+    e->hash = fd_entry_hash(e);
+    r = fd_index_add(&ctx->fd_index, e);
+    if (r < 0)
+        return r;
+    g_ptr_array_add(ctx->fds, e);
+    ctx_state_changed(ctx);
+    return 0;
 }
 
 /* Adds or replaces (name, id). The caller has validated name and fd. */
@@ -94,8 +116,12 @@ int fdreg_add(cprkit_ctx *ctx, const char *name, int id, int fd,
             return -ENOMEM;
         }
         e->id = id;
+        e->hash = fd_entry_hash(e);
+        if (fd_index_add(&ctx->fd_index, e) < 0) {
+            fd_entry_free(e);
+            return -ENOMEM;
+        }
         g_ptr_array_add(ctx->fds, e);
-        g_hash_table_add(ctx->fd_index, e);
     }
     e->fd = fd;
     e->identity = *identity;
@@ -155,7 +181,7 @@ CPRKIT_EXPORT int cprkit_fd_remove(cprkit_ctx *ctx, const char *name, int id)
     if (!e)
         return ctx_fail(ctx, -ENOENT, "no preserved fd '%s'/%d",
                         name ? name : "(null)", id);
-    g_hash_table_remove(ctx->fd_index, e);
+    fd_index_remove(&ctx->fd_index, e);
     g_ptr_array_remove(ctx->fds, e);
     ctx_state_changed(ctx);
     return 0;

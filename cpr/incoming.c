@@ -93,22 +93,17 @@ static void listed_fds_set_cloexec(cprkit_ctx *ctx, bool cloexec)
     }
 }
 
-/* Reads the blob and fills the context. Called with ctx->blob_fd set.
+/* Fills the context from the blob in buf, which it overwrites.
  * ret_read_ns, ret_state_ns: when the blob was read and unpacked, and when
  * the state was loaded (timestamps "blob-read", "state-loaded", set by the
  * caller: the state loaded here holds the previous load's). */
-static int load_blob(cprkit_ctx *ctx, uint64_t *ret_read_ns,
-                     uint64_t *ret_state_ns)
+static int load_blob_from(cprkit_ctx *ctx, uint8_t *buf, size_t size,
+                          uint64_t *ret_read_ns, uint64_t *ret_state_ns)
 {
-    _cleanup_free_ uint8_t *buf = NULL;
-    Cprkit__State *state = NULL;
+    struct decoded_state decoded;
     struct blob_frame frame;
-    size_t size;
     int r;
 
-    r = blob_read_fd(ctx, ctx->blob_fd, &buf, &size);
-    if (r < 0)
-        return r;
     r = blob_parse_frame(ctx, buf, size, &frame);
     if (r < 0)
         return r;
@@ -118,27 +113,44 @@ static int load_blob(cprkit_ctx *ctx, uint64_t *ret_read_ns,
     if (r < 0)
         return r;
     ctx->have_rescue = ctx->rescue.path != NULL;
-    r = blob_unpack_payload(ctx, &frame, &state);
+    r = blob_unpack_for_load(ctx, &frame, buf, &decoded);
     if (r < 0)
         return r;
     *ret_read_ns = monotonic_now_ns();
     /* The listed fds come without FD_CLOEXEC: back to close-on-exec right
      * away, whatever the load and the validation say, so no child inherits
      * them — also when the load fails halfway and forgets them. Not stdio
-     * or the blob, which a bad entry may name (the load refuses those). */
-    for (size_t i = 0; i < state->n_fds; i++) {
-        const Cprkit__FdEntry *e = state->fds[i];
+     * or the blob, which a bad entry may name (the load refuses those);
+     * an entry without an fd number has fd -1. */
+    for (size_t i = 0; i < decoded.n_fds; i++) {
+        int fd = decoded.fds[i].fd;
 
-        if (e->has_fd && e->fd > STDERR_FILENO && e->fd != ctx->blob_fd &&
-            fd_set_cloexec(e->fd, true) == 0)
-            g_array_append_val(ctx->listed_fds, e->fd);
+        if (fd > STDERR_FILENO && fd != ctx->blob_fd &&
+            fd_set_cloexec(fd, true) == 0)
+            g_array_append_val(ctx->listed_fds, fd);
     }
-    r = state_load(ctx, state);
-    cprkit__state__free_unpacked(state, NULL);
+    r = state_load_decoded(ctx, &decoded);
+    decoded_state_clear(&decoded);
     if (r < 0)
         return r;
     *ret_state_ns = monotonic_now_ns();
     return validate_fds(ctx);
+}
+
+/* Reads the blob and fills the context. Called with ctx->blob_fd set,
+ * checked sealed. */
+static int load_blob(cprkit_ctx *ctx, uint64_t *ret_read_ns,
+                     uint64_t *ret_state_ns)
+{
+    struct blob_buffer buf;
+    int r;
+
+    r = blob_map_fd(ctx, ctx->blob_fd, &buf);
+    if (r < 0)
+        return r;
+    r = load_blob_from(ctx, buf.data, buf.size, ret_read_ns, ret_state_ns);
+    blob_buffer_release(&buf);
+    return r;
 }
 
 CPRKIT_EXPORT int cprkit_load_incoming(cprkit_ctx *ctx)

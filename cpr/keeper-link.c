@@ -245,24 +245,21 @@ static int sync_now(cprkit_ctx *ctx)
 {
     struct command_line self = {0};
     Cprkit__State *state = NULL;
-    _cleanup_free_ uint8_t *blob = NULL;
     _cleanup_close_ int blob_fd = -EBADF;
     g_autoptr(GString) tail = g_string_new(NULL);
     g_autofree char *header = NULL;
-    size_t size;
     int r;
 
     r = command_line_of_self(ctx, &self);
     if (r >= 0) {
-        r = state_build(ctx, ctx->generation, &state);
+        r = state_build_without_fds(ctx, ctx->generation, &state);
         if (r >= 0) {
             state->n_timestamps = 0;
-            r = blob_encode(ctx, state, &self, &blob, &size);
+            r = blob_write_memfd_with_registry(ctx, state, &self, &blob_fd,
+                                               NULL);
         }
         state_build_free(state);
     }
-    if (r >= 0)
-        r = blob_write_sealed_memfd(ctx, blob, size, &blob_fd);
     if (r < 0) {
         g_autofree char *why = g_strdup(cprkit_last_error(ctx));
 

@@ -84,7 +84,8 @@ int state_fd_resolve(cprkit_ctx *ctx, const Cprkit__FdRef *ref,
     return 0;
 }
 
-int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
+static int build(cprkit_ctx *ctx, uint64_t generation, bool with_fds,
+                 Cprkit__State **ret)
 {
     struct built_state *built = g_new0(struct built_state, 1);
     Cprkit__State *state = &built->state;
@@ -99,7 +100,7 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     state->has_generation = true;
     state->generation = generation;
 
-    state->n_fds = ctx->fds->len;
+    state->n_fds = with_fds ? ctx->fds->len : 0;
     state->fds = g_new0(Cprkit__FdEntry *, state->n_fds + 1);
     fd_msgs = built->fd_msgs = g_new0(struct fd_entry_msgs, state->n_fds);
     for (size_t i = 0; i < state->n_fds; i++) {
@@ -176,6 +177,19 @@ int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
     return 0;
 }
 
+int state_build(cprkit_ctx *ctx, uint64_t generation, Cprkit__State **ret)
+{
+    return build(ctx, generation, true, ret);
+}
+
+/* What an update writes: the fd entries are tens of thousands of messages
+ * for a large VMM, fd-wire.c writes them from the registry instead. */
+int state_build_without_fds(cprkit_ctx *ctx, uint64_t generation,
+                            Cprkit__State **ret)
+{
+    return build(ctx, generation, false, ret);
+}
+
 /* Frees what state_build() allocated; the strings and bytes belong to the
  * context. */
 void state_build_free(Cprkit__State *state)
@@ -194,51 +208,72 @@ void state_build_free(Cprkit__State *state)
     g_free(built);
 }
 
-static int load_fd_entry(cprkit_ctx *ctx, const Cprkit__FdEntry *m,
-                         size_t index)
+/* Blobs may come from newer writers: an fd type we do not know is
+ * "other" here, and still checked by its st_dev/st_ino. */
+enum cprkit_fd_type fd_type_from_blob(bool has_identity, bool has_type,
+                                      int32_t type)
+{
+    if (has_identity && has_type && type <= (int32_t)CPRKIT_FD_OTHER)
+        return (enum cprkit_fd_type)type;
+    return CPRKIT_FD_OTHER;
+}
+
+void fd_entry_fill(struct fd_entry *e, const Cprkit__FdEntry *m)
 {
     const Cprkit__FdIdentity *id = m->identity;
-    struct fd_identity identity = {0};
 
-    if (!name_is_valid(m->name))
+    e->id = m->id;
+    e->fd = m->has_fd ? m->fd : -1;
+    e->identity = (struct fd_identity){0};
+    if (id) {
+        e->identity.dev = id->st_dev;
+        e->identity.ino = id->st_ino;
+        e->identity.rdev = id->st_rdev;
+        e->identity.mode_type = id->st_mode_type;
+        e->identity.has_anon_id = id->has_anon_id;
+        e->identity.anon_id = id->anon_id;
+    }
+    e->identity.type = fd_type_from_blob(id != NULL, id && id->has_type,
+                                         id ? (int32_t)id->type : 0);
+}
+
+static int load_fd_entry(cprkit_ctx *ctx, struct fd_entry *e, size_t index)
+{
+    int r;
+
+    if (!name_is_valid(e->name))
         return ctx_fail(ctx, -EBADMSG, "fd entry %zu has no valid name", index);
-    if (!m->has_fd || m->fd < 0)
+    if (e->fd < 0)
         return ctx_fail(ctx, -EBADMSG, "fd entry '%s' has no fd number",
-                        m->name);
+                        e->name);
     /* cprkit_fd_save() never records these: an entry naming one would
      * hand the application (and CLOEXEC) the process's own stdio. */
-    if (m->fd <= STDERR_FILENO)
+    if (e->fd <= STDERR_FILENO)
         return ctx_fail(ctx, -EBADMSG,
                         "fd entry '%s' names fd %d (standard input, output "
                         "or error): refused",
-                        m->name, m->fd);
-    if (ctx->blob_fd >= 0 && m->fd == ctx->blob_fd)
+                        e->name, e->fd);
+    if (ctx->blob_fd >= 0 && e->fd == ctx->blob_fd)
         return ctx_fail(ctx, -EBADMSG,
                         "fd entry '%s' names fd %d, the state blob itself",
-                        m->name, m->fd);
-    /* Blobs may come from newer writers: an fd type we do not know is
-     * "other" here, and still checked by its st_dev/st_ino. */
-    if (id) {
-        identity.type = id->has_type && (int)id->type <= (int)CPRKIT_FD_OTHER
-                            ? (enum cprkit_fd_type)id->type
-                            : CPRKIT_FD_OTHER;
-        identity.dev = id->st_dev;
-        identity.ino = id->st_ino;
-        identity.rdev = id->st_rdev;
-        identity.mode_type = id->st_mode_type;
-        identity.has_anon_id = id->has_anon_id;
-        identity.anon_id = id->anon_id;
-    } else {
-        identity.type = CPRKIT_FD_OTHER;
-    }
-    if (fdreg_lookup(ctx, m->name, m->id))
-        return ctx_fail(ctx, -EBADMSG, "fd '%s'/%d appears twice in the blob",
-                        m->name, m->id);
+                        e->name, e->fd);
     /* Claimed only once the application finds it again. */
-    return fdreg_add(ctx, m->name, m->id, m->fd, &identity, false);
+    e->claimed = false;
+    r = fdreg_insert_loaded(ctx, e);
+    if (r == -EEXIST)
+        return ctx_fail(ctx, -EBADMSG, "fd '%s'/%d appears twice in the blob",
+                        e->name, e->id);
+    if (r < 0)
+        return ctx_fail(ctx, r, "loading fd '%s'/%d: out of memory", e->name,
+                        e->id);
+    return 0;
 }
 
-int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
+/* The registry, sections, timestamps and participants from a State whose
+ * fd entries are fds (n_fds of them, in fd_arena, which the registry
+ * takes over). */
+static int load(cprkit_ctx *ctx, const Cprkit__State *state,
+                struct arena *fd_arena, struct fd_entry *fds, size_t n_fds)
 {
     int r;
 
@@ -246,8 +281,13 @@ int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
     sections_clear(ctx);
     g_ptr_array_set_size(ctx->timestamps, 0);
 
-    for (size_t i = 0; i < state->n_fds; i++) {
-        r = load_fd_entry(ctx, state->fds[i], i);
+    r = fdreg_adopt(ctx, fd_arena, n_fds);
+    if (r < 0) {
+        r = ctx_fail(ctx, r, "loading %zu fds: out of memory", n_fds);
+        goto fail;
+    }
+    for (size_t i = 0; i < n_fds; i++) {
+        r = load_fd_entry(ctx, &fds[i], i);
         if (r < 0)
             goto fail;
     }
@@ -291,4 +331,34 @@ fail:
     sections_clear(ctx);
     g_ptr_array_set_size(ctx->timestamps, 0);
     return r;
+}
+
+int state_load(cprkit_ctx *ctx, const Cprkit__State *state)
+{
+    struct arena fd_arena = {0};
+    struct fd_entry *fds;
+
+    fds = arena_alloc_array(&fd_arena, state->n_fds, sizeof(*fds));
+    if (!fds)
+        return ctx_fail(ctx, -ENOMEM, "loading the state: out of memory");
+    for (size_t i = 0; i < state->n_fds; i++) {
+        const Cprkit__FdEntry *m = state->fds[i];
+
+        fds[i] = (struct fd_entry){0};
+        if (m->name) {
+            fds[i].name = arena_strndup(&fd_arena, m->name, strlen(m->name));
+            if (!fds[i].name) {
+                arena_clear(&fd_arena);
+                return ctx_fail(ctx, -ENOMEM,
+                                "loading the state: out of memory");
+            }
+        }
+        fd_entry_fill(&fds[i], m);
+    }
+    return load(ctx, state, &fd_arena, fds, state->n_fds);
+}
+
+int state_load_decoded(cprkit_ctx *ctx, struct decoded_state *d)
+{
+    return load(ctx, d->state, &d->fd_arena, d->fds, d->n_fds);
 }

@@ -468,12 +468,94 @@ static void test_foreach(void)
     close(pfd[1]);
 }
 
+/* The registry's index (cpr/fd-index.c) against a plain array, with
+ * hashes made to collide and runs that wrap around the table's end: adds,
+ * duplicates refused, removes from anywhere in a run, lookups of all. */
+static void test_index_against_reference(void)
+{
+    enum { N = 600 };
+    struct fd_index x = {0};
+    struct fd_entry entries[N];
+    bool in[N] = {false};
+    char names[N][16];
+    uint64_t seed = 12345;
+
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "e%u", i % 50);
+        entries[i] = (struct fd_entry){.name = names[i], .id = (int)(i / 50)};
+        /* A few home slots only, near the end of any table size: long
+         * runs that wrap. */
+        entries[i].hash = (guint)(i % 5 == 0 ? 0xffffffffu - i % 3 : i % 7);
+    }
+    for (unsigned step = 0; step < 20000; step++) {
+        unsigned i;
+
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        i = (unsigned)(seed % N);
+        if (!in[i]) {
+            g_assert_cmpint(fd_index_add(&x, &entries[i]), ==, 0);
+            in[i] = true;
+        } else if (seed % 3 == 0) {
+            struct fd_entry twin = entries[i];
+
+            g_assert_cmpint(fd_index_add(&x, &twin), ==, -EEXIST);
+        } else {
+            fd_index_remove(&x, &entries[i]);
+            in[i] = false;
+        }
+        if (step % 97 == 0 || step > 19900) {
+            size_t count = 0;
+
+            for (unsigned j = 0; j < N; j++) {
+                struct fd_entry *got = fd_index_lookup(
+                    &x, entries[j].hash, entries[j].name, entries[j].id);
+
+                g_assert_true(got == (in[j] ? &entries[j] : NULL));
+                count += in[j];
+            }
+            g_assert_cmpuint(x.count, ==, count);
+        }
+    }
+    /* Removing what is not in changes nothing. */
+    for (unsigned j = 0; j < N; j++)
+        if (!in[j])
+            fd_index_remove(&x, &entries[j]);
+    fd_index_clear(&x);
+    g_assert_null(fd_index_lookup(&x, 0, "e0", 0));
+    fd_index_remove(&x, &entries[0]);
+}
+
+/* Sized for n, the index takes n entries without growing. */
+static void test_index_reserve(void)
+{
+    struct fd_index x = {0};
+    struct fd_entry entries[1000];
+    struct fd_entry **table;
+
+    g_assert_cmpint(fd_index_reserve(&x, 1000), ==, 0);
+    table = x.entries;
+    for (unsigned i = 0; i < 1000; i++) {
+        entries[i] = (struct fd_entry){.name = "same", .id = (int)i};
+        entries[i].hash = fd_entry_hash(&entries[i]);
+        g_assert_cmpint(fd_index_add(&x, &entries[i]), ==, 0);
+    }
+    g_assert_true(x.entries == table);
+    g_assert_cmpuint(x.mask + 1, >=, 2000);
+    g_assert_cmpint(fd_index_reserve(&x, SIZE_MAX / 2), ==, -ENOMEM);
+    fd_index_clear(&x);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fdident/types", test_identify_types);
     g_test_add_func("/fdreg/save-find-remove", test_save_find_remove);
     g_test_add_func("/fdreg/foreach", test_foreach);
+    g_test_add_func("/fdreg/index-against-reference",
+                    test_index_against_reference);
+    g_test_add_func("/fdreg/index-reserve", test_index_reserve);
     g_test_add_func("/sections/put-get", test_sections);
     g_test_add_func("/fdreg/check-unchanged", test_check_unchanged);
     g_test_add_func("/fdreg/check-unchanged-eventfd",

@@ -495,6 +495,46 @@ static void test_entry_names_stdio_or_blob(void)
     outgoing_clear(&o);
 }
 
+/* A blob of more than 64 KiB is mapped, not read, and its payload is
+ * rearranged in the private mapping: the load sees everything, the memfd
+ * is unchanged. */
+static void test_large_blob_mapped(void)
+{
+    struct outgoing o;
+    cprkit_ctx *ctx = new_ctx();
+    g_autofree uint8_t *big = g_malloc(200000);
+    g_autofree uint8_t *before = NULL, *after = NULL;
+    size_t before_size, after_size;
+    const void *data;
+    size_t size;
+    int blob_fd;
+
+    for (size_t i = 0; i < 200000; i++)
+        big[i] = (uint8_t)(i * 31);
+    outgoing_init(&o);
+    g_assert_cmpint(cprkit_section_put(o.ctx, "device-model", big, 200000), ==,
+                    0);
+    blob_fd = hand_over(&o, NULL, true);
+    g_assert_cmpint(blob_read_fd(o.ctx, blob_fd, &before, &before_size), ==, 0);
+    g_assert_cmpuint(before_size, >, 64 << 10);
+
+    g_assert_cmpint(cprkit_load_incoming(ctx), ==, 1);
+    g_assert_cmpint(cprkit_section_get(ctx, "device-model", &data, &size), ==,
+                    0);
+    g_assert_cmpmem(data, size, big, 200000);
+    g_assert_cmpint(cprkit_section_get(ctx, "app", &data, &size), ==, 0);
+    g_assert_cmpmem(data, size, "v1 state", 8);
+    g_assert_cmpint(cprkit_fd_find(ctx, "ram", 0, CPRKIT_FD_MEMFD), ==, o.mem);
+    g_assert_cmpint(cprkit_fd_find(ctx, "pipe", 1, CPRKIT_FD_PIPE), ==,
+                    o.pipe_w);
+    g_assert_cmpuint(cprkit_generation(ctx), ==, 1);
+    g_assert_true(fd_has_cloexec(o.ev));
+    g_assert_cmpint(blob_read_fd(o.ctx, blob_fd, &after, &after_size), ==, 0);
+    g_assert_cmpmem(after, after_size, before, before_size);
+    cprkit_free(ctx);
+    outgoing_clear(&o);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -514,5 +554,6 @@ int main(int argc, char **argv)
     g_test_add_func("/incoming/bad-env", test_bad_env);
     g_test_add_func("/incoming/entry-stdio-or-blob",
                     test_entry_names_stdio_or_blob);
+    g_test_add_func("/incoming/large-blob-mapped", test_large_blob_mapped);
     return g_test_run();
 }

@@ -7,9 +7,16 @@
  * rest of the input is a payload, wrapped in a valid frame with correct
  * checksums, to reach the protobuf decoder and the state loader.
  *
+ * Each input also goes through both decoders, protobuf-c's and the one
+ * that reads the fd entries itself (cpr/fd-wire.c): a difference in
+ * verdict, error or loaded context aborts (tests/decode-both.h). In the
+ * even mode that is the payload's own bytes, in a frame, before protobuf-c
+ * packs what it read of them.
+ *
  * Build and long run: docs/testing.md ("Fuzzing").
  */
 #include "cprkit-internal.h"
+#include "../decode-both.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,15 +56,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     if (data[0] & 1) {
+        decode_both(data, size);
         decode_and_load(ctx, data, size);
     } else {
         /* Wrap the payload: decode what the frame would accept. */
-        Cprkit__State *state = cprkit__state__unpack(NULL, size - 1, data + 1);
         char *argv[] = {"fuzz", NULL};
         struct command_line rescue = {"/fuzz", argv};
+        Cprkit__State *state;
         uint8_t *blob;
         size_t blob_size;
 
+        decode_both_payload(data + 1, size - 1);
+        state = cprkit__state__unpack(NULL, size - 1, data + 1);
         if (!state)
             return 0;
         if (blob_encode(ctx, state, &rescue, &blob, &blob_size) == 0) {
