@@ -22,6 +22,7 @@ static sigset_t program_sigmask;
 int preload_upgrade(void *userdata, cprkit_ctx *c, const char *binary,
                     char *const argv[])
 {
+    struct preload_exec_fds changed = {0};
     sigset_t old;
     int r;
 
@@ -48,11 +49,16 @@ int preload_upgrade(void *userdata, cprkit_ctx *c, const char *binary,
                 "exec %s: the program's threads stop here, the new "
                 "binary re-runs its initialisation",
                 binary);
+    /* An update from the control socket, not the program's own execve:
+     * the fds the program opened are not meant to cross it. */
+    if (userdata == PRELOAD_UPGRADE_FROM_CONTROL)
+        preload_exec_fds_close_on_exec(&changed);
     preload_in_lib++;
     pthread_sigmask(SIG_SETMASK, &program_sigmask, &old);
     r = cprkit_exec(c, binary, argv, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     preload_in_lib--;
+    preload_exec_fds_restore(&changed);
     preload_log(LOG_ERR, "update to %s failed, this binary keeps serving: %s",
                 binary, cprkit_last_error(c));
     return r;

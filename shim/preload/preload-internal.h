@@ -60,6 +60,15 @@ void preload_records_save_if_changed(void);
 int preload_records_load(struct preload_item *ret_items, size_t max,
                          size_t *ret_n, char *ret_why, size_t why_size);
 
+/* exec-fds.c: the program's fds across an update the shim starts. */
+struct preload_exec_fds {
+    int *fds; /* made close-on-exec here, to clear again if exec fails */
+    size_t n, size;
+};
+void preload_exec_fds_init(void);
+void preload_exec_fds_close_on_exec(struct preload_exec_fds *changed);
+void preload_exec_fds_restore(struct preload_exec_fds *changed);
+
 /* incoming.c: the new binary re-creating what was preserved. */
 extern bool preload_incoming;
 int preload_incoming_start(void);
@@ -100,6 +109,9 @@ struct vfio_irq_set;
 int preload_set_irqs(struct preload_device *d, struct vfio_irq_set *s);
 
 /* control-thread.c: the control socket and the update itself. */
+/* userdata of preload_upgrade() when the control socket asked for the
+ * update (NULL: the program's own execve). */
+#define PRELOAD_UPGRADE_FROM_CONTROL ((void *)1)
 int preload_upgrade(void *userdata, cprkit_ctx *c, const char *binary,
                     char *const argv[]);
 int preload_control_thread_start(void);

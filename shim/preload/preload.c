@@ -153,6 +153,8 @@ __attribute__((constructor)) static void preload_init(void)
         log_max = LOG_DEBUG;
     if (!getenv(CPRKIT_CONTROL_SOCKET_ENV))
         return; /* not under cpr-exec run (or a child of the program) */
+    /* Before anything is opened here: what the process was started with. */
+    preload_exec_fds_init();
     /* Any libcprkit in the program (the control library, or the core
      * alone): two cprkit contexts would both preserve its fds. */
     if (dlsym(RTLD_DEFAULT, "cprkit_control_listen") ||
@@ -206,7 +208,8 @@ __attribute__((constructor)) static void preload_init(void)
         preload_in_lib = 0;
         return;
     }
-    cprkit_control_set_upgrade_fn(preload_control, preload_upgrade, NULL);
+    cprkit_control_set_upgrade_fn(preload_control, preload_upgrade,
+                                  PRELOAD_UPGRADE_FROM_CONTROL);
     r = cprkit_fd_find(preload_ctx, CONTROL_LISTEN_FD_NAME, 0, CPRKIT_FD_ANY);
     if (r >= 0)
         preload_private_add(r);

@@ -9,6 +9,7 @@
  * a missing shim is refused by `run`.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +48,9 @@ static int spawn_run(const char *sock, const char *arg, const char *out,
          * killed when an assertion fails (app_groups). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         setpgid(0, 0);
+        /* An fd the program is started with (as a service manager passes
+         * its sockets): it must cross every update. */
+        dup2(open("/dev/null", O_RDONLY), 9);
         execv(cpr_exec, (char **)argv);
         _exit(127);
     }
@@ -137,6 +141,26 @@ static void stop(pid_t keeper, pid_t target)
     g_assert_cmpint(WEXITSTATUS(status), ==, 0);
 }
 
+/* The N of "fd=N" in the started line of plain-app whose arg is @arg. */
+static int started_fd(const char *file, const char *arg)
+{
+    g_autofree char *text = NULL;
+    g_autofree char *needle = g_strdup_printf("arg=%s fd=", arg);
+    const char *p;
+
+    if (!g_file_get_contents(file, &text, NULL, NULL) ||
+        !(p = strstr(text, needle)))
+        return -1;
+    return atoi(p + strlen(needle));
+}
+
+static bool has_fd(pid_t pid, int fd)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/fd/%d", (int)pid, fd);
+
+    return access(path, F_OK) == 0;
+}
+
 static void test_upgrade(void)
 {
     g_autofree char *sock = sock_path();
@@ -152,6 +176,7 @@ static void test_upgrade(void)
 
     keeper = spawn_run(sock, "one", out, &pid);
     g_assert_cmpint(status_member(sock, "pid"), ==, pid);
+    g_assert_true(has_fd(pid, 9));
     g_assert_cmpint(status_member(sock, "keeper.pid"), ==, keeper);
     g_assert_cmpint(status_member(sock, "generation"), ==, 0);
 
@@ -164,6 +189,12 @@ static void test_upgrade(void)
     g_assert_cmpint(status_member(sock, "pid"), ==, pid);
     g_assert_cmpint(status_member(sock, "generation"), ==, 1);
     g_assert_cmpint(count_lines(out, "arg=two"), ==, 1);
+    /* The fd the program opened without O_CLOEXEC did not cross the
+     * update: the new binary's open got the same number again. The fd it
+     * was started with did. */
+    g_assert_cmpint(started_fd(out, "one"), >, 2);
+    g_assert_cmpint(started_fd(out, "two"), ==, started_fd(out, "one"));
+    g_assert_true(has_fd(pid, 9));
 
     /* a binary that does not exist: refused, the program keeps serving */
     o = cmd_json(p, bad, &code);
