@@ -85,6 +85,9 @@ struct preload_container {
 };
 struct preload_group {
     int prog_fd, lib_fd, number, container_id;
+    /* The program attached it (VFIO_GROUP_SET_CONTAINER) in this binary;
+     * false for a group reclaimed on the incoming side until it does. */
+    bool attached_here;
 };
 struct preload_device {
     int fd;

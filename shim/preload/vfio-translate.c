@@ -107,7 +107,8 @@ static int group_reclaim(int number, const struct preload_item *it)
                          cprkit_last_error(preload_ctx));
         return fd;
     }
-    groups[n_groups++] = (struct preload_group){fd, fd, number, (int)it->b};
+    groups[n_groups++] =
+        (struct preload_group){fd, fd, number, (int)it->b, false};
     preload_claim(it);
     preload_maybe_commit();
     return fd;
@@ -145,7 +146,7 @@ int preload_vfio_open(const char *path, int flags, int (*opener)(void *),
     if (r < 0)
         return r;
     /* Opened for real: the library reopens it at VFIO_GROUP_SET_CONTAINER. */
-    groups[n_groups++] = (struct preload_group){r, -1, number, -1};
+    groups[n_groups++] = (struct preload_group){r, -1, number, -1, false};
     return r;
 }
 
@@ -164,6 +165,7 @@ static int group_set_container(struct preload_group *g, int container_fd)
                              g->number, c->id, g->container_id);
             return -EINVAL;
         }
+        g->attached_here = true;
         return 0;
     }
     /* A group opens once: close the program's fd, let the library open
@@ -190,6 +192,7 @@ static int group_set_container(struct preload_group *g, int container_fd)
     }
     g->lib_fd = fd;
     g->container_id = c->id;
+    g->attached_here = true;
     preload_record_add(&(struct preload_item){.kind = PRELOAD_ITEM_GROUP,
                                               .a = (uint64_t)g->number,
                                               .b = (uint64_t)c->id});
@@ -249,9 +252,29 @@ static int container_ioctl(struct preload_container *c, unsigned long req,
     return 1;
 }
 
+/* A group reclaimed on the incoming side is attached to its container
+ * already; the kernel says so (VFIO_GROUP_FLAGS_CONTAINER_SET), and a
+ * standard VFIO program (DPDK, SPDK, QEMU) then skips attaching it,
+ * setting the IOMMU and mapping its DMA memory: the shim would wait for
+ * resources that never come. Until the program attaches it in this binary,
+ * the group is shown as the program left it before exec'ing: viable, not
+ * attached, so it sets itself up the normal way and each step reclaims. */
+static int group_get_status(struct preload_group *g,
+                            struct vfio_group_status *status)
+{
+    if (preload_real_ioctl(g->lib_fd >= 0 ? g->lib_fd : g->prog_fd,
+                           VFIO_GROUP_GET_STATUS, status) < 0)
+        return -errno;
+    if (g->lib_fd >= 0 && !g->attached_here)
+        status->flags &= ~(uint32_t)VFIO_GROUP_FLAGS_CONTAINER_SET;
+    return 0;
+}
+
 static int group_ioctl(struct preload_group *g, unsigned long req, void *arg)
 {
     switch (req) {
+    case VFIO_GROUP_GET_STATUS:
+        return group_get_status(g, arg);
     case VFIO_GROUP_SET_CONTAINER:
         return group_set_container(g, *(const int *)arg);
     case VFIO_GROUP_GET_DEVICE_FD:

@@ -149,7 +149,9 @@ static void nic_open(struct nic *n, int container)
     if (ioctl(group, VFIO_GROUP_GET_STATUS, &gs) < 0 ||
         !(gs.flags & VFIO_GROUP_FLAGS_VIABLE))
         die("e1000e group not viable");
-    if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
+    /* As DPDK does: a group attached already is taken as set up. */
+    if (!(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET) &&
+        ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
         die("VFIO_GROUP_SET_CONTAINER (e1000e)");
     n->device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
     if (n->device < 0)
@@ -220,6 +222,7 @@ int main(int argc, char **argv)
     uint16_t cmd = 0;
     uint8_t *mem;
     int container, group, device, evfd, req, iterations = 0;
+    bool set_up;
 
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--iova=", 7) == 0)
@@ -250,9 +253,14 @@ int main(int argc, char **argv)
     if (ioctl(group, VFIO_GROUP_GET_STATUS, &gs) < 0 ||
         !(gs.flags & VFIO_GROUP_FLAGS_VIABLE))
         die("group not viable");
-    if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
+    /* As DPDK, SPDK and QEMU do: a group already attached to a container
+     * is taken as set up (container, IOMMU and DMA mappings). The shim
+     * must show a reclaimed group as not attached, or nothing below would
+     * be re-created after an update. */
+    set_up = !(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET);
+    if (set_up && ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
         die("VFIO_GROUP_SET_CONTAINER");
-    if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0)
+    if (set_up && ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0)
         die("VFIO_SET_IOMMU");
     device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
     if (device < 0)
@@ -273,7 +281,7 @@ int main(int argc, char **argv)
     map.vaddr = (uintptr_t)mem;
     map.iova = iova;
     map.size = BUF_SIZE;
-    if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map) < 0)
+    if (set_up && ioctl(container, VFIO_IOMMU_MAP_DMA, &map) < 0)
         die("VFIO_IOMMU_MAP_DMA");
     evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (evfd < 0)
