@@ -225,6 +225,9 @@ uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t size);
 
 /* fdident.c */
 int fd_identify(int fd, struct fd_identity *ret);
+/* true when fd is known, cheaply, to still be the object saved as @saved
+ * (see fdident.c); false means: run fd_identify() and compare. */
+bool fd_unchanged_fast(int fd, const struct fd_identity *saved);
 bool fd_identity_equal(const struct fd_identity *a, const struct fd_identity *b);
 /* The value of a "<field>:" line of /proc/self/fdinfo/<fd> (leading blanks
  * dropped) into ret; -ENOENT when the kernel shows no such line. */

@@ -53,6 +53,8 @@ static int validate_fds(cprkit_ctx *ctx)
         struct fd_entry *e = g_ptr_array_index(ctx->fds, i);
         struct fd_identity now;
 
+        if (fd_unchanged_fast(e->fd, &e->identity))
+            continue;
         if (fd_identify(e->fd, &now) < 0)
             return ctx_fail(ctx, -EBADF,
                             "preserved fd '%s'/%d (fd %d, %s) is missing "

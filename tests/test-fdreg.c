@@ -191,6 +191,47 @@ static void test_check_unchanged_eventfd(void)
     cprkit_free(ctx);
 }
 
+/* The incoming side's shortcut: true only for the very object saved;
+ * every replacement falls through to the full check. */
+static void test_unchanged_fast(void)
+{
+    int ev = eventfd(0, EFD_CLOEXEC), other_ev = eventfd(0, EFD_CLOEXEC);
+    int mem = memfd_create("fast", MFD_CLOEXEC);
+    int other_mem = memfd_create("fast", MFD_CLOEXEC);
+    int pp[2];
+    struct fd_identity ev_id, mem_id, pipe_id;
+
+    g_assert_cmpint(pipe2(pp, O_CLOEXEC), ==, 0);
+    g_assert_cmpint(fd_identify(ev, &ev_id), ==, 0);
+    g_assert_cmpint(fd_identify(mem, &mem_id), ==, 0);
+    g_assert_cmpint(fd_identify(pp[0], &pipe_id), ==, 0);
+    g_assert_true(fd_unchanged_fast(ev, &ev_id));
+    g_assert_true(fd_unchanged_fast(mem, &mem_id));
+    g_assert_true(fd_unchanged_fast(pp[0], &pipe_id));
+    /* Another eventfd, another memfd, another kind at the same number. */
+    g_assert_false(fd_unchanged_fast(other_ev, &ev_id));
+    g_assert_false(fd_unchanged_fast(other_mem, &mem_id));
+    {
+        int qq[2];
+
+        g_assert_cmpint(pipe2(qq, O_CLOEXEC), ==, 0);
+        g_assert_false(fd_unchanged_fast(qq[0], &pipe_id));
+        close(qq[0]);
+        close(qq[1]);
+    }
+    g_assert_false(fd_unchanged_fast(other_ev, &mem_id));
+    g_assert_false(fd_unchanged_fast(mem, &ev_id));
+    /* Saved without an eventfd-id (an old blob): the full check. */
+    ev_id.has_anon_id = false;
+    g_assert_false(fd_unchanged_fast(ev, &ev_id));
+    close(pp[0]);
+    close(pp[1]);
+    close(ev);
+    close(other_ev);
+    close(mem);
+    close(other_mem);
+}
+
 /* A context with three preserved fds; the exec failure tests check that
  * they are all still open and close-on-exec afterwards. */
 struct preserved {
@@ -558,6 +599,7 @@ int main(int argc, char **argv)
     g_test_add_func("/fdreg/index-reserve", test_index_reserve);
     g_test_add_func("/sections/put-get", test_sections);
     g_test_add_func("/fdreg/check-unchanged", test_check_unchanged);
+    g_test_add_func("/fdreg/unchanged-fast", test_unchanged_fast);
     g_test_add_func("/fdreg/check-unchanged-eventfd",
                     test_check_unchanged_eventfd);
     g_test_add_func("/exec/missing-binary", test_exec_missing_binary);
