@@ -407,6 +407,37 @@ static void exec_next(const struct config *cfg, cprkit_ctx *ctx,
     die("execv", NULL);
 }
 
+/* The new binary (or the rolled-back one) takes the controller over where
+ * the previous one left its queues, and services the first command. */
+static void nvme_resume(struct rig *rig)
+{
+    const void *data;
+    size_t size;
+    struct nvme_state st;
+
+    if (!rig->reclaimed ||
+        cprkit_section_get(rig->ctx, "nvme", &data, &size) < 0 ||
+        size != sizeof(st))
+        die("nvme state not preserved", rig->ctx);
+    memcpy(&st, data, sizeof(st));
+    rig->nvme.sq_tail = st.sq_tail;
+    rig->nvme.cq_head = st.cq_head;
+    rig->nvme.phase = st.phase;
+    nvme_first_command(rig);
+}
+
+/* The queue positions go into the blob; the next update starts. */
+static void nvme_save_and_exec(const struct config *cfg,
+                               struct rig *rig)
+{
+    struct nvme_state st = {rig->nvme.sq_tail, rig->nvme.cq_head,
+                            rig->nvme.phase};
+
+    if (cprkit_section_put(rig->ctx, "nvme", &st, sizeof(st)) < 0)
+        die("section", rig->ctx);
+    exec_next(cfg, rig->ctx, NULL);
+}
+
 /* Samples in the results file so far. */
 static unsigned samples_taken(const struct config *cfg)
 {
@@ -452,19 +483,7 @@ static int run_rollback(struct config *cfg)
         nvme_bring_up(&rig, rig.nvme.mem);
         nvme_first_command(&rig);
     } else {
-        const void *data;
-        size_t size;
-        struct nvme_state st;
-
-        if (!rig.reclaimed ||
-            cprkit_section_get(rig.ctx, "nvme", &data, &size) < 0 ||
-            size != sizeof(st))
-            die("nvme state not preserved", rig.ctx);
-        memcpy(&st, data, sizeof(st));
-        rig.nvme.sq_tail = st.sq_tail;
-        rig.nvme.cq_head = st.cq_head;
-        rig.nvme.phase = st.phase;
-        nvme_first_command(&rig);
+        nvme_resume(&rig);
         t_first = now_ns();
         if (cprkit_commit(rig.ctx) < 0)
             die("commit", rig.ctx);
@@ -479,14 +498,7 @@ static int run_rollback(struct config *cfg)
         summarize(cfg, rollback_cols, 3);
         return 0;
     }
-    {
-        struct nvme_state st = {rig.nvme.sq_tail, rig.nvme.cq_head,
-                                rig.nvme.phase};
-
-        if (cprkit_section_put(rig.ctx, "nvme", &st, sizeof(st)) < 0)
-            die("section", rig.ctx);
-    }
-    exec_next(cfg, rig.ctx, NULL);
+    nvme_save_and_exec(cfg, &rig);
     return 1;
 }
 
@@ -515,19 +527,7 @@ static int run_cprkit(struct config *cfg)
         nvme_bring_up(&rig, rig.nvme.mem);
         nvme_first_command(&rig);
     } else {
-        const void *data;
-        size_t size;
-        struct nvme_state st;
-
-        if (!rig.reclaimed ||
-            cprkit_section_get(rig.ctx, "nvme", &data, &size) < 0 ||
-            size != sizeof(st))
-            die("nvme state not preserved", rig.ctx);
-        memcpy(&st, data, sizeof(st));
-        rig.nvme.sq_tail = st.sq_tail;
-        rig.nvme.cq_head = st.cq_head;
-        rig.nvme.phase = st.phase;
-        nvme_first_command(&rig);
+        nvme_resume(&rig);
         t_first = now_ns();
         if (cprkit_commit(rig.ctx) < 0)
             die("commit", rig.ctx);
@@ -557,14 +557,7 @@ static int run_cprkit(struct config *cfg)
         summarize(cfg, cprkit_cols, 13);
         return 0;
     }
-    {
-        struct nvme_state st = {rig.nvme.sq_tail, rig.nvme.cq_head,
-                                rig.nvme.phase};
-
-        if (cprkit_section_put(rig.ctx, "nvme", &st, sizeof(st)) < 0)
-            die("section", rig.ctx);
-    }
-    exec_next(cfg, rig.ctx, NULL);
+    nvme_save_and_exec(cfg, &rig);
     return 1;
 }
 

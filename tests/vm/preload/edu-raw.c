@@ -132,27 +132,42 @@ static int eventfd_or_die(void)
     return fd;
 }
 
-/* The e1000e in the same container: sparse, then grown MSI-X. */
-static void nic_open(struct nic *n, int container)
+/* Opens the group of @bdf and attaches it to @container unless it says
+ * it is attached already, which DPDK, SPDK and QEMU take as "set up"
+ * (container, IOMMU, DMA mappings): the shim must show a reclaimed group
+ * as not attached, or nothing would be re-created after an update.
+ * Returns the group fd; *ret_attached_here: it was attached here. */
+static int group_open(const char *bdf, int container, bool *ret_attached_here)
 {
     struct vfio_group_status gs = {.argsz = sizeof(gs)};
-    struct vfio_irq_info info;
-    char bdf[16], path[64];
+    char path[64];
     int group;
 
-    if (pci_find(0x8086, 0x10d3, bdf) < 0)
-        die("no e1000e");
     snprintf(path, sizeof(path), "/dev/vfio/%d", pci_iommu_group(bdf));
     group = open(path, O_RDWR | O_CLOEXEC);
     if (group < 0)
         die(path);
     if (ioctl(group, VFIO_GROUP_GET_STATUS, &gs) < 0 ||
         !(gs.flags & VFIO_GROUP_FLAGS_VIABLE))
-        die("e1000e group not viable");
-    /* As DPDK does: a group attached already is taken as set up. */
-    if (!(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET) &&
+        die("group not viable");
+    *ret_attached_here = !(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET);
+    if (*ret_attached_here &&
         ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
-        die("VFIO_GROUP_SET_CONTAINER (e1000e)");
+        die("VFIO_GROUP_SET_CONTAINER");
+    return group;
+}
+
+/* The e1000e in the same container: sparse, then grown MSI-X. */
+static void nic_open(struct nic *n, int container)
+{
+    struct vfio_irq_info info;
+    char bdf[16];
+    bool attached_here;
+    int group;
+
+    if (pci_find(0x8086, 0x10d3, bdf) < 0)
+        die("no e1000e");
+    group = group_open(bdf, container, &attached_here);
     n->device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
     if (n->device < 0)
         die("VFIO_GROUP_GET_DEVICE_FD (e1000e)");
@@ -211,14 +226,13 @@ int main(int argc, char **argv)
     uint64_t iova = 0x100000;
     const char *tag = "v1";
     bool standalone = false;
-    struct vfio_group_status gs = {.argsz = sizeof(gs)};
     struct vfio_iommu_type1_dma_map map = {.argsz = sizeof(map)};
     char irq_buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
     struct vfio_irq_set *irqs = (struct vfio_irq_set *)irq_buf;
     struct vfio_bar bar;
     struct nic nic;
     struct header *h;
-    char bdf[16], path[64];
+    char bdf[16];
     uint16_t cmd = 0;
     uint8_t *mem;
     int container, group, device, evfd, req, iterations = 0;
@@ -246,20 +260,7 @@ int main(int argc, char **argv)
     if (ioctl(container, VFIO_GET_API_VERSION) != VFIO_API_VERSION ||
         ioctl(container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) != 1)
         die("VFIO API");
-    snprintf(path, sizeof(path), "/dev/vfio/%d", pci_iommu_group(bdf));
-    group = open(path, O_RDWR | O_CLOEXEC);
-    if (group < 0)
-        die(path);
-    if (ioctl(group, VFIO_GROUP_GET_STATUS, &gs) < 0 ||
-        !(gs.flags & VFIO_GROUP_FLAGS_VIABLE))
-        die("group not viable");
-    /* As DPDK, SPDK and QEMU do: a group already attached to a container
-     * is taken as set up (container, IOMMU and DMA mappings). The shim
-     * must show a reclaimed group as not attached, or nothing below would
-     * be re-created after an update. */
-    set_up = !(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET);
-    if (set_up && ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) < 0)
-        die("VFIO_GROUP_SET_CONTAINER");
+    group = group_open(bdf, container, &set_up);
     if (set_up && ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0)
         die("VFIO_SET_IOMMU");
     device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
