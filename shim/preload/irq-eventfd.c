@@ -54,12 +54,12 @@ static int enable_vectors(struct preload_device *d,
         r = cprkit_vfio_irq_set_vectors(preload_ctx, d->fd, s->index,
                                         s->start, s->count, use, lib_fds);
     } else if (s->start != 0 || !use[0]) {
-        r = -EINVAL;
-        preload_log(LOG_ERR,
-                    "VFIO_DEVICE_SET_IRQS of IRQ index %u of %s: start %u, "
-                    "fd %d: only MSI and MSI-X take blocks of vectors with "
-                    "gaps under the shim",
-                    s->index, d->bdf, s->start, prog_fds[0]);
+        /* The caller reports it (and rolls back on the incoming side). */
+        r = cprkit_set_error(preload_ctx, -EINVAL,
+                             "IRQ index %u of %s: start %u, fd %d: only MSI "
+                             "and MSI-X take blocks of vectors with gaps "
+                             "under the shim",
+                             s->index, d->bdf, s->start, prog_fds[0]);
     } else {
         r = cprkit_vfio_irq_enable(preload_ctx, d->fd, s->index, s->count,
                                    lib_fds);
