@@ -438,6 +438,36 @@ static void nvme_save_and_exec(const struct config *cfg,
     exec_next(cfg, rig->ctx, NULL);
 }
 
+/* A generation of modes cprkit and rollback starts: load, reclaim or set
+ * up, and the first NVMe command serviced. With refuse_update, a binary
+ * started by an update (not by its rollback) rolls it back right after
+ * the load. Returns what cprkit_load_incoming() did (0: fresh start). */
+static int generation_start(struct rig *rig, const struct config *cfg,
+                            bool refuse_update, uint64_t *t_remapped,
+                            uint64_t *t_irq)
+{
+    int r;
+
+    if (cprkit_new(&rig->ctx) < 0)
+        die("cprkit_new", NULL);
+    r = cprkit_load_incoming(rig->ctx);
+    if (r < 0)
+        die("load", rig->ctx);
+    if (refuse_update && r > 0 && !cprkit_is_rollback(rig->ctx)) {
+        cprkit_rollback(rig->ctx, "benchmark: the new binary refuses");
+        die("rollback", rig->ctx);
+    }
+    rig_setup(rig, cfg, t_remapped, t_irq);
+    if (r == 0) {
+        /* First start: bring the controller up, serve once. */
+        nvme_bring_up(rig, rig->nvme.mem);
+        nvme_first_command(rig);
+    } else {
+        nvme_resume(rig);
+    }
+    return r;
+}
+
 /* Samples in the results file so far. */
 static unsigned samples_taken(const struct config *cfg)
 {
@@ -467,23 +497,8 @@ static int run_rollback(struct config *cfg)
 {
     struct rig rig = {0};
     uint64_t t_remapped, t_irq, t_first;
-    int r;
 
-    if (cprkit_new(&rig.ctx) < 0)
-        die("cprkit_new", NULL);
-    r = cprkit_load_incoming(rig.ctx);
-    if (r < 0)
-        die("load", rig.ctx);
-    if (r > 0 && !cprkit_is_rollback(rig.ctx)) {
-        cprkit_rollback(rig.ctx, "benchmark: the new binary refuses");
-        die("rollback", rig.ctx);
-    }
-    rig_setup(&rig, cfg, &t_remapped, &t_irq);
-    if (r == 0) {
-        nvme_bring_up(&rig, rig.nvme.mem);
-        nvme_first_command(&rig);
-    } else {
-        nvme_resume(&rig);
+    if (generation_start(&rig, cfg, true, &t_remapped, &t_irq) > 0) {
         t_first = now_ns();
         if (cprkit_commit(rig.ctx) < 0)
             die("commit", rig.ctx);
@@ -514,20 +529,8 @@ static int run_cprkit(struct config *cfg)
 {
     struct rig rig = {0};
     uint64_t t_remapped, t_irq, t_first, t_commit;
-    int r;
 
-    if (cprkit_new(&rig.ctx) < 0)
-        die("cprkit_new", NULL);
-    r = cprkit_load_incoming(rig.ctx);
-    if (r < 0)
-        die("load", rig.ctx);
-    rig_setup(&rig, cfg, &t_remapped, &t_irq);
-    if (r == 0) {
-        /* First start: bring the controller up, serve once. */
-        nvme_bring_up(&rig, rig.nvme.mem);
-        nvme_first_command(&rig);
-    } else {
-        nvme_resume(&rig);
+    if (generation_start(&rig, cfg, false, &t_remapped, &t_irq) > 0) {
         t_first = now_ns();
         if (cprkit_commit(rig.ctx) < 0)
             die("commit", rig.ctx);
